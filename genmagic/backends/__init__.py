@@ -1,0 +1,52 @@
+"""The backend protocol. Each backend lives in its own file and registers through the
+``genmagic.backends`` entry-point group (see :mod:`genmagic.registry`).
+
+A backend module must not import torch (or any heavy library) at import time: the
+registry imports it to ask :meth:`Backend.detect`, and that must stay cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..options import Options
+    from ..registry import ModelSpec
+    from ..request import Request, Result, Sink
+
+
+@dataclass
+class Loaded:
+    """A model in memory, as a backend loaded it."""
+
+    spec: ModelSpec
+    model: Any
+    nbytes: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    kinds: tuple[str, ...]  # the run kinds it serves: "text", "image", ...
+
+    def detect(self, source: str) -> str | None:
+        """The kind of model at ``source`` if this backend can load it, else None."""
+
+    def revision(self, spec: ModelSpec) -> str:
+        """A fingerprint of the model's weights/adapters (part of every request key)."""
+
+    def load_key(self, spec: ModelSpec, options: Options) -> tuple[Any, ...]:
+        """What distinguishes two loads of one spec (device, dtype); () if nothing."""
+
+    def load(self, spec: ModelSpec, options: Options) -> Loaded: ...
+
+    def generate(self, loaded: Loaded, request: Request, sink: Sink) -> Result:
+        """Run the request, emitting events to ``sink`` and honouring ``sink.cancelled``.
+
+        On KeyboardInterrupt or cancellation it returns the partial result with
+        ``status="interrupted"`` and leaves the loaded model usable.
+        """
+
+    def unload(self, loaded: Loaded) -> None: ...

@@ -1,0 +1,311 @@
+"""Text generation with a local transformers causal LM (a folder or a cached hub id).
+
+Streaming goes through a ``BaseStreamer`` that emits ``token`` events; generation runs in
+the calling thread, so a kernel interrupt lands inside ``generate`` within one token, and
+cancellation (``sink.cancelled``) is a stopping criterion checked after every token.
+Either way the partial text comes back with ``status="interrupted"`` and the model stays
+loaded. Sample ``i`` of ``--num`` uses ``seed + i``, so any sample can be reproduced alone.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelNotFoundError, PromptError
+from ..options import TextOptions
+from ..request import Event, Request, Sink, TextResult
+from . import Loaded
+from ._hub import fingerprint, local_folder, require_folder
+
+if TYPE_CHECKING:
+    from ..registry import ModelSpec
+
+_MARKER = "config.json"
+
+
+@dataclass
+class _TextModel:
+    model: Any
+    tokenizer: Any
+    context: int
+
+
+def _device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _weights(folder: str) -> tuple[list[str], list[str]]:
+    safe = glob.glob(os.path.join(folder, "*.safetensors"))
+    pickled = [p for p in glob.glob(os.path.join(folder, "*.bin")) + glob.glob(os.path.join(folder, "*.pt"))
+               if not os.path.basename(p).startswith("training_args")]
+    return safe, pickled
+
+
+def transcript(messages: list[dict[str, str]]) -> str:
+    """A plain chat transcript for tokenizers without a chat template."""
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n".join(lines) + "\nAssistant:"
+
+
+class _Streamer:
+    """Receives token ids from ``generate`` and emits text deltas, holding back what may
+    still turn into a stop string or an incomplete UTF-8 character."""
+
+    def __init__(self, tokenizer: Any, sink: Sink, index: int, stops: tuple[str, ...]) -> None:
+        self.tokenizer = tokenizer
+        self.sink = sink
+        self.index = index
+        self.stops = stops
+        self.hold = max((len(s) for s in stops), default=1) - 1
+        self.ids: list[int] = []
+        self.emitted = 0
+        self.prompt_seen = False
+        self.first_token_at: float | None = None
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:  # the first call carries the prompt
+            self.prompt_seen = True
+            return
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        self.ids.extend(int(t) for t in value.reshape(-1).tolist())
+        text, stopped = self.text()
+        safe = len(text) if stopped else len(text) - self.hold
+        while safe > self.emitted and text[safe - 1] == "\ufffd":
+            safe -= 1
+        if safe > self.emitted:
+            self.sink.emit(Event("token", text[self.emitted:safe], self.index))
+            self.emitted = safe
+
+    def end(self) -> None:
+        self.flush()
+
+    def text(self) -> tuple[str, bool]:
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
+        return (text[:cut], True) if cut >= 0 else (text, False)
+
+    def flush(self) -> str:
+        text, _ = self.text()
+        if len(text) > self.emitted:
+            self.sink.emit(Event("token", text[self.emitted:], self.index))
+            self.emitted = len(text)
+        return text
+
+
+class TransformersTextBackend:
+    kinds = ("text",)
+
+    # -- discovery
+    def detect(self, source: str) -> str | None:
+        folder = local_folder(source, _MARKER)
+        if folder is None or os.path.isfile(os.path.join(folder, "model_index.json")):
+            return None
+        return "text"
+
+    def revision(self, spec: ModelSpec) -> str:
+        return fingerprint(spec.source, _MARKER, spec.adapters, spec.revision)
+
+    def load_key(self, spec: ModelSpec, options: Any) -> tuple[Any, ...]:
+        return ()
+
+    # -- loading
+    def load(self, spec: ModelSpec, options: Any) -> Loaded:
+        folder = require_folder(spec.source, _MARKER, spec.revision)
+        safe, pickled = _weights(folder)
+        if not safe:
+            if pickled and not spec.allow_pickle:
+                raise ModelNotFoundError(
+                    f"{spec.alias!r} has only pickle weights ({os.path.basename(pickled[0])}), which can run code; "
+                    "convert them to safetensors, or register the model with allow_pickle = true if you trust it"
+                )
+            if not pickled:
+                raise ModelNotFoundError(
+                    f"{spec.alias!r} ({folder}) has no model weights (*.safetensors); "
+                    "point -m at a folder written by save_pretrained"
+                )
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        device = _device()
+        dtype = torch.float16 if device == "cuda" else torch.float32
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(
+                folder,
+                dtype=dtype,
+                use_safetensors=bool(safe),
+                trust_remote_code=spec.trust_remote_code,
+            )
+        except (OSError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelNotFoundError(f"cannot load {spec.alias!r} from {folder}: {first}") from None
+        for adapter in spec.adapters:
+            model = self._add_adapter(model, adapter)
+        model.to(device)
+        model.eval()
+        config = model.config
+        context = int(
+            getattr(config, "max_position_embeddings", 0)
+            or getattr(config, "n_positions", 0)
+            or min(int(getattr(tokenizer, "model_max_length", 2048)), 1 << 20)
+        )
+        nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        nbytes += sum(b.numel() * b.element_size() for b in model.buffers())
+        return Loaded(
+            spec=spec,
+            model=_TextModel(model, tokenizer, context),
+            nbytes=nbytes,
+            device=device,
+            dtype=str(dtype).removeprefix("torch."),
+            info={"folder": folder, "context": context, "architecture": type(model).__name__},
+        )
+
+    @staticmethod
+    def _add_adapter(model: Any, adapter: str) -> Any:
+        try:
+            from peft import PeftModel
+        except ImportError:
+            raise ModelNotFoundError("adapters need peft: pip install 'genmagic[finetune]'") from None
+        if not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
+            raise ModelNotFoundError(f"adapter {adapter!r} has no adapter_config.json; point --adapter at a saved LoRA folder")
+        if hasattr(model, "load_adapter") and hasattr(model, "peft_config"):
+            name = os.path.basename(os.path.normpath(adapter))
+            model.load_adapter(adapter, adapter_name=name)
+            return model
+        return PeftModel.from_pretrained(model, adapter)
+
+    def unload(self, loaded: Loaded) -> None:
+        loaded.model = None
+
+    # -- generation
+    def encode(self, tm: _TextModel, request: Request) -> list[int]:
+        """The prompt's token ids, built from the chat template or a transcript when chatting."""
+        options: TextOptions = request.options  # type: ignore[assignment]
+        tok = tm.tokenizer
+        if options.chat or options.system or request.messages:
+            messages = []
+            if options.system:
+                messages.append({"role": "system", "content": options.system})
+            messages += [{"role": role, "content": content} for role, content in request.messages]
+            messages.append({"role": "user", "content": request.prompt})
+            if getattr(tok, "chat_template", None):
+                text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            else:
+                text = transcript(messages)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            if tok.bos_token_id is not None and (not ids or ids[0] != tok.bos_token_id) and not getattr(tok, "chat_template", None):
+                ids = [tok.bos_token_id, *ids]
+        else:
+            ids = tok(request.prompt)["input_ids"]
+        return list(ids)
+
+    def check_length(self, tm: _TextModel, ids: list[int], options: TextOptions, alias: str) -> list[int]:
+        limit = tm.context
+        if options.max_new_tokens >= limit:
+            raise PromptError(
+                f"--max-new-tokens {options.max_new_tokens} does not fit {alias}'s context of {limit} tokens; "
+                f"use --max-new-tokens {max(1, limit // 2)} or less"
+            )
+        room = limit - options.max_new_tokens
+        if len(ids) > room:
+            if not options.truncate:
+                raise PromptError(
+                    f"the prompt is {len(ids)} tokens but {alias} has room for {room} "
+                    f"(context {limit} - --max-new-tokens {options.max_new_tokens}); "
+                    "shorten it, lower --max-new-tokens, or pass --truncate to keep its end"
+                )
+            ids = ids[-room:]
+        return ids
+
+    def generate(self, loaded: Loaded, request: Request, sink: Sink) -> TextResult:
+        import torch
+        from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+        tm: _TextModel = loaded.model
+        options: TextOptions = request.options  # type: ignore[assignment]
+        ids = self.check_length(tm, self.encode(tm, request), options, request.model)
+        tok, model = tm.tokenizer, tm.model
+        gen_cfg = model.generation_config
+        eos = gen_cfg.eos_token_id if gen_cfg.eos_token_id is not None else tok.eos_token_id
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (eos[0] if isinstance(eos, list) else eos)
+        sampling = options.temperature > 0
+        config_args: dict[str, Any] = {
+            "max_new_tokens": options.max_new_tokens,
+            "do_sample": sampling,
+            "repetition_penalty": options.repetition_penalty,
+            "eos_token_id": eos,
+            "pad_token_id": pad,
+            "bos_token_id": gen_cfg.bos_token_id,
+        }
+        if sampling:
+            config_args.update(temperature=options.temperature, top_p=options.top_p, top_k=options.top_k)
+        generation_config = GenerationConfig(**config_args)
+        if options.stop:
+            generation_config.stop_strings = list(options.stop)
+
+        class _Cancel(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                flag = sink.cancelled
+                return torch.full((input_ids.shape[0],), flag, dtype=torch.bool, device=input_ids.device)
+
+        input_ids = torch.tensor([ids], device=loaded.device)
+        attention = torch.ones_like(input_ids)
+        texts: list[str] = []
+        counts: list[int] = []
+        status = "ok"
+        started = time.perf_counter()
+        first_token: float | None = None
+        for index in range(options.num):
+            streamer = _Streamer(tok, sink, index, options.stop)
+            if options.seed is not None:
+                torch.manual_seed(options.seed + index)
+            try:
+                with torch.inference_mode():
+                    model.generate(
+                        input_ids=input_ids,
+                        attention_mask=attention,
+                        generation_config=generation_config,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_Cancel()]),
+                        tokenizer=tok if options.stop else None,
+                    )
+            except KeyboardInterrupt:
+                status = "interrupted"
+            if first_token is None and streamer.first_token_at is not None:
+                first_token = streamer.first_token_at - started
+            texts.append(streamer.flush())
+            counts.append(len(streamer.ids))
+            if status == "ok" and sink.cancelled:
+                status = "interrupted"
+            if status != "ok":
+                break
+        elapsed = time.perf_counter() - started
+        total = sum(counts)
+        return TextResult(
+            request=request,
+            status=status,
+            texts=texts,
+            tokens=counts,
+            timings={
+                "generate": elapsed,
+                "first_token": first_token if first_token is not None else elapsed,
+                "tokens": float(total),
+                "tokens_per_s": total / elapsed if elapsed > 0 else 0.0,
+                "prompt_tokens": float(len(ids)),
+            },
+            info={"device": loaded.device, "dtype": loaded.dtype, **loaded.info},
+        )
+

@@ -1,0 +1,132 @@
+"""The command line: ``genmagic generate | models | history | show``.
+
+Options come from the same definitions as the magics (:mod:`genmagic.options`).
+User mistakes print one line to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from . import options as opts
+from .errors import GenmagicError
+
+
+def _read_prompt(words: Sequence[str]) -> str:
+    if list(words) == ["-"] or (not words and not sys.stdin.isatty()):
+        return sys.stdin.read()
+    return " ".join(words)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .display import StreamSink
+    from .engine import default_engine
+
+    controls = opts.from_namespace(opts.TextControls, args)
+    options = opts.from_namespace(opts.TextOptions, args)
+    prompt = _read_prompt(args.prompt)
+    if not prompt.strip():
+        raise GenmagicError("the prompt is empty: pass it as an argument, or '-' to read it from stdin")
+    engine = default_engine()
+    request = engine.request("text", prompt, options, model=controls.model)
+    sink = StreamSink(num=options.num)
+    result = engine.run(request, sink if controls.stream else None, cache=controls.cache)
+    if not controls.stream or result.cached:
+        sys.stdout.write("\n\n".join(result.texts))  # type: ignore[attr-defined]
+    sink.close(result.ok)
+    if controls.format == "json":
+        import json
+
+        print(json.dumps(result.json(), indent=2, ensure_ascii=False))  # type: ignore[attr-defined]
+    if controls.out:
+        print(f"genmagic: --out has no meaning on the command line (history #{result.history_id})", file=sys.stderr)
+    if result.status == "interrupted":
+        print(f"genmagic: interrupted; partial text kept in history #{result.history_id}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .display import Table
+    from .engine import default_engine
+
+    registry = default_engine().registry
+    rows = [
+        [s.alias + ("*" if registry.default(s.kind) == s.alias else ""), s.kind, s.backend, s.source, s.origin]
+        for s in sorted(registry.specs(), key=lambda s: (s.kind, s.alias))
+    ]
+    print(repr(Table(["alias", "kind", "backend", "source", "from"], rows)))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from .engine import default_engine
+    from .history_view import history_table
+
+    history = default_engine().history
+    if args.json:
+        import json
+        from dataclasses import asdict
+
+        records = history.list(n=args.n, search=args.search, kind=args.kind)
+        print(json.dumps([asdict(r) for r in records], indent=2, ensure_ascii=False))
+    else:
+        print(repr(history_table(history, n=args.n, search=args.search, kind=args.kind)))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .engine import default_engine
+    from .history_view import result_from_history
+
+    result = result_from_history(default_engine().history, args.id)
+    texts = getattr(result, "texts", None)
+    if texts is not None:
+        print("\n\n".join(texts))
+    else:
+        print(repr(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genmagic", description="Generative AI from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate text (streams to stdout)")
+    gen.add_argument("prompt", nargs="*", help="the prompt; '-' or a pipe reads stdin")
+    opts.add_arguments(gen, opts.TextOptions, opts.TextControls)
+    gen.set_defaults(func=cmd_generate)
+
+    models = sub.add_parser("models", help="list the registered models")
+    models.set_defaults(func=cmd_models)
+
+    hist = sub.add_parser("history", help="show recent runs")
+    hist.add_argument("-n", type=int, default=20, help="how many (default: 20)")
+    hist.add_argument("--search", help="only runs whose prompt or output contains this text")
+    hist.add_argument("--kind", choices=("text", "image"))
+    hist.add_argument("--json", action="store_true", help="print the full records as JSON")
+    hist.set_defaults(func=cmd_history)
+
+    show = sub.add_parser("show", help="print the output of one run in history")
+    show.add_argument("id", type=int)
+    show.set_defaults(func=cmd_show)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except GenmagicError as err:
+        print(f"genmagic: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genmagic: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

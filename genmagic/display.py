@@ -1,0 +1,263 @@
+"""Showing runs: live streaming into a cell or a terminal, sanitized markdown/HTML, tables.
+
+Everything the model wrote is treated as untrusted: markdown is rendered to HTML and
+HTML is cleaned with nh3 (no scripts, no event handlers, no ``javascript:`` URLs)
+before it reaches the notebook.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .errors import OutputFormatError
+from .request import Event
+
+if TYPE_CHECKING:
+    from .request import TextResult
+
+
+# --------------------------------------------------------------------------- sanitizing
+
+
+def sanitize_html(text: str) -> str:
+    import nh3
+
+    return nh3.clean(text, url_schemes={"http", "https", "mailto"})
+
+
+def markdown_html(text: str) -> str:
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
+    return sanitize_html(md.render(text))
+
+
+_FENCE = re.compile(r"^\s*```[\w-]*\s*\n(.*?)\n\s*```\s*$", re.S)
+
+
+def strip_fence(text: str) -> str:
+    match = _FENCE.match(text)
+    return match.group(1) if match else text.strip()
+
+
+def parse_json(text: str) -> Any:
+    body = strip_fence(text)
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as err:
+        snippet = body[max(0, err.pos - 15): err.pos + 15].replace("\n", "\\n")
+        raise OutputFormatError(
+            f"the output is not valid JSON: {err.msg} at line {err.lineno} column {err.colno} "
+            f"(char {err.pos}, near {snippet!r}); ask for JSON explicitly, raise --max-new-tokens, "
+            "or use -f text to see the raw output"
+        ) from None
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _footer(result: TextResult) -> str:
+    req = result.request
+    parts = [req.model]
+    if req.seed is not None:
+        parts.append(f"seed {req.seed}")
+    tokens = int(result.timings.get("tokens", 0))
+    if tokens:
+        parts.append(f"{tokens} tokens")
+    rate = result.timings.get("tokens_per_s")
+    if rate and not result.cached:
+        parts.append(f"{rate:.0f} tok/s")
+    if result.cached:
+        parts.append("cached")
+    if result.status != "ok":
+        parts.append(result.status)
+    if result.history_id:
+        parts.append(f"history #{result.history_id}")
+    return " · ".join(parts)
+
+
+def _render_one(text: str, fmt: str) -> str:
+    if fmt == "markdown":
+        return markdown_html(text)
+    if fmt == "html":
+        return sanitize_html(text)
+    if fmt == "json":
+        try:
+            return f"<pre>{html.escape(json.dumps(parse_json(text), indent=2, ensure_ascii=False))}</pre>"
+        except OutputFormatError:
+            return f"<pre>{html.escape(text)}</pre>"
+    if fmt == "code":
+        return f"<pre><code>{html.escape(strip_fence(text))}</code></pre>"
+    return f'<pre style="white-space: pre-wrap">{html.escape(text)}</pre>'
+
+
+def text_result_bundle(result: TextResult) -> dict[str, Any]:
+    fmt = result.format
+    texts = result.texts or [""]
+    if len(texts) == 1:
+        body = _render_one(texts[0], fmt)
+    else:
+        cells = "".join(
+            f'<td style="vertical-align: top; text-align: left; width: {100 // len(texts)}%">'
+            f"<div><b>#{i + 1}</b> <small>seed {(result.request.seed or 0) + i}</small></div>"
+            f"{_render_one(t, fmt)}</td>"
+            for i, t in enumerate(texts)
+        )
+        body = f'<table style="width: 100%; table-layout: fixed"><tr>{cells}</tr></table>'
+    footer = f'<div style="color: #888; font-size: 0.8em">{html.escape(_footer(result))}</div>'
+    plain = texts[0] if len(texts) == 1 else "\n\n".join(f"--- #{i + 1} ---\n{t}" for i, t in enumerate(texts))
+    bundle: dict[str, Any] = {"text/plain": plain, "text/html": body + footer}
+    # No text/markdown: a frontend would render the raw, unsanitized markdown.
+    return bundle
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def table_bundle(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, str]:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
+    text = [line, "  ".join("-" * w for w in widths)]
+    text += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in r) + "</tr>" for r in cells
+    )
+    return {"text/plain": "\n".join(text), "text/html": f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"}
+
+
+class Table:
+    """A small table with a text and an HTML repr (``%genmagic models`` / ``history``)."""
+
+    def __init__(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.headers = list(headers)
+        self.rows = [list(r) for r in rows]
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return table_bundle(self.headers, self.rows)
+
+    def __repr__(self) -> str:
+        return table_bundle(self.headers, self.rows)["text/plain"]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def shorten(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# --------------------------------------------------------------------------- live sinks
+
+
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (display updates work), False in a terminal."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class StreamSink:
+    """Writes token events to a text stream as they come (the CLI, terminal IPython)."""
+
+    cancelled = False
+
+    def __init__(self, stream: Any = None, num: int = 1) -> None:
+        self.stream = stream or sys.stdout
+        self.num = num
+        self.current = -1
+
+    def emit(self, event: Event) -> None:
+        if event.type == "token":
+            if self.num > 1 and event.index != self.current:
+                self.stream.write(("\n" if self.current >= 0 else "") + f"--- #{event.index + 1} ---\n")
+                self.current = event.index
+            self.stream.write(event.data)
+            self.stream.flush()
+        elif event.type == "status":
+            sys.stderr.write(f"{event.data}\n")
+
+    def close(self, success: bool, note: str = "") -> None:
+        if note:
+            self.stream.write(f"\n[{note}]")
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+class CellTextSink:
+    """Streams tokens into a cell with a display handle, updated at most every ``interval`` s.
+
+    The live view is cleared when the run succeeds (the result object is then shown as the
+    cell's value) and kept when it fails or is interrupted, so partial output is never lost.
+    """
+
+    cancelled = False
+
+    def __init__(self, num: int = 1, interval: float = 0.05) -> None:
+        from IPython.display import DisplayHandle
+
+        self.texts = [""] * num
+        self.interval = interval
+        self.last = 0.0
+        self.handle = DisplayHandle()
+        self.shown = False
+
+    def emit(self, event: Event) -> None:
+        if event.type != "token":
+            return
+        self.texts[event.index] += event.data
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self._update()
+            self.last = now
+
+    def _bundle(self, note: str = "") -> dict[str, str]:
+        if len(self.texts) == 1:
+            plain = self.texts[0]
+            body = f'<pre style="white-space: pre-wrap">{html.escape(plain)}</pre>'
+        else:
+            plain = "\n\n".join(f"--- #{i + 1} ---\n{t}" for i, t in enumerate(self.texts))
+            cells = "".join(
+                f'<td style="vertical-align: top; text-align: left"><b>#{i + 1}</b>'
+                f'<pre style="white-space: pre-wrap">{html.escape(t)}</pre></td>'
+                for i, t in enumerate(self.texts)
+            )
+            body = f'<table style="width: 100%; table-layout: fixed"><tr>{cells}</tr></table>'
+        if note:
+            plain += f"\n[{note}]"
+            body += f'<div style="color: #c60">{html.escape(note)}</div>'
+        return {"text/plain": plain, "text/html": body}
+
+    def _update(self, note: str = "") -> None:
+        bundle = self._bundle(note)
+        if self.shown:
+            self.handle.update(bundle, raw=True)
+        else:
+            self.handle.display(bundle, raw=True)
+            self.shown = True
+
+    def close(self, success: bool, note: str = "") -> None:
+        if success:
+            if self.shown:
+                self.handle.update({"text/plain": ""}, raw=True)
+        elif self.shown or any(self.texts):
+            self._update(note)
+
+
+def live_text_sink(num: int, stream: bool) -> Any:
+    from .request import NullSink
+
+    if not stream:
+        return NullSink()
+    return CellTextSink(num) if in_kernel() else StreamSink(num=num)

@@ -1,0 +1,175 @@
+"""One path for every run: the magics, the CLI and the Python API all call :meth:`Engine.run`.
+
+::
+
+    Request ─ checks (prompt) ─ cache ─ registry.resolve ─ models.get (LRU) ─ backend.generate(sink)
+            ─ checks (output) ─ history.record ─ Result
+
+Nothing here knows a modality, a backend or a display: those live behind the backend
+protocol, the options classes and the sink.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from .backends import Loaded
+from .errors import BlockedError, GenmagicError
+from .history import History
+from .modelcache import ModelCache
+from .options import Options
+from .registry import Registry, get_backend, home_dir
+from .request import NullSink, Request, Result, Sink, Verdict, result_class
+
+
+class Check(Protocol):
+    """A safety check: screens the prompt before the backend runs and the outputs after."""
+
+    name: str
+
+    def screen(self, text: str, stage: str, request: Request) -> list[Verdict]: ...
+
+
+def _output_texts(result: Result) -> list[str]:
+    return list(getattr(result, "texts", []) or [])
+
+
+class Engine:
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        registry: Registry | None = None,
+        budget_mb: int = 8192,
+    ) -> None:
+        self.registry = registry or Registry()
+        self.history = History(home or home_dir())
+        self.models = ModelCache(budget_mb)
+        self.checks: list[Check] = []
+
+    # -- building requests
+    def request(
+        self,
+        kind: str,
+        prompt: str,
+        options: Options,
+        model: str | None = None,
+        messages: tuple[tuple[str, str], ...] = (),
+        inputs: Mapping[str, Any] | None = None,
+    ) -> Request:
+        """Resolve the model, fingerprint it and fix the seed: a complete, reproducible request."""
+        spec = self.registry.resolve(model, kind)
+        revision = get_backend(spec.backend).revision(spec)
+        seed_given = True
+        if hasattr(options, "seed") and options.seed is None and not _deterministic(options):
+            options = options.replace(seed=random.SystemRandom().randrange(2**31))
+            seed_given = False
+        return Request(
+            kind=kind,
+            prompt=prompt,
+            model=spec.alias,
+            options=options,
+            revision=revision,
+            messages=tuple(messages),
+            inputs=dict(inputs or {}),
+            seed_given=seed_given,
+        )
+
+    def cacheable(self, request: Request) -> bool:
+        return request.seed_given or _deterministic(request.options)
+
+    # -- running
+    def run(
+        self,
+        request: Request,
+        sink: Sink | None = None,
+        *,
+        cache: bool = True,
+        notebook: str | None = None,
+        cell_id: str | None = None,
+    ) -> Result:
+        sink = sink or NullSink()
+        where = {"notebook": notebook, "cell_id": cell_id}
+        started = time.perf_counter()
+
+        verdicts = self._screen(request.prompt, "prompt", request)
+        if any(v.action == "block" for v in verdicts):
+            blocked = result_class(request.kind)(request=request, status="blocked", verdicts=verdicts)
+            self.history.record(blocked, **where)
+            names = ", ".join(sorted({v.category for v in verdicts if v.action == "block"}))
+            raise BlockedError(f"the prompt was blocked by a safety check ({names}); see history #{blocked.history_id}")
+
+        if cache and self.cacheable(request):
+            hit = self.history.lookup(request.key())
+            if hit is not None:
+                result = result_class(request.kind).from_record(request, hit.outputs, self.history.get_blob)
+                result.cached = True
+                result.verdicts = verdicts + [Verdict(**_verdict_args(v)) for v in hit.verdicts if v.get("stage") == "output"]
+                result.timings = {**hit.timings, "total": time.perf_counter() - started, "cached_from": float(hit.id)}
+                result.info = hit.info
+                self.history.record(result, **where)
+                return result
+
+        spec = self.registry.resolve(request.model, request.kind)
+        backend = get_backend(spec.backend)
+        t_load = time.perf_counter()
+        loaded: Loaded = self.models.get(spec, request.options)
+        load_s = time.perf_counter() - t_load
+        try:
+            result = backend.generate(loaded, request, sink)
+        except GenmagicError as err:
+            failed = result_class(request.kind)(request=request, status="error", error=str(err), verdicts=verdicts)
+            self.history.record(failed, **where)
+            raise
+        except Exception as err:
+            failed = result_class(request.kind)(
+                request=request, status="error", error=f"{type(err).__name__}: {err}", verdicts=verdicts
+            )
+            self.history.record(failed, **where)
+            raise
+        result.timings["load"] = load_s
+        result.timings["total"] = time.perf_counter() - started
+        result.verdicts = verdicts + [
+            v for text in _output_texts(result) for v in self._screen(text, "output", request)
+        ]
+        self.history.record(result, **where)
+        return result
+
+    def _screen(self, text: str, stage: str, request: Request) -> list[Verdict]:
+        out: list[Verdict] = []
+        for check in self.checks:
+            out.extend(check.screen(text, stage, request))
+        return out
+
+
+def _verdict_args(data: Mapping[str, Any]) -> dict[str, Any]:
+    args = dict(data)
+    args["spans"] = tuple(tuple(s) for s in args.get("spans", ()))
+    return args
+
+
+def _deterministic(options: Options) -> bool:
+    """Options that give the same output without a seed (greedy decoding)."""
+    method = getattr(options, "deterministic", None)
+    return bool(method()) if callable(method) else False
+
+
+_default: Engine | None = None
+
+
+def default_engine() -> Engine:
+    """The process-wide engine (created on first use, under ``GENMAGIC_HOME``)."""
+    global _default
+    if _default is None:
+        _default = Engine()
+    elif _default.history.home != home_dir():  # GENMAGIC_HOME changed: keep the loaded models
+        _default.history = History(home_dir())
+    return _default
+
+
+def set_default_engine(engine: Engine | None) -> None:
+    global _default
+    _default = engine

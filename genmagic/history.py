@@ -1,0 +1,237 @@
+"""The history store: every run, append-only, in SQLite (WAL) under ``GENMAGIC_HOME``.
+
+Each run is one row: the request (as JSON, with its key), the outputs (JSON; binary
+outputs such as images are blobs on disk named by content hash), status, error,
+timings, safety verdicts, and where it ran (notebook path, cell id). The result cache
+is a lookup of the newest ``ok`` row with the same key. Several kernels may write at
+once: every write is one short ``BEGIN IMMEDIATE`` transaction with a busy timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    revision TEXT NOT NULL DEFAULT '',
+    prompt TEXT NOT NULL,
+    request TEXT NOT NULL,
+    key TEXT NOT NULL,
+    outputs TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    cached INTEGER NOT NULL DEFAULT 0,
+    timings TEXT,
+    verdicts TEXT,
+    info TEXT,
+    notebook TEXT,
+    cell_id TEXT,
+    pid INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_key ON runs (key, status);
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
+"""
+
+
+@dataclass
+class Record:
+    id: int
+    created: float
+    kind: str
+    model: str
+    revision: str
+    prompt: str
+    request: dict[str, Any]
+    key: str
+    outputs: Any
+    status: str
+    error: str | None
+    cached: bool
+    timings: dict[str, float]
+    verdicts: list[dict[str, Any]]
+    info: dict[str, Any]
+    notebook: str | None
+    cell_id: str | None
+
+    @property
+    def summary(self) -> str:
+        if isinstance(self.outputs, dict) and "texts" in self.outputs:
+            texts = self.outputs["texts"]
+            return texts[0] if texts else ""
+        if isinstance(self.outputs, dict) and "images" in self.outputs:
+            return f"{len(self.outputs['images'])} image(s)"
+        return ""
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    return json.loads(text) if text else default
+
+
+class History:
+    def __init__(self, home: str | os.PathLike[str]) -> None:
+        self.home = Path(home)
+        self.path = self.home / "history.sqlite"
+        self.blob_dir = self.home / "blobs"
+        self._local = threading.local()
+        self._ready = False
+
+    # -- connection
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            self.home.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 60000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn, self._local.pid = conn, os.getpid()
+            if not self._ready:
+                self._migrate(conn)
+                self._ready = True
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                conn.execute(statement)
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} was written by a newer genmagic (schema {row[0]}); upgrade genmagic"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- blobs
+    def put_blob(self, data: bytes, suffix: str = ".bin") -> str:
+        import hashlib
+
+        digest = hashlib.sha256(data).hexdigest()
+        name = digest + suffix
+        target = self.blob_dir / digest[:2] / name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+        return name
+
+    def blob_path(self, name: str) -> Path:
+        return self.blob_dir / name[:2] / name
+
+    def get_blob(self, name: str) -> bytes:
+        return self.blob_path(name).read_bytes()
+
+    # -- writes
+    def record(self, result: Any, *, notebook: str | None = None, cell_id: str | None = None) -> int:
+        """Append one run; returns its id (also set on ``result.history_id``)."""
+        request = result.request
+        try:
+            outputs = json.dumps(result.to_record(self.put_blob), ensure_ascii=False)
+        except Exception as err:  # never lose the row because an output would not serialise
+            outputs = json.dumps({"unserialisable": repr(err)})
+        row = (
+            time.time(),
+            request.kind,
+            request.model,
+            request.revision,
+            request.prompt,
+            json.dumps(request.to_dict(), ensure_ascii=False),
+            request.key(),
+            outputs,
+            result.status,
+            result.error,
+            int(result.cached),
+            json.dumps(result.timings),
+            json.dumps([v.to_dict() for v in result.verdicts]),
+            json.dumps(result.info, default=str),
+            notebook,
+            cell_id,
+            os.getpid(),
+        )
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute(
+                "INSERT INTO runs (created, kind, model, revision, prompt, request, key, outputs, status,"
+                " error, cached, timings, verdicts, info, notebook, cell_id, pid)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                row,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        result.history_id = int(cur.lastrowid or 0)
+        return result.history_id
+
+    # -- reads
+    def _record(self, row: sqlite3.Row | tuple[Any, ...]) -> Record:
+        (rid, created, kind, model, revision, prompt, request, key, outputs, status, error, cached,
+         timings, verdicts, info, notebook, cell_id) = row
+        return Record(
+            id=rid, created=created, kind=kind, model=model, revision=revision, prompt=prompt,
+            request=_loads(request, {}), key=key, outputs=_loads(outputs, None), status=status,
+            error=error, cached=bool(cached), timings=_loads(timings, {}),
+            verdicts=_loads(verdicts, []), info=_loads(info, {}), notebook=notebook, cell_id=cell_id,
+        )
+
+    _COLUMNS = ("id, created, kind, model, revision, prompt, request, key, outputs, status, error, cached,"
+                " timings, verdicts, info, notebook, cell_id")
+
+    def lookup(self, key: str) -> Record | None:
+        """The newest successful, fresh (not itself cached) run with this request key."""
+        row = self._conn().execute(
+            f"SELECT {self._COLUMNS} FROM runs WHERE key = ? AND status = 'ok' ORDER BY id DESC LIMIT 1",
+            (key,),
+        ).fetchone()
+        return self._record(row) if row else None
+
+    def get(self, rid: int) -> Record | None:
+        row = self._conn().execute(f"SELECT {self._COLUMNS} FROM runs WHERE id = ?", (rid,)).fetchone()
+        return self._record(row) if row else None
+
+    def list(self, n: int = 20, search: str | None = None, kind: str | None = None) -> list[Record]:
+        """The newest ``n`` runs (newest first), optionally matching ``search`` in prompt or output."""
+        where, args = [], []
+        if search:
+            where.append("(prompt LIKE ? ESCAPE '\\' OR outputs LIKE ? ESCAPE '\\')")
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            args += [pattern, pattern]
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        sql = f"SELECT {self._COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(n)
+        return [self._record(r) for r in self._conn().execute(sql, args).fetchall()]
+
+    def count(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM runs").fetchone()[0])

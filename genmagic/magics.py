@@ -1,0 +1,291 @@
+"""The IPython magics: parse → Request → run → display. Nothing else lives here.
+
+Every :class:`GenmagicError` becomes a plain ``UsageError`` (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import string
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from IPython.core import magic_arguments as ma
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
+from traitlets import Bool, Int, Unicode
+
+from . import options as opts
+from .errors import GenmagicError, OptionError, PromptError
+
+# --------------------------------------------------------------------------- prompt filling
+
+
+class _Namespace(dict[str, Any]):
+    def __missing__(self, key: str) -> Any:
+        raise PromptError(
+            f"unknown variable {key!r} in the prompt: define it first, write {{{{ and }}}} for literal braces, "
+            "or pass --no-interpolate"
+        )
+
+
+def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
+    """Fill ``{name}`` (and ``{name.attr}``, ``{name[0]}``, ``{name:fmt}``) from ``namespace``."""
+    if "{" not in text and "}" not in text:
+        return text
+    try:
+        return string.Formatter().vformat(text, (), _Namespace(namespace))
+    except PromptError:
+        raise
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as err:
+        raise PromptError(
+            f"cannot fill the prompt's {{...}} placeholders ({type(err).__name__}: {err}); "
+            "write {{ and }} for literal braces, or pass --no-interpolate"
+        ) from None
+
+
+def usage_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the package's errors into a plain UsageError at the magic boundary."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GenmagicError as err:
+            raise UsageError(str(err)) from None
+
+    return wrapper
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        raise UsageError(f"%genmagic: {message}; see %genmagic -h")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        if message:
+            print(message, file=sys.stderr)
+        raise _HelpShown()
+
+
+class _HelpShown(Exception):
+    pass
+
+
+def _genmagic_parser() -> _Parser:
+    parser = _Parser(prog="%genmagic", description="Manage genmagic models, history and conversations.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub.add_parser("models", help="list the models: alias, kind, backend, source, loaded, memory")
+    use = sub.add_parser("use", help="set the default model of a kind")
+    use.add_argument("kind", choices=("text", "image"))
+    use.add_argument("name")
+    use.add_argument("--save", action="store_true", help="also save it in the user config file")
+    reg = sub.add_parser("register", help="add a model alias")
+    reg.add_argument("alias")
+    reg.add_argument("source", help="a local folder, a hub id, or a URL")
+    reg.add_argument("--adapter", action="append", default=[], help="a LoRA adapter folder (repeatable)")
+    reg.add_argument("--kind", choices=("text", "image"))
+    reg.add_argument("--backend")
+    reg.add_argument("--allow-pickle", action="store_true", help="allow pickle (.bin) weights for this model")
+    reg.add_argument("--trust-remote-code", action="store_true", help="run the model folder's own Python code")
+    reg.add_argument("--save", action="store_true", help="also save it in the user config file")
+    unload = sub.add_parser("unload", help="free loaded models (all, or one)")
+    unload.add_argument("name", nargs="?")
+    hist = sub.add_parser("history", help="show recent runs")
+    hist.add_argument("-n", type=int, default=20)
+    hist.add_argument("--search")
+    hist.add_argument("--kind", choices=("text", "image"))
+    show = sub.add_parser("show", help="the result of a run in history, as an object")
+    show.add_argument("id", type=int)
+    sub.add_parser("reset", help="forget this notebook's --chat conversation")
+    return parser
+
+
+# --------------------------------------------------------------------------- magics
+
+
+@magics_class
+class GenMagics(Magics):
+    default_text_model = Unicode("", help="model used by %%generate when -m is not given").tag(config=True)
+    default_image_model = Unicode("", help="model used by %%imagine when -m is not given").tag(config=True)
+    memory_budget_mb = Int(8192, help="loaded models are unloaded (least recently used first) above this").tag(
+        config=True
+    )
+    stream = Bool(True, help="stream outputs into the cell as they are produced").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.conversation: list[tuple[str, str]] = []
+
+    # -- shared plumbing
+    @property
+    def engine(self) -> Any:
+        from .engine import default_engine
+
+        engine = default_engine()
+        engine.models.budget_mb = self.memory_budget_mb
+        return engine
+
+    def _where(self) -> dict[str, str | None]:
+        cell_id = None
+        kernel = getattr(self.shell, "kernel", None)
+        if kernel is not None:
+            try:
+                parent = kernel.get_parent()
+                cell_id = (parent.get("metadata") or {}).get("cellId")
+            except Exception:
+                cell_id = None
+        notebook = os.environ.get("JPY_SESSION_NAME") or self.shell.user_ns.get("__vsc_ipynb_file__")
+        return {"notebook": notebook, "cell_id": cell_id}
+
+    def _prepare_line(self, line: str) -> str:
+        if "--no-interpolate" in line.split():
+            return line
+        return interpolate(line, self.shell.user_ns)
+
+    def _bind(self, name: str | None, value: Any) -> None:
+        if name:
+            if not name.isidentifier():
+                raise OptionError(f"--out needs a Python variable name, got {name!r}; e.g. --out story")
+            self.shell.user_ns[name] = value
+
+    # -- %%generate
+    @no_var_expand
+    @ma.magic_arguments()
+    @opts.magic_arguments(opts.TextOptions, opts.TextControls)
+    @ma.argument("prompt", nargs="*", help="the prompt (line form); the cell body in the cell form")
+    @line_cell_magic
+    @usage_errors
+    def generate(self, line: str, cell: str | None = None) -> Any:
+        """Generate text with a local (or served) model, streamed into the cell.
+
+        ``{name}`` in the prompt is filled from the notebook's variables.
+        """
+        args = ma.parse_argstring(self.generate, self._prepare_line(line))
+        controls = opts.from_namespace(opts.TextControls, args)
+        options = opts.from_namespace(opts.TextOptions, args)
+        if cell is not None and cell.strip():
+            prompt = cell.strip("\n")
+            if controls.interpolate:
+                prompt = interpolate(prompt, self.shell.user_ns)
+            if args.prompt:
+                prompt = " ".join(args.prompt) + "\n" + prompt
+        else:
+            prompt = " ".join(args.prompt)
+        if not prompt.strip():
+            raise PromptError("the prompt is empty: write it in the cell below the magic line, or after the options")
+        if controls.out is not None and not controls.out.isidentifier():
+            raise OptionError(f"--out needs a Python variable name, got {controls.out!r}; e.g. --out story")
+
+        from .display import live_text_sink, strip_fence
+
+        engine = self.engine
+        messages = tuple(self.conversation) if options.chat else ()
+        model = controls.model or self.default_text_model or None
+        request = engine.request("text", prompt, options, model=model, messages=messages)
+        sink = live_text_sink(options.num, controls.stream and self.stream)
+        try:
+            result = engine.run(request, sink, cache=controls.cache, **self._where())
+        except BaseException:
+            sink.close(False, "failed")
+            raise
+        result.format = controls.format
+        note = "" if result.ok else f"{result.status} after {sum(result.tokens)} tokens · history #{result.history_id}"
+        sink.close(result.ok, note)
+        self._bind(controls.out, result)
+        if result.status == "interrupted":
+            print(f"genmagic: interrupted; the partial text is kept (history #{result.history_id})", file=sys.stderr)
+            raise KeyboardInterrupt
+        if options.chat:
+            self.conversation += [("user", prompt), ("assistant", result.text)]
+        if controls.format == "code":
+            self.shell.set_next_input(strip_fence(result.text), replace=False)
+        if controls.format == "json":
+            return result.json()
+        return result
+
+    # -- %genmagic
+    @line_magic
+    @usage_errors
+    def genmagic(self, line: str) -> Any:
+        """Manage models, history and conversations: %genmagic models | use | register | unload | history | show | reset"""
+        parser = _genmagic_parser()
+        try:
+            args = parser.parse_args(ma.arg_split(line))
+        except _HelpShown:
+            return None
+        if args.command is None:
+            parser.print_help()
+            return None
+        return getattr(self, "_cmd_" + args.command)(args)
+
+    def _cmd_models(self, args: argparse.Namespace) -> Any:
+        from .display import Table
+
+        engine = self.engine
+        rows = []
+        defaults = {
+            "text": self.default_text_model or engine.registry.default("text"),
+            "image": self.default_image_model or engine.registry.default("image"),
+        }
+        for spec in sorted(engine.registry.specs(), key=lambda s: (s.kind, s.alias)):
+            loaded = engine.models.is_loaded(spec)
+            mark = "*" if defaults.get(spec.kind) == spec.alias else ""
+            rows.append(
+                [
+                    spec.alias + mark,
+                    spec.kind,
+                    spec.backend,
+                    spec.source + (" +" + ",".join(spec.adapters) if spec.adapters else ""),
+                    spec.origin,
+                    "yes" if loaded else "no",
+                    f"{loaded.nbytes / 2**20:.1f} MB" if loaded else "",
+                ]
+            )
+        known = {(s.source, s.adapters) for s in engine.registry.specs()}
+        for loaded in engine.models.loaded():
+            if (loaded.spec.source, loaded.spec.adapters) not in known:
+                spec = loaded.spec
+                rows.append([spec.alias, spec.kind, spec.backend, spec.source, spec.origin, "yes",
+                             f"{loaded.nbytes / 2**20:.1f} MB"])
+        return Table(["alias", "kind", "backend", "source", "from", "loaded", "memory"], rows)
+
+    def _cmd_use(self, args: argparse.Namespace) -> None:
+        self.engine.registry.set_default(args.kind, args.name, persist=args.save)
+        setattr(self, f"default_{args.kind}_model", args.name)
+        print(f"default {args.kind} model: {args.name}")
+
+    def _cmd_register(self, args: argparse.Namespace) -> Any:
+        spec = self.engine.registry.register(
+            args.alias,
+            args.source,
+            kind=args.kind,
+            backend=args.backend,
+            adapters=args.adapter,
+            persist=args.save,
+            allow_pickle=args.allow_pickle,
+            trust_remote_code=args.trust_remote_code,
+        )
+        print(f"registered {spec.alias}: {spec.kind} model via {spec.backend} from {spec.source}")
+        return None
+
+    def _cmd_unload(self, args: argparse.Namespace) -> None:
+        gone = self.engine.models.unload(args.name)
+        print("unloaded: " + (", ".join(gone) if gone else "nothing"))
+
+    def _cmd_history(self, args: argparse.Namespace) -> Any:
+        from .history_view import history_table
+
+        return history_table(self.engine.history, n=args.n, search=args.search, kind=args.kind)
+
+    def _cmd_show(self, args: argparse.Namespace) -> Any:
+        from .history_view import result_from_history
+
+        return result_from_history(self.engine.history, args.id)
+
+    def _cmd_reset(self, args: argparse.Namespace) -> None:
+        turns = len(self.conversation) // 2
+        self.conversation.clear()
+        print(f"conversation cleared ({turns} turns)")

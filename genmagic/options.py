@@ -1,0 +1,357 @@
+"""One typed options definition per modality.
+
+Each modality's options are a frozen dataclass whose fields carry their flag, help text,
+bounds and choices in ``metadata``. That single definition drives:
+
+- the magic parser (:func:`magic_arguments` builds IPython ``@argument`` decorators),
+- the CLI (:func:`add_arguments` on an ``argparse`` parser),
+- validation (``__post_init__`` checks types and bounds, one-line errors naming the fix),
+- the Python API (:func:`split_kwargs`), and later the widgets (:func:`describe`).
+
+Run controls that do not change what the model produces (``--out``, ``--no-cache``, ...)
+live in :class:`Controls`, so they never enter a request's cache key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from .errors import OptionError
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What the parser, the CLI and the widgets need to know about one option."""
+
+    help: str
+    flags: tuple[str, ...] = ()  # extra flags such as "-m"
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+    repeat: bool = False  # the flag may be given several times (a tuple of values)
+    negate: bool = False  # a bool shown as --no-NAME that turns the default (True) off
+    metavar: str | None = None
+    example: str | None = None  # a valid value to show in error messages
+    widget: bool = True  # shown in option panels
+
+
+def opt(default: Any = _MISSING, help: str = "", **spec: Any) -> Any:
+    """Declare an option field: its default plus a :class:`Spec` in the metadata."""
+    meta = {"spec": Spec(help=help, **spec)}
+    if isinstance(default, tuple):
+        return field(default=default, metadata=meta)
+    if default is _MISSING:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _base_type(annotation: Any) -> type:
+    text = str(annotation)
+    for name, typ in (("bool", bool), ("int", int), ("float", float)):
+        if text.startswith(name):
+            return typ
+    return str
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _bounds_text(spec: Spec) -> str:
+    if spec.min is not None and spec.max is not None:
+        return f"between {_num(spec.min)} and {_num(spec.max)}"
+    if spec.min is not None:
+        return f"at least {_num(spec.min)}"
+    if spec.max is not None:
+        return f"at most {_num(spec.max)}"
+    return ""
+
+
+T = TypeVar("T", bound="Options")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Base class: validation and conversions shared by every modality's options."""
+
+    kind: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            checked = check_value(f, value)
+            if checked is not value:
+                object.__setattr__(self, f.name, checked)
+
+    @classmethod
+    def option_fields(cls) -> tuple[dataclasses.Field[Any], ...]:
+        return tuple(f for f in dataclasses.fields(cls) if "spec" in f.metadata)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise OptionError(
+                f"unknown option {unknown[0]!r} for {cls.kind}; valid options: {', '.join(sorted(names))}"
+            )
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    def replace(self: T, **changes: Any) -> T:
+        return dataclasses.replace(self, **changes)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def check_value(f: dataclasses.Field[Any], value: Any) -> Any:
+    """Coerce and check one value against its field; raise OptionError naming the fix."""
+    spec: Spec = f.metadata["spec"]
+    flag = flag_name(f.name)
+    typ = _base_type(f.type)
+    optional = "None" in str(f.type)
+    if value is None:
+        if optional:
+            return None
+        raise OptionError(f"{flag} needs a value; e.g. {flag} {spec.example or f.default}")
+    if spec.repeat:
+        if isinstance(value, str):
+            value = (value,)
+        try:
+            items = tuple(value)
+        except TypeError:
+            raise OptionError(f"{flag} takes a list of strings, got {value!r}") from None
+        for item in items:
+            if not isinstance(item, str):
+                raise OptionError(f"{flag} takes strings, got {item!r}")
+        return items
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise OptionError(f"{flag} is a switch (True/False), got {value!r}")
+        return value
+    if typ in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise OptionError(f"{flag} must be a number {_bounds_text(spec)}, got {value!r}".replace("  ", " "))
+        if typ is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise OptionError(f"{flag} must be a whole number, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+            if value != value:  # NaN
+                raise OptionError(f"{flag} must be a number {_bounds_text(spec)}, got nan")
+        if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
+            example = spec.example or f.default
+            raise OptionError(
+                f"{flag} must be {_bounds_text(spec)}, got {_num(value)}; e.g. {flag} {example}"
+            )
+        return value
+    if not isinstance(value, str):
+        raise OptionError(f"{flag} takes text, got {value!r}")
+    if spec.choices is not None and value not in spec.choices:
+        raise OptionError(f"{flag} must be one of {', '.join(spec.choices)}; got {value!r}")
+    return value
+
+
+def _argparse_type(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
+    spec: Spec = f.metadata["spec"]
+    typ = _base_type(f.type)
+    flag = flag_name(f.name)
+
+    def convert(text: str) -> Any:
+        if typ is str:
+            return text
+        try:
+            value = typ(text)
+        except ValueError:
+            kind = "a whole number" if typ is int else "a number"
+            bounds = _bounds_text(spec)
+            raise argparse.ArgumentTypeError(
+                f"expected {kind}{' ' + bounds if bounds else ''}, got {text!r}; e.g. {flag} {spec.example or f.default}"
+            ) from None
+        try:
+            return check_value(f, value)
+        except OptionError as err:  # argparse already names the flag
+            raise argparse.ArgumentTypeError(str(err).removeprefix(flag + " ")) from None
+
+    convert.__name__ = typ.__name__
+    return convert
+
+
+def argument_specs(cls: type[Options]) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """``(flags, kwargs)`` pairs for ``argparse.add_argument`` built from the definition."""
+    out: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+    for f in cls.option_fields():
+        spec: Spec = f.metadata["spec"]
+        typ = _base_type(f.type)
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None}
+        help_text = spec.help
+        if typ is bool and not spec.repeat:
+            if spec.negate:
+                flags = (flag_name("no_" + f.name), *spec.flags)
+                kwargs.update(action="store_const", const=False)
+            else:
+                flags = (flag_name(f.name), *spec.flags)
+                kwargs.update(action="store_const", const=True)
+        else:
+            flags = (*spec.flags, flag_name(f.name))
+            kwargs["type"] = _argparse_type(f)
+            if spec.repeat:
+                kwargs["action"] = "append"
+            if spec.choices:
+                kwargs["choices"] = spec.choices
+            kwargs["metavar"] = spec.metavar or {int: "N", float: "X"}.get(typ, "TEXT")
+            if spec.choices:
+                kwargs["metavar"] = "{" + ",".join(spec.choices) + "}"
+            default = f.default if f.default is not dataclasses.MISSING else None
+            if default not in (None, ()):
+                help_text += f" (default: {default})"
+            bounds = _bounds_text(spec)
+            if bounds:
+                help_text += f" [{bounds}]"
+        kwargs["help"] = help_text.replace("%", "%%")
+        out.append((flags, kwargs))
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser, *classes: type[Options]) -> None:
+    for cls in classes:
+        for flags, kwargs in argument_specs(cls):
+            parser.add_argument(*flags, **kwargs)
+
+
+def magic_arguments(*classes: type[Options]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Apply IPython ``@argument`` decorators generated from option definitions."""
+    from IPython.core import magic_arguments as ma
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        specs = [s for cls in classes for s in argument_specs(cls)]
+        for flags, kwargs in reversed(specs):
+            func = ma.argument(*flags, **kwargs)(func)
+        return func
+
+    return decorate
+
+
+def from_namespace(cls: type[T], ns: argparse.Namespace | Mapping[str, Any], base: T | None = None) -> T:
+    """Build options from parsed arguments; values not given keep ``base`` or the defaults."""
+    values = vars(ns) if isinstance(ns, argparse.Namespace) else dict(ns)
+    given = {}
+    for f in cls.option_fields():
+        value = values.get(f.name)
+        if value is not None:
+            given[f.name] = tuple(value) if isinstance(value, list) else value
+    if base is not None:
+        return dataclasses.replace(base, **given)
+    return cls(**given)
+
+
+def split_kwargs(kwargs: Mapping[str, Any], *classes: type[Options]) -> list[dict[str, Any]]:
+    """Split Python API keyword arguments between option classes; unknown keys are errors."""
+    parts: list[dict[str, Any]] = [{} for _ in classes]
+    names = [{f.name for f in dataclasses.fields(cls)} for cls in classes]
+    for key, value in kwargs.items():
+        for i, group in enumerate(names):
+            if key in group:
+                parts[i][key] = tuple(value) if isinstance(value, list) else value
+                break
+        else:
+            valid = sorted(set().union(*names))
+            raise OptionError(f"unknown option {key!r}; valid options: {', '.join(valid)}")
+    return parts
+
+
+def describe(cls: type[Options]) -> list[dict[str, Any]]:
+    """A plain description of every field, for widgets and the lab sidebar."""
+    out = []
+    for f in cls.option_fields():
+        spec: Spec = f.metadata["spec"]
+        out.append(
+            {
+                "name": f.name,
+                "flag": flag_name(f.name),
+                "type": _base_type(f.type).__name__,
+                "default": None if f.default is dataclasses.MISSING else f.default,
+                "help": spec.help,
+                "min": spec.min,
+                "max": spec.max,
+                "choices": list(spec.choices) if spec.choices else None,
+                "repeat": spec.repeat,
+                "widget": spec.widget,
+            }
+        )
+    return out
+
+
+def field_names(classes: Iterable[type[Options]]) -> set[str]:
+    return {f.name for cls in classes for f in dataclasses.fields(cls)}
+
+
+# --------------------------------------------------------------------------- modalities
+
+
+@dataclass(frozen=True)
+class TextOptions(Options):
+    """Options of a text generation: every field changes what the model produces."""
+
+    kind: ClassVar[str] = "text"
+
+    max_new_tokens: int = opt(200, "maximum number of new tokens", min=1, max=1_000_000, example="200")
+    temperature: float = opt(0.8, "sampling temperature; 0 = greedy (deterministic)", min=0.0, max=5.0, example="0.7")
+    top_p: float = opt(0.95, "nucleus sampling: keep the smallest set of tokens with this probability", min=0.0, max=1.0, example="0.9")
+    top_k: int = opt(50, "keep only the k most likely tokens; 0 = no limit", min=0, max=1_000_000, example="50")
+    repetition_penalty: float = opt(1.1, "penalty for repeated tokens; 1 = none", min=0.01, max=10.0, example="1.1")
+    seed: int | None = opt(None, "random seed: the same seed gives the same text", min=0, max=2**32 - 1, example="1")
+    num: int = opt(1, "number of samples (sample i uses seed+i), shown side by side", flags=("-n",), min=1, max=16, example="2")
+    stop: tuple[str, ...] = opt((), "stop when this text appears (repeatable)", repeat=True, metavar="TEXT")
+    system: str | None = opt(None, "system prompt", metavar="TEXT", example="'You are terse.'")
+    truncate: bool = opt(False, "keep the end of a prompt longer than the model's context instead of failing")
+    chat: bool = opt(False, "continue this notebook's conversation (reset with %genmagic reset)")
+
+    def deterministic(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Controls(Options):
+    """How a run is done and shown; none of these change what the model produces."""
+
+    kind: ClassVar[str] = "controls"
+
+    model: str | None = opt(None, "model alias, local directory or hub id", flags=("-m",), metavar="NAME", widget=False)
+    out: str | None = opt(None, "bind the result object to this variable", metavar="VAR", widget=False)
+    cache: bool = opt(True, "do not serve the result from the cache", negate=True)
+    stream: bool = opt(True, "show the output only when it is complete", negate=True)
+    interpolate: bool = opt(True, "do not fill {name} from the notebook's variables", negate=True, widget=False)
+
+
+@dataclass(frozen=True)
+class TextControls(Controls):
+    kind: ClassVar[str] = "text-controls"
+
+    format: str = opt("markdown", "how to show the output", flags=("-f",), choices=("markdown", "text", "code", "json", "html"))
+
+
+def options_class(kind: str) -> type[Options]:
+    """The options definition of a run kind."""
+    for cls in Options.__subclasses__():
+        if cls.kind == kind:
+            return cls
+    raise OptionError(f"unknown kind {kind!r}")

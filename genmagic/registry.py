@@ -1,0 +1,420 @@
+"""Models and backends: one registry.
+
+Model specs come from (later overrides earlier): the built-ins, the user config file
+(``$GENMAGIC_CONFIG_DIR/config.toml``, default the XDG config dir), the project file
+(``genmagic.toml`` in the working directory or a parent), then the session
+(``%genmagic register``). A name that is not an alias may be a local directory or a hub
+id; each backend says whether it recognises it.
+
+Backends arrive through the ``genmagic.backends`` entry-point group, the built-in ones
+too; :func:`register_backend` adds one at run time (tests, notebooks).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelNotFoundError
+
+PACKAGE_MODELS = Path(__file__).parent / "models"
+ENTRY_POINT_GROUP = "genmagic.backends"
+# Used only when the package's own entry points are not installed (running from a checkout).
+_BUILTIN_BACKENDS = {
+    "transformers": "genmagic.backends.transformers_text:TransformersTextBackend",
+    "diffusers": "genmagic.backends.diffusers_image:DiffusersImageBackend",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    alias: str
+    kind: str  # "text" | "image"
+    backend: str  # a name in the genmagic.backends entry-point group
+    source: str  # local directory, hub id or URL
+    adapters: tuple[str, ...] = ()
+    revision: str | None = None  # a pinned hub revision
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    origin: str = "builtin"  # builtin | user | project | session | path
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    description: str = ""
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.source).is_dir()
+
+
+def builtin_specs() -> list[ModelSpec]:
+    return [
+        ModelSpec(
+            alias="tiny-text",
+            kind="text",
+            backend="transformers",
+            source=str(PACKAGE_MODELS / "tiny-text"),
+            description="embedded demo model (Llama-style, a few M parameters)",
+        ),
+        ModelSpec(
+            alias="tiny-image",
+            kind="image",
+            backend="diffusers",
+            source=str(PACKAGE_MODELS / "tiny-image"),
+            description="embedded demo model (Stable Diffusion in miniature, 64x64)",
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def home_dir() -> Path:
+    """Where history and blobs live: ``$GENMAGIC_HOME`` or the XDG data dir."""
+    env = os.environ.get("GENMAGIC_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("genmagic"))
+
+
+def user_config_path() -> Path:
+    env = os.environ.get("GENMAGIC_CONFIG_DIR")
+    if env:
+        return Path(env).expanduser() / "config.toml"
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("genmagic")) / "config.toml"
+
+
+def project_config_path(start: Path | None = None) -> Path | None:
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "genmagic.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# --------------------------------------------------------------------------- backends
+
+_runtime_backends: dict[str, Any] = {}
+_backend_instances: dict[str, Any] = {}
+
+
+def register_backend(name: str, backend: Any) -> None:
+    """Add (or replace) a backend class or instance under ``name`` for this process."""
+    _runtime_backends[name] = backend
+    _backend_instances.pop(name, None)
+
+
+def unregister_backend(name: str) -> None:
+    _runtime_backends.pop(name, None)
+    _backend_instances.pop(name, None)
+
+
+@cache
+def _entry_points() -> dict[str, str]:
+    found = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    for name, value in _BUILTIN_BACKENDS.items():
+        found.setdefault(name, value)
+    return found
+
+
+def backend_names() -> list[str]:
+    return sorted(set(_entry_points()) | set(_runtime_backends))
+
+
+_broken: set[str] = set()
+
+
+def usable_backends() -> Iterator[tuple[str, Any]]:
+    """Every backend that imports; a broken plugin is reported once and skipped."""
+    for name in backend_names():
+        try:
+            yield name, get_backend(name)
+        except ModelNotFoundError:
+            raise
+        except Exception as err:
+            if name not in _broken:
+                _broken.add(name)
+                import warnings
+
+                warnings.warn(f"genmagic backend {name!r} failed to load and is skipped: {err}", stacklevel=2)
+
+
+def get_backend(name: str) -> Any:
+    """The backend instance for ``name`` (imported on first use: no torch at load time)."""
+    if name in _backend_instances:
+        return _backend_instances[name]
+    if name in _runtime_backends:
+        obj = _runtime_backends[name]
+    elif name in _entry_points():
+        obj = metadata.EntryPoint(name=name, value=_entry_points()[name], group=ENTRY_POINT_GROUP).load()
+    else:
+        raise ModelNotFoundError(
+            f"no backend named {name!r}; installed backends: {', '.join(backend_names())}"
+        )
+    instance = obj() if isinstance(obj, type) else obj
+    _backend_instances[name] = instance
+    return instance
+
+
+# --------------------------------------------------------------------------- fingerprints
+
+
+@cache
+def _dir_fingerprint(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for rel, size, _mtime in stamp:
+        h.update(f"{rel}:{size}\n".encode())
+        with open(os.path.join(path, rel), "rb") as fh:
+            head = fh.read(1 << 20)
+            h.update(head)
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), os.SEEK_END)
+                h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+_FINGERPRINT_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja", ".pt", ".gguf")
+
+
+def dir_fingerprint(path: str | os.PathLike[str]) -> str:
+    """A content fingerprint of a model folder: names, sizes and the first/last MiB of each file.
+
+    Cached per file stamp (size and mtime), so it is computed once per change.
+    """
+    root = str(path)
+    stamp = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.endswith(_FINGERPRINT_SUFFIXES):
+                full = os.path.join(dirpath, name)
+                st = os.stat(full)
+                stamp.append((os.path.relpath(full, root), st.st_size, st.st_mtime_ns))
+    return _dir_fingerprint(root, tuple(stamp))
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ModelNotFoundError(f"cannot read {path}: {err}; fix the TOML syntax") from None
+
+
+def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path) -> Iterator[ModelSpec]:
+    for alias, entry in (data.get("models") or {}).items():
+        if not isinstance(entry, Mapping) or "source" not in entry:
+            raise ModelNotFoundError(f"model {alias!r} in the {origin} config needs a `source`")
+        source = str(entry["source"])
+        if source.startswith(("./", "../")) or source in (".", ".."):
+            source = str((base / source).resolve())
+        adapters = tuple(
+            str((base / a).resolve()) if str(a).startswith(("./", "../")) else str(a)
+            for a in entry.get("adapters", ())
+        )
+        yield ModelSpec(
+            alias=alias,
+            kind=str(entry.get("kind", "")),
+            backend=str(entry.get("backend", "")),
+            source=os.path.expanduser(source),
+            adapters=adapters,
+            revision=entry.get("revision"),
+            allow_pickle=bool(entry.get("allow_pickle", False)),
+            trust_remote_code=bool(entry.get("trust_remote_code", False)),
+            origin=origin,
+            params=dict(entry.get("params", {})),
+            description=str(entry.get("description", "")),
+        )
+
+
+class Registry:
+    """Aliases → :class:`ModelSpec`, plus the default model per kind."""
+
+    def __init__(self, project_file: Path | None = None, user_file: Path | None = None) -> None:
+        self._project_file = project_file
+        self._user_file = user_file
+        self._session: dict[str, ModelSpec] = {}
+        self._session_defaults: dict[str, str] = {}
+        self._loaded_stamp: tuple[Any, ...] | None = None
+        self._specs: dict[str, ModelSpec] = {}
+        self._defaults: dict[str, str] = {}
+
+    # -- files
+    def config_files(self) -> list[tuple[str, Path]]:
+        files = [("user", self._user_file or user_config_path())]
+        project = self._project_file or project_config_path()
+        if project is not None:
+            files.append(("project", project))
+        return files
+
+    def _refresh(self) -> None:
+        files = self.config_files()
+        stamp = tuple((str(p), p.stat().st_mtime_ns if p.is_file() else None) for _, p in files)
+        if stamp == self._loaded_stamp:
+            return
+        specs = {s.alias: s for s in builtin_specs()}
+        defaults = {"text": "tiny-text", "image": "tiny-image"}
+        for origin, path in files:
+            if not path.is_file():
+                continue
+            data = _read_toml(path)
+            for spec in _specs_from_config(data, origin, path.parent):
+                specs[spec.alias] = spec
+            defaults.update({k: str(v) for k, v in (data.get("defaults") or {}).items()})
+        self._specs, self._defaults, self._loaded_stamp = specs, defaults, stamp
+
+    def specs(self) -> list[ModelSpec]:
+        self._refresh()
+        merged = {**self._specs, **self._session}
+        return [self._complete(s) for s in merged.values()]
+
+    def aliases(self) -> list[str]:
+        self._refresh()
+        return sorted({**self._specs, **self._session})
+
+    # -- defaults
+    def default(self, kind: str) -> str:
+        self._refresh()
+        return self._session_defaults.get(kind) or self._defaults.get(kind) or f"tiny-{kind}"
+
+    def set_default(self, kind: str, name: str, persist: bool = False) -> None:
+        self.resolve(name, kind)  # fail early on an unknown model
+        self._session_defaults[kind] = name
+        if persist:
+            self._write_user({"defaults": {kind: name}})
+
+    # -- registration
+    def register(
+        self,
+        alias: str,
+        source: str,
+        *,
+        kind: str | None = None,
+        backend: str | None = None,
+        adapters: Iterable[str] = (),
+        persist: bool = False,
+        **extra: Any,
+    ) -> ModelSpec:
+        if Path(source).expanduser().is_dir():
+            source = str(Path(source).expanduser().resolve())
+        adapters = tuple(str(Path(a).expanduser().resolve()) if Path(a).expanduser().exists() else a for a in adapters)
+        spec = ModelSpec(
+            alias=alias,
+            kind=kind or "",
+            backend=backend or "",
+            source=source,
+            adapters=adapters,
+            origin="session",
+            params=dict(extra.pop("params", {})),
+            **extra,
+        )
+        spec = self._complete(spec, strict=True)
+        self._session[alias] = spec
+        if persist:
+            entry: dict[str, Any] = {"source": spec.source, "kind": spec.kind, "backend": spec.backend}
+            if spec.adapters:
+                entry["adapters"] = list(spec.adapters)
+            for name in ("allow_pickle", "trust_remote_code"):
+                if getattr(spec, name):
+                    entry[name] = True
+            if spec.revision:
+                entry["revision"] = spec.revision
+            if spec.params:
+                entry["params"] = dict(spec.params)
+            self._write_user({"models": {alias: entry}})
+        return spec
+
+    def unregister(self, alias: str) -> None:
+        self._session.pop(alias, None)
+
+    def _write_user(self, update: Mapping[str, Mapping[str, Any]]) -> None:
+        import tomli_w
+
+        path = self._user_file or user_config_path()
+        data = _read_toml(path) if path.is_file() else {}
+        for table, values in update.items():
+            data.setdefault(table, {}).update(values)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(tomli_w.dumps(data).encode("utf-8"))
+        tmp.replace(path)
+
+    # -- resolution
+    def _complete(self, spec: ModelSpec, strict: bool = False) -> ModelSpec:
+        """Fill a spec's kind and backend by asking the backends, when the config left them out."""
+        if spec.kind and spec.backend:
+            return spec
+        if spec.backend:
+            backend = get_backend(spec.backend)
+            kind = spec.kind or backend.detect(spec.source) or backend.kinds[0]
+            return replace(spec, kind=kind)
+        for name, backend in usable_backends():
+            if spec.kind and spec.kind not in backend.kinds:
+                continue
+            kind = backend.detect(spec.source)
+            if kind and (not spec.kind or kind == spec.kind):
+                return replace(spec, kind=kind, backend=name)
+        if strict:
+            raise ModelNotFoundError(
+                f"cannot tell what kind of model {spec.source!r} is: it is not a local model folder "
+                "or a hub id in the local cache; pass --kind and --backend, or fetch the model first"
+            )
+        return spec
+
+    def resolve(self, name: str | None, kind: str) -> ModelSpec:
+        """The spec for an alias, a local directory or a hub id, for a run of ``kind``."""
+        self._refresh()
+        name = name or self.default(kind)
+        spec = self._session.get(name) or self._specs.get(name)
+        if spec is not None:
+            spec = self._complete(spec)
+        else:
+            spec = self._resolve_source(name, kind)
+        if spec.kind and spec.kind != kind:
+            raise ModelNotFoundError(
+                f"model {name!r} is a {spec.kind} model, not a {kind} model; "
+                f"pick a {kind} model from `%genmagic models`"
+            )
+        return spec
+
+    def _resolve_source(self, name: str, kind: str) -> ModelSpec:
+        expanded = os.path.expanduser(name)
+        is_dir = os.path.isdir(expanded)
+        source = str(Path(expanded).resolve()) if is_dir else name
+        for backend_name, backend in usable_backends():
+            if kind not in backend.kinds:
+                continue
+            found = backend.detect(source)
+            if found:
+                return ModelSpec(alias=name, kind=found, backend=backend_name, source=source, origin="path")
+        if is_dir:
+            raise ModelNotFoundError(
+                f"{name!r} is a folder but holds no {kind} model this package can load "
+                "(no config.json / model_index.json); point -m at a saved model folder"
+            )
+        looks_like_hub = name.count("/") == 1 and not name.startswith((".", "/", "~"))
+        if looks_like_hub:
+            raise ModelNotFoundError(
+                f"model {name!r} is not in the local Hugging Face cache (no network or HF_HUB_OFFLINE=1); "
+                f"fetch it where there is network with `hf download {name}`, or point -m at a local folder"
+            )
+        known = [s.alias for s in self.specs() if s.kind == kind]
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known {kind} models: {', '.join(known) or 'none'}"
+        raise ModelNotFoundError(
+            f"unknown model {name!r}: {hint} (see `%genmagic models`, or `%genmagic register ALIAS PATH`)"
+        )

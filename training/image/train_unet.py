@@ -1,0 +1,139 @@
+"""Stage 2: train the text-conditioned UNet2DConditionModel (jointly with a small
+CLIPTextModel trained from scratch) on VAE latents of procedural shapes.
+
+    nice -n 19 env OMP_NUM_THREADS=1 python training/image/train_unet.py --minutes 75 [--resume]
+
+Needs the stage-1 VAE in training/image/runs/vae/vae.  Checkpoints (raw + EMA
+weights, optimizer, step, elapsed time) go to training/image/runs/unet/last.pt
+every --save-every seconds; ``export.py`` turns the latest one into a pipeline
+folder at any time.  The learning-rate schedule is time based (warm-up, then
+cosine decay over --minutes), so a resumed run continues the same schedule.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import time
+
+import torch
+import torch.nn.functional as F
+
+from common import (RUNS, SCHEDULER_CONFIG, UNET_CONFIG, build_tokenizer, image_batch,
+                    make_scheduler, set_threads, text_config, tokenize)
+from shapes import ShapeGenerator
+
+
+class EMA:
+    def __init__(self, modules, decay=0.999):
+        self.decay = decay
+        self.shadow = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules]
+
+    @torch.no_grad()
+    def update(self, modules, step):
+        d = min(self.decay, (1 + step) / (10 + step))
+        for sh, m in zip(self.shadow, modules):
+            for k, v in m.state_dict().items():
+                if v.dtype.is_floating_point:
+                    sh[k].mul_(d).add_(v.detach(), alpha=1 - d)
+                else:
+                    sh[k].copy_(v)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=75.0, help="total training-time budget")
+    ap.add_argument("--bs", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--cfg-drop", type=float, default=0.1, help="caption dropout for CFG")
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--save-every", type=float, default=180.0, help="seconds")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--vae", default=os.path.join(RUNS, "vae", "vae"))
+    ap.add_argument("--out", default=os.path.join(RUNS, "unet"))
+    ap.add_argument("--seed", type=int, default=2)
+    args = ap.parse_args()
+    set_threads()
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    os.makedirs(args.out, exist_ok=True)
+    torch.manual_seed(args.seed)
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(os.path.join(args.out, "tokenizer"))
+    vae = AutoencoderKL.from_pretrained(args.vae).eval().requires_grad_(False)
+    sf = vae.config.scaling_factor
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    text = CLIPTextModel(text_config(tokenizer))
+    sched = make_scheduler(DDPMScheduler)
+    params = list(unet.parameters()) + list(text.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    ema = EMA([unet, text], args.ema)
+    step, elapsed = 0, 0.0
+    ckpt = os.path.join(args.out, "last.pt")
+    if args.resume and os.path.exists(ckpt):
+        sd = torch.load(ckpt, map_location="cpu")
+        unet.load_state_dict(sd["unet"]); text.load_state_dict(sd["text"])
+        opt.load_state_dict(sd["opt"]); ema.shadow = sd["ema"]
+        step, elapsed = sd["step"], sd["elapsed"]
+        print(f"resumed at step {step}, {elapsed/60:.1f} min", flush=True)
+    n_u = sum(p.numel() for p in unet.parameters())
+    n_t = sum(p.numel() for p in text.parameters())
+    print(f"unet {n_u/1e6:.2f}M text {n_t/1e6:.3f}M vae sf {sf:.4f}", flush=True)
+
+    gen = ShapeGenerator(args.seed * 100003 + step)
+    rng = random.Random(args.seed * 7 + step)
+    acp = sched.alphas_cumprod
+    budget = args.minutes * 60
+    t0 = time.time() - elapsed
+    last_save = time.time()
+
+    def save():
+        obj = {"unet": unet.state_dict(), "text": text.state_dict(), "opt": opt.state_dict(),
+               "ema": ema.shadow, "step": step, "elapsed": time.time() - t0,
+               "config": {"unet": UNET_CONFIG, "scheduler": SCHEDULER_CONFIG, "args": vars(args)}}
+        torch.save(obj, ckpt + ".tmp")
+        os.replace(ckpt + ".tmp", ckpt)
+
+    run_loss = None
+    unet.train(); text.train()
+    while time.time() - t0 < budget:
+        frac = min(1.0, (time.time() - t0) / budget)
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, caps, _ = image_batch(gen, args.bs)
+        caps = ["" if rng.random() < args.cfg_drop else c for c in caps]
+        ids = tokenize(tokenizer, caps)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            lat = vae.encode(x).latent_dist.sample().float() * sf
+        noise = torch.randn_like(lat)
+        t = torch.randint(0, sched.config.num_train_timesteps, (lat.shape[0],))
+        noisy = sched.add_noise(lat, noise, t)
+        target = sched.get_velocity(lat, noise, t)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            emb = text(ids)[0]
+            pred = unet(noisy, t, encoder_hidden_states=emb).sample
+        loss = F.mse_loss(pred.float(), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        ema.update([unet, text], step)
+        run_loss = loss.item() if run_loss is None else 0.99 * run_loss + 0.01 * loss.item()
+        if step % 25 == 0:
+            el = time.time() - t0
+            print(f"step {step} t={el/60:.1f}min loss {run_loss:.4f} lr {lr:.2e} "
+                  f"{step*args.bs/max(el,1):.1f} img/s", flush=True)
+        if time.time() - last_save > args.save_every:
+            save(); last_save = time.time()
+            print(f"saved step {step}", flush=True)
+    save()
+    print(f"done step {step}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
