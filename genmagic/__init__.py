@@ -12,11 +12,13 @@ The same runs from Python::
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from .errors import GenmagicError, ModelNotFoundError, OptionError, OutputFormatError, PromptError
 
 if TYPE_CHECKING:
+    from .image_result import ImageResult
     from .request import TextResult
 
 __version__ = "0.1.0"
@@ -27,7 +29,9 @@ __all__ = [
     "OutputFormatError",
     "PromptError",
     "generate",
+    "imagine",
     "load_ipython_extension",
+    "read_metadata",
     "unload_ipython_extension",
 ]
 
@@ -79,3 +83,50 @@ def generate(
     result = engine.run(request, sink, cache=cache)
     sink.close(result.ok)
     return result  # type: ignore[return-value]
+
+
+def imagine(
+    prompt: str = "",
+    model: str | None = None,
+    *,
+    init: Any = None,
+    mask: Any = None,
+    cache: bool = True,
+    progress: bool = False,
+    save: str | None = None,
+    from_image: str | None = None,
+    **options: Any,
+) -> ImageResult:
+    """Generate images; ``options`` are the ``%%imagine`` options (``steps=30``, ``seed=7``, ``num=4``, ...).
+
+    ``init``/``mask`` take a PIL image, a numpy array or a file path (img2img, inpainting);
+    ``from_image`` re-runs the request stored in a PNG saved by genmagic. Returns an
+    :class:`~genmagic.image_result.ImageResult`; ``progress=True`` shows a progress bar.
+    """
+    from . import imagine as im
+    from .engine import default_engine
+    from .options import ImageControls, ImageOptions, split_kwargs
+
+    (values,) = split_kwargs(options, ImageOptions)
+    image_options = ImageOptions(**values)
+    controls = ImageControls(model=model, cache=cache, save=save, from_image=from_image)
+    init_image = im.resolve_image(init, "init") if init is not None else None
+    mask_image = im.resolve_image(mask, "mask") if mask is not None else None
+    sink = im.TerminalImageSink(image_options.num) if progress else None
+    result = im.run(
+        default_engine(), prompt, image_options, controls, sink=sink, init=init_image, mask=mask_image, given=values
+    )
+    if sink is not None:
+        sink.close(result.ok)
+    if isinstance(init, str):
+        result.sources["init"] = init
+    if isinstance(mask, str):
+        result.sources["mask"] = mask
+    return result
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The generation parameters stored in a PNG: ``{"request": ..., "seed": ..., "parameters": ...}``."""
+    from .pngmeta import read_metadata as read
+
+    return read(path)

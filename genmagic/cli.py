@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+
 from . import options as opts
 from .errors import GenmagicError
 

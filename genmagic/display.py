@@ -7,6 +7,7 @@ before it reaches the notebook.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
@@ -31,11 +32,15 @@ def sanitize_html(text: str) -> str:
     return nh3.clean(text, url_schemes={"http", "https", "mailto"})
 
 
-def markdown_html(text: str) -> str:
+@functools.cache
+def _markdown() -> Any:
     from markdown_it import MarkdownIt
 
-    md = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
-    return sanitize_html(md.render(text))
+    return MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
+
+
+def markdown_html(text: str) -> str:
+    return sanitize_html(_markdown().render(text))
 
 
 _FENCE = re.compile(r"^\s*```[\w-]*\s*\n(.*?)\n\s*```\s*$", re.S)

@@ -218,7 +218,8 @@ class History:
 
     def list(self, n: int = 20, search: str | None = None, kind: str | None = None) -> list[Record]:
         """The newest ``n`` runs (newest first), optionally matching ``search`` in prompt or output."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if search:
             where.append("(prompt LIKE ? ESCAPE '\\' OR outputs LIKE ? ESCAPE '\\')")
             pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

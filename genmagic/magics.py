@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import string
 import sys
 from collections.abc import Callable, Mapping
@@ -32,19 +33,35 @@ class _Namespace(dict[str, Any]):
         )
 
 
+_PLACEHOLDER = re.compile(
+    r"\{\{|\}\}|\{([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\[\]{}]*\])*)(![rsa])?(:[^{}]*)?\}"
+)
+
+
 def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
-    """Fill ``{name}`` (and ``{name.attr}``, ``{name[0]}``, ``{name:fmt}``) from ``namespace``."""
+    """Fill ``{name}`` (also ``{name.attr}``, ``{name[0]}``, ``{name:fmt}``) from ``namespace``.
+
+    ``{{`` and ``}}`` are literal braces; any other brace (JSON in a prompt, say) is left alone.
+    """
     if "{" not in text and "}" not in text:
         return text
-    try:
-        return string.Formatter().vformat(text, (), _Namespace(namespace))
-    except PromptError:
-        raise
-    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as err:
-        raise PromptError(
-            f"cannot fill the prompt's {{...}} placeholders ({type(err).__name__}: {err}); "
-            "write {{ and }} for literal braces, or pass --no-interpolate"
-        ) from None
+    ns = _Namespace(namespace)
+
+    def fill(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            return token[0]
+        try:
+            return string.Formatter().vformat(token, (), ns)
+        except PromptError:
+            raise
+        except Exception as err:
+            raise PromptError(
+                f"cannot fill {token} in the prompt ({type(err).__name__}: {err}); "
+                "write {{ and }} for literal braces, or pass --no-interpolate"
+            ) from None
+
+    return _PLACEHOLDER.sub(fill, text)
 
 
 def usage_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -121,6 +138,12 @@ class GenMagics(Magics):
 
     # -- shared plumbing
     @property
+    def ip(self) -> Any:
+        """The shell (never None once registered)."""
+        assert self.shell is not None
+        return self.shell
+
+    @property
     def engine(self) -> Any:
         from .engine import default_engine
 
@@ -137,19 +160,19 @@ class GenMagics(Magics):
                 cell_id = (parent.get("metadata") or {}).get("cellId")
             except Exception:
                 cell_id = None
-        notebook = os.environ.get("JPY_SESSION_NAME") or self.shell.user_ns.get("__vsc_ipynb_file__")
+        notebook = os.environ.get("JPY_SESSION_NAME") or self.ip.user_ns.get("__vsc_ipynb_file__")
         return {"notebook": notebook, "cell_id": cell_id}
 
     def _prepare_line(self, line: str) -> str:
         if "--no-interpolate" in line.split():
             return line
-        return interpolate(line, self.shell.user_ns)
+        return interpolate(line, self.ip.user_ns)
 
     def _bind(self, name: str | None, value: Any) -> None:
         if name:
             if not name.isidentifier():
                 raise OptionError(f"--out needs a Python variable name, got {name!r}; e.g. --out story")
-            self.shell.user_ns[name] = value
+            self.ip.user_ns[name] = value
 
     # -- %%generate
     @no_var_expand
@@ -169,7 +192,7 @@ class GenMagics(Magics):
         if cell is not None and cell.strip():
             prompt = cell.strip("\n")
             if controls.interpolate:
-                prompt = interpolate(prompt, self.shell.user_ns)
+                prompt = interpolate(prompt, self.ip.user_ns)
             if args.prompt:
                 prompt = " ".join(args.prompt) + "\n" + prompt
         else:
@@ -201,10 +224,28 @@ class GenMagics(Magics):
         if options.chat:
             self.conversation += [("user", prompt), ("assistant", result.text)]
         if controls.format == "code":
-            self.shell.set_next_input(strip_fence(result.text), replace=False)
+            self.ip.set_next_input(strip_fence(result.text), replace=False)
         if controls.format == "json":
             return result.json()
         return result
+
+    # -- %%imagine
+    @no_var_expand
+    @ma.magic_arguments()
+    @opts.magic_arguments(opts.ImageOptions, opts.ImageControls)
+    @ma.argument("prompt", nargs="*", help="the prompt (line form); the cell body in the cell form")
+    @line_cell_magic
+    @usage_errors
+    def imagine(self, line: str, cell: str | None = None) -> Any:
+        """Generate images with a local diffusers pipeline: a progress bar and live previews,
+        then a grid captioned with each image's seed.
+
+        ``--init``/``--mask`` take a notebook variable or a file; ``--from image.png`` re-runs
+        the request stored in a PNG that genmagic saved. Default model: ``default_image_model``.
+        """
+        from .imagine import run_magic
+
+        return run_magic(self, line, cell)
 
     # -- %genmagic
     @line_magic

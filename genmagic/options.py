@@ -355,3 +355,42 @@ def options_class(kind: str) -> type[Options]:
         if cls.kind == kind:
             return cls
     raise OptionError(f"unknown kind {kind!r}")
+
+
+# --------------------------------------------------------------------------- images
+
+
+@dataclass(frozen=True)
+class ImageOptions(Options):
+    """Options of an image generation: every field changes the pixels produced."""
+
+    kind: ClassVar[str] = "image"
+
+    steps: int = opt(20, "denoising steps", min=1, max=1000, example="30")
+    guidance: float = opt(7.5, "classifier-free guidance scale (CFG); 1 = off", min=0.0, max=50.0, example="6")
+    negative: str | None = opt(None, "negative prompt: what the image should not show", metavar="TEXT", example="'blurry'")
+    seed: int | None = opt(None, "random seed: image i uses seed+i, so each can be reproduced alone", min=0, max=2**32 - 1, example="7")
+    width: int | None = opt(None, "image width in pixels (default: the model's size)", min=8, max=8192, example="512")
+    height: int | None = opt(None, "image height in pixels (default: the model's size)", min=8, max=8192, example="512")
+    num: int = opt(1, "number of images, shown as a grid", flags=("-n",), min=1, max=64, example="4")
+    scheduler: str | None = opt(None, "sampler: a diffusers scheduler class compatible with the model", metavar="NAME", example="EulerDiscreteScheduler")
+    strength: float = opt(0.75, "with --init: how much to change the init image (1 = ignore it)", min=0.01, max=1.0, example="0.6")
+    lora: tuple[str, ...] = opt((), "LoRA weights to apply, PATH or PATH:SCALE (repeatable)", repeat=True, metavar="PATH[:SCALE]")
+    device: str | None = opt(None, "torch device (default: cuda, then mps, then cpu)", metavar="DEVICE", example="cpu", widget=False)
+    dtype: str | None = opt(None, "weights dtype (default: float16 on a GPU, float32 on the CPU)", choices=("float32", "float16", "bfloat16"), widget=False)
+
+    def deterministic(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class ImageControls(Controls):
+    """How an image run is done and shown; init/mask images enter the request as inputs."""
+
+    kind: ClassVar[str] = "image-controls"
+
+    save: str | None = opt(None, "also write the PNGs (with their parameters) into this folder", metavar="DIR", widget=False)
+    init: str | None = opt(None, "img2img: start from this image (a variable or a file)", metavar="VAR|PATH", widget=False)
+    mask: str | None = opt(None, "inpainting: repaint the white area of this mask (with --init)", metavar="VAR|PATH", widget=False)
+    from_image: str | None = opt(None, "re-run the request stored in a PNG saved by genmagic", flags=("--from",), metavar="PNG", widget=False)
+    preview: int = opt(5, "show a preview every N steps; 0 = none", min=0, max=1000, example="5")

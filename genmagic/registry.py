@@ -15,13 +15,14 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
-import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .errors import ModelNotFoundError
 
@@ -86,7 +87,11 @@ def home_dir() -> Path:
 
 
 def user_config_path() -> Path:
-    env = os.environ.get("GENMAGIC_CONFIG_DIR")
+    return _user_config_path(os.environ.get("GENMAGIC_CONFIG_DIR"), os.environ.get("XDG_CONFIG_HOME"))
+
+
+@cache
+def _user_config_path(env: str | None, xdg: str | None) -> Path:
     if env:
         return Path(env).expanduser() / "config.toml"
     import platformdirs

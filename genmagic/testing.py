@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 _TEXT = """Once upon a time there was a little fox who lived in the forest.
 The fox liked to read books about the stars and the sea.
@@ -60,4 +61,59 @@ def build_tiny_text_model(path: str | os.PathLike[str], *, chat_template: bool =
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = eos
     model.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+_IMAGE_WORDS = ["a", "an", "the", "red", "green", "blue", "yellow", "white", "black", "orange", "purple", "circle", "square", "triangle", "star", "on", "of", "and", "with", "background", "small", "large", "big", "tiny", "blurry", "bright", "dark", "picture", "photo"]
+
+
+def build_tiny_image_pipeline(path: str | os.PathLike[str], *, sample_size: int = 64) -> Path:
+    """A tiny Stable Diffusion pipeline (VAE 64x64 → 16x16x4, 2-level UNet, 2-layer CLIP
+    text encoder, word-level tokenizer), seeded, saved with ``save_pretrained``."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    special = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
+    vocab = {w: i for i, w in enumerate(special + list(dict.fromkeys(_IMAGE_WORDS)))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="[BOS]", eos_token="[EOS]", unk_token="[UNK]", pad_token="[PAD]",
+        model_max_length=16, padding_side="right",
+    )
+    torch.manual_seed(0)
+    vae: Any = AutoencoderKL(
+        in_channels=3, out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 32), layers_per_block=1, latent_channels=4,
+        norm_num_groups=8, sample_size=sample_size,
+    )
+    unet: Any = UNet2DConditionModel(
+        sample_size=sample_size // 4, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+        attention_head_dim=4, norm_num_groups=8,
+    )
+    text = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=16, pad_token_id=0, bos_token_id=2, eos_token_id=3,
+        projection_dim=32,
+    ))
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+    )
+    pipe: Any = StableDiffusionPipeline(
+        vae=vae.eval(), text_encoder=text.eval(), tokenizer=tokenizer, unet=unet.eval(), scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
     return out

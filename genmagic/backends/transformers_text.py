@@ -138,9 +138,10 @@ class TransformersTextBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
         device = _device()
         dtype = torch.float16 if device == "cuda" else torch.float32
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # restored below: the user's own loads keep their bars
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(
@@ -152,9 +153,12 @@ class TransformersTextBackend:
         except (OSError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelNotFoundError(f"cannot load {spec.alias!r} from {folder}: {first}") from None
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         for adapter in spec.adapters:
             model = self._add_adapter(model, adapter)
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]
         model.eval()
         config = model.config
         context = int(

@@ -47,7 +47,7 @@ TEXT_CONFIG = dict(
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", beta_start=0.00085,
     beta_end=0.012, prediction_type="v_prediction", timestep_spacing="trailing",
-    steps_offset=0, clip_sample=False, set_alpha_to_one=True,
+    steps_offset=1, clip_sample=False, set_alpha_to_one=True,
 )
 
 SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]

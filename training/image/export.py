@@ -11,6 +11,7 @@ output folder are left alone.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -70,6 +71,20 @@ def export(out=DEFAULT_OUT, ckpt=None, raw=False, scheduler="dpm", fp16=True):
             shutil.move(os.path.join(tmp, c), dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    # Record the tokenizer under its transformers-4 compatible name (in transformers 5
+    # PreTrainedTokenizerFast is an alias of TokenizersBackend), so that the folder
+    # loads with either major version.
+    for path, key in [(os.path.join(out, "model_index.json"), None),
+                      (os.path.join(out, "tokenizer", "tokenizer_config.json"), "tokenizer_class")]:
+        with open(path) as f:
+            cfg = json.load(f)
+        if key is None:
+            cfg["tokenizer"] = ["transformers", "PreTrainedTokenizerFast"]
+        else:
+            cfg[key] = "PreTrainedTokenizerFast"
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=2, sort_keys=True)
+            f.write("\n")
     with open(os.path.join(out, "training_state.txt"), "w") as f:
         f.write(f"step {step}\ntraining_minutes {elapsed/60:.1f}\nweights {'raw' if raw else 'ema'}\n")
     print(f"exported step {step} ({elapsed/60:.1f} min) to {out}")

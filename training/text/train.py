@@ -42,6 +42,7 @@ def tokenize_split(tok, jsonl: Path, cache: Path) -> np.ndarray:
     if cache.exists():
         return np.load(cache, mmap_mode="r")
     texts = [json.loads(l)["text"] for l in open(jsonl, encoding="utf-8")]
+    tok.model_max_length = 10 ** 9  # silence the length warning; we cut windows ourselves
     ids = []
     bos, eos = tok.bos_token_id, tok.eos_token_id
     B = 512
@@ -85,10 +86,18 @@ def make_config(tok, args):
     )
 
 
-def lr_at(step, args):
+def progress(step, train_seconds, args):
+    """Fraction of the run done: by steps, or by training time if --budget-minutes is set."""
+    p = (step - args.warmup) / max(1, args.max_steps - args.warmup)
+    if args.budget_minutes:
+        p = max(p, train_seconds / (args.budget_minutes * 60))
+    return min(1.0, p)
+
+
+def lr_at(step, train_seconds, args):
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
-    p = min(1.0, (step - args.warmup) / max(1, args.max_steps - args.warmup))
+    p = progress(step, train_seconds, args)
     return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * p))
 
 
@@ -130,6 +139,7 @@ def export(model, tok, out: Path, info: dict | None = None):
         (tmp / "training_info.json").write_text(json.dumps(info, indent=1) + "\n")
     # move files in place (keeps README.md and anything else already in `out`)
     for f in tmp.iterdir():
+        os.chmod(f, 0o644)
         os.replace(f, out / f.name)
     tmp.rmdir()
 
@@ -157,6 +167,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--max-steps", type=int, default=6000)
+    ap.add_argument("--budget-minutes", type=float, default=0,
+                    help="also end the cosine schedule (and the run) after this many minutes of training")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-windows", type=int, default=96)
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
@@ -245,9 +257,9 @@ def main():
     last_ckpt = time.time()
     tok_count, t_log = 0, time.time()
     N = len(train) - args.ctx - 1
-    while step < args.max_steps:
+    while step < args.max_steps and not (step > args.warmup and progress(step, train_seconds, args) >= 1.0):
         t_step = time.time()
-        lr = lr_at(step, args)
+        lr = lr_at(step, train_seconds, args)
         for g in opt.param_groups:
             g["lr"] = lr
         starts = torch.randint(0, N, (args.batch,), generator=gen).tolist()
@@ -267,7 +279,7 @@ def main():
             log(f"step {step} loss {loss.item():.3f} lr {lr:.2e} gnorm {gnorm:.2f} "
                 f"{tok_count / dt:,.0f} tok/s epoch {step * args.batch * args.ctx / len(train):.2f}")
             tok_count, t_log = 0, time.time()
-        if step % args.eval_every == 0 or step == args.max_steps:
+        if step % args.eval_every == 0:
             hl = evaluate(model, held, args.ctx, args.eval_windows, bf16)
             history.append({"step": step, "train_loss": round(loss.item(), 4), "heldout_loss": round(hl, 4),
                             "heldout_ppl": round(math.exp(hl), 2), "train_minutes": round(train_seconds / 60, 1)})
@@ -275,6 +287,10 @@ def main():
         if time.time() - last_ckpt > args.ckpt_minutes * 60:
             save()
             last_ckpt = time.time()
+    hl = evaluate(model, held, args.ctx, args.eval_windows, bf16)
+    history.append({"step": step, "train_loss": round(loss.item(), 4), "heldout_loss": round(hl, 4),
+                    "heldout_ppl": round(math.exp(hl), 2), "train_minutes": round(train_seconds / 60, 1)})
+    log(f"EVAL step {step} heldout loss {hl:.4f} ppl {math.exp(hl):.2f}")
     save(" (final)")
     log("done")
 

@@ -1,0 +1,604 @@
+"""Image generation with a local diffusers text-to-image pipeline (a folder or a cached hub id).
+
+Any folder with a ``model_index.json`` whose pipeline takes a ``prompt`` loads through
+``DiffusionPipeline.from_pretrained``; a pipeline class the project (or a plugin) defines
+itself is found by its ``_class_name`` among the imported ``DiffusionPipeline`` subclasses.
+
+Each image ``i`` of ``--num`` is one pipeline call with its own CPU generator seeded with
+``seed + i``, so any single image can be reproduced alone, on any batch size. The step
+callback emits ``progress`` events every step and a cheap ``preview`` every few steps
+(latents mapped to RGB by a linear fit to the model's own VAE, computed once per model),
+and stops the pipeline when the sink is cancelled. A kernel interrupt (KeyboardInterrupt)
+returns the images finished so far plus the last preview, with ``status="interrupted"``;
+the pipeline stays usable (diffusers resets its state at the start of every call).
+
+img2img and inpainting reuse the loaded weights through ``AutoPipelineFor*.from_pipe``.
+LoRA files are loaded once per (path, content) with ``load_lora_weights`` and switched per
+run with ``set_adapters``; schedulers are swapped per run with ``from_config``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelNotFoundError, OptionError
+from ..request import Event, NullSink, Request, Sink
+from . import Loaded
+from ._hub import fingerprint, local_folder, require_folder
+
+if TYPE_CHECKING:
+    from ..image_result import ImageResult
+    from ..options import ImageOptions
+    from ..registry import ModelSpec
+
+_MARKER = "model_index.json"
+PREVIEW_EVERY = 5  # steps between previews, unless the sink says otherwise (``sink.preview_every``)
+
+
+@dataclass
+class _ImagePipe:
+    pipe: Any
+    folder: str
+    scheduler: Any  # the model's own scheduler, restored when --scheduler is not given
+    derived: dict[str, Any] = field(default_factory=dict)  # "img2img" / "inpaint" -> pipeline
+    adapters: dict[str, str] = field(default_factory=dict)  # lora key -> adapter name
+    active_lora: bool = False
+    base_adapters: list[str] = field(default_factory=list)  # the spec's adapters, always on
+    preview_map: Any = None  # (weights [C,3], bias [3]) latent → RGB, fitted on first use
+
+
+def _dtype_kwarg() -> str:
+    """diffusers 0.36 renamed ``torch_dtype`` to ``dtype``."""
+    import diffusers
+
+    major, minor = (int(x) for x in diffusers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (0, 36) else "torch_dtype"
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' import-time notices (optional image processors) while diffusers
+    builds a pipeline; they are not about the user's model."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def default_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _device_dtype(options: Any) -> tuple[str, str]:
+    device = getattr(options, "device", None) or default_device()
+    dtype = getattr(options, "dtype", None) or ("float32" if device == "cpu" else "float16")
+    return device, dtype
+
+
+def parse_lora(value: str) -> tuple[str, float]:
+    """``PATH[:SCALE]`` → (path, scale); a missing scale is 1."""
+    path, scale = value, 1.0
+    head, sep, tail = value.rpartition(":")
+    if sep and head:
+        try:
+            scale = float(tail)
+            path = head
+        except ValueError:
+            path = value
+    path = os.path.expanduser(path)
+    if not os.path.exists(path):
+        raise OptionError(f"--lora {value}: no such file or folder; pass a LoRA .safetensors file or the folder holding it")
+    return path, scale
+
+
+def _lora_file(path: str) -> tuple[str, str | None]:
+    """(folder or file, weight_name) for ``load_lora_weights``."""
+    if os.path.isdir(path):
+        names = sorted(n for n in os.listdir(path) if n.endswith(".safetensors"))
+        if not names:
+            raise OptionError(f"--lora {path}: the folder holds no .safetensors file; save the LoRA with save_lora_weights")
+        preferred = "pytorch_lora_weights.safetensors"
+        return path, preferred if preferred in names else names[0]
+    if not path.endswith(".safetensors"):
+        raise OptionError(f"--lora {path}: only .safetensors LoRA files are loaded; convert it to safetensors")
+    return os.path.dirname(path) or ".", os.path.basename(path)
+
+
+def lora_fingerprint(path: str) -> str:
+    """A content hash of a LoRA file (or the weights in a LoRA folder)."""
+    folder, name = _lora_file(path)
+    target = os.path.join(folder, name or "")
+    h = hashlib.sha256()
+    with open(target, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _find_pipeline_class(name: str) -> Any:
+    """A ``DiffusionPipeline`` subclass called ``name``: diffusers' own, or one defined and
+    imported by the project or a plugin (the diffusers way: subclass and ``register_modules``)."""
+    import diffusers
+
+    found = getattr(diffusers, name, None)
+    if isinstance(found, type):
+        return found
+    stack = list(diffusers.DiffusionPipeline.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        if cls.__name__ == name:
+            return cls
+        stack.extend(cls.__subclasses__())
+    return None
+
+
+def _is_text_to_image(pipe: Any) -> bool:
+    params = inspect.signature(pipe.__call__).parameters
+    if "prompt" not in params:
+        return False
+    for needed in ("image", "mask_image", "control_image"):
+        p = params.get(needed)
+        if p is not None and p.default is inspect.Parameter.empty:
+            return False
+    name = type(pipe).__name__
+    return not name.endswith(("Img2ImgPipeline", "InpaintPipeline", "UpscalePipeline", "Image2ImagePipeline"))
+
+
+def _scheduler_name(name: str, compatible: dict[str, Any]) -> str:
+    """Accept a class name, its short form (``Euler``), any case, or an A1111 sampler name."""
+    from ..pngmeta import A1111_SAMPLERS
+
+    if name in compatible:
+        return name
+    a1111 = {v.lower(): k for k, v in A1111_SAMPLERS.items()}
+    lowered = name.lower().replace(" ", "")
+    for cls_name in compatible:
+        short = cls_name.lower().removesuffix("scheduler")
+        if lowered in (cls_name.lower(), short, short.removesuffix("discrete")):
+            return cls_name
+    return a1111.get(name.lower(), name)
+
+
+def size_multiple(pipe: Any) -> int:
+    """Width and height must be multiples of this for ``pipe``."""
+    vsf = int(getattr(pipe, "vae_scale_factor", 8) or 8)
+    transformer = getattr(pipe, "transformer", None)
+    patch = int(getattr(getattr(transformer, "config", None), "patch_size", 1) or 1) if transformer is not None else 1
+    if "Flux" in type(pipe).__name__:
+        patch = max(patch, 2)
+    multiple = vsf * patch
+    if getattr(pipe, "unet", None) is not None:
+        multiple = math.lcm(multiple, 8)  # the Stable Diffusion family checks divisibility by 8
+    return multiple
+
+
+def native_size(pipe: Any) -> tuple[int, int]:
+    vsf = int(getattr(pipe, "vae_scale_factor", 8) or 8)
+    for name in ("unet", "transformer"):
+        module = getattr(pipe, name, None)
+        sample = getattr(getattr(module, "config", None), "sample_size", None)
+        if isinstance(sample, int):
+            return sample * vsf, sample * vsf
+        if isinstance(sample, (list, tuple)) and len(sample) == 2:
+            return int(sample[1]) * vsf, int(sample[0]) * vsf
+    default = getattr(pipe, "default_sample_size", 64)
+    return default * vsf, default * vsf
+
+
+def _module_bytes(pipe: Any) -> int:
+    import torch
+
+    total = 0
+    for component in getattr(pipe, "components", {}).values():
+        if isinstance(component, torch.nn.Module):
+            total += sum(p.numel() * p.element_size() for p in component.parameters())
+            total += sum(b.numel() * b.element_size() for b in component.buffers())
+    return total
+
+
+def scheduler_names(pipe: Any) -> list[str]:
+    return sorted({cls.__name__ for cls in getattr(pipe.scheduler, "compatibles", [])} | {type(pipe.scheduler).__name__})
+
+
+class DiffusersImageBackend:
+    kinds = ("image",)
+
+    # -- discovery
+    def detect(self, source: str) -> str | None:
+        return "image" if local_folder(source, _MARKER) else None
+
+    def revision(self, spec: ModelSpec) -> str:
+        return fingerprint(spec.source, _MARKER, spec.adapters, spec.revision)
+
+    def load_key(self, spec: ModelSpec, options: Any) -> tuple[Any, ...]:
+        return _device_dtype(options)
+
+    # -- loading
+    def load(self, spec: ModelSpec, options: Any) -> Loaded:
+        folder = require_folder(spec.source, _MARKER, spec.revision)
+        try:
+            with open(os.path.join(folder, _MARKER), encoding="utf-8") as fh:
+                index = json.load(fh)
+        except (OSError, ValueError) as err:
+            raise ModelNotFoundError(f"cannot read {folder}/{_MARKER}: {err}; point -m at a saved diffusers pipeline") from None
+        class_name = index.get("_class_name")
+        if isinstance(class_name, list):  # ["module", "Class"]: remote code
+            class_name = class_name[-1]
+        device, dtype_name = _device_dtype(options)
+
+        import torch
+        from diffusers import DiffusionPipeline
+        from diffusers.utils import logging as df_logging
+
+        df_logging.disable_progress_bar()
+        with contextlib.suppress(ImportError):
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        try:
+            dtype = getattr(torch, dtype_name)
+            torch.empty(1, device=device)
+        except (RuntimeError, AttributeError, AssertionError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise OptionError(f"--device {device} is not usable here ({first}); use --device cpu") from None
+        cls = _find_pipeline_class(str(class_name)) if class_name else None
+        kwargs: dict[str, Any] = {_dtype_kwarg(): dtype}
+        if not spec.allow_pickle:
+            kwargs["use_safetensors"] = True
+        if os.path.isfile(os.path.join(folder, "pipeline.py")):
+            if not spec.trust_remote_code:
+                raise ModelNotFoundError(
+                    f"{spec.alias!r} defines its own pipeline code (pipeline.py); register it with "
+                    "trust_remote_code = true if you trust it"
+                )
+            cls, kwargs["custom_pipeline"] = DiffusionPipeline, folder
+        elif cls is None:
+            raise ModelNotFoundError(
+                f"{spec.alias!r} is a {class_name!r} pipeline, which is neither in diffusers nor imported; "
+                "import the module that defines it before running, or point -m at a diffusers pipeline folder"
+            )
+        try:
+            with _quiet_transformers():
+                pipe = cls.from_pretrained(folder, **kwargs)
+        except (OSError, ValueError, TypeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if "safetensors" in first and not spec.allow_pickle:
+                first += " (register the model with allow_pickle = true to load pickle weights, if you trust them)"
+            raise ModelNotFoundError(f"cannot load {spec.alias!r} from {folder}: {first}") from None
+        if not _is_text_to_image(pipe):
+            raise ModelNotFoundError(
+                f"{spec.alias!r} is a {type(pipe).__name__}, not a text-to-image pipeline; "
+                "point -m at a text-to-image model (and use --init/--mask for img2img and inpainting)"
+            )
+        base_adapters = []
+        for adapter in spec.adapters:
+            name = "adapter_" + hashlib.sha256(adapter.encode()).hexdigest()[:12]
+            self._load_adapter(pipe, adapter, name)
+            base_adapters.append(name)
+        pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        return Loaded(
+            spec=spec,
+            model=_ImagePipe(pipe=pipe, folder=folder, scheduler=pipe.scheduler, base_adapters=base_adapters),
+            nbytes=_module_bytes(pipe),
+            device=device,
+            dtype=dtype_name,
+            info={"folder": folder, "pipeline": type(pipe).__name__},
+        )
+
+    @staticmethod
+    def _load_adapter(pipe: Any, path: str, name: str) -> None:
+        if not hasattr(pipe, "load_lora_weights"):
+            raise OptionError(f"{type(pipe).__name__} does not take LoRA weights; drop --lora")
+        folder, weight_name = _lora_file(path)
+        try:
+            pipe.load_lora_weights(folder, weight_name=weight_name, adapter_name=name)
+        except ImportError:
+            raise OptionError("LoRA needs peft: pip install 'genmagic[finetune]'") from None
+        except (ValueError, KeyError, OSError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise OptionError(f"--lora {path}: cannot load it into this model ({first[:200]})") from None
+
+    def unload(self, loaded: Loaded) -> None:
+        state: _ImagePipe | None = loaded.model
+        if state is not None:
+            state.derived.clear()
+        loaded.model = None
+        with contextlib.suppress(Exception):
+            import torch
+
+            if loaded.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+
+    # -- per-run set-up
+    def _pipeline_for(self, state: _ImagePipe, mode: str, alias: str) -> Any:
+        if mode == "text2img":
+            return state.pipe
+        if mode not in state.derived:
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+            auto = AutoPipelineForImage2Image if mode == "img2img" else AutoPipelineForInpainting
+            what = "--init (img2img)" if mode == "img2img" else "--mask (inpainting)"
+            try:
+                with _quiet_transformers():
+                    derived = auto.from_pipe(state.pipe)
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise OptionError(
+                    f"{alias} ({type(state.pipe).__name__}) does not support {what}: {first[:160]}; "
+                    "use a model that has a diffusers "
+                    + ("image-to-image" if mode == "img2img" else "inpainting")
+                    + " pipeline"
+                ) from None
+            derived.set_progress_bar_config(disable=True)
+            state.derived[mode] = derived
+        return state.derived[mode]
+
+    def _set_scheduler(self, pipe: Any, state: _ImagePipe, name: str | None) -> str:
+        if not name:
+            pipe.scheduler = state.scheduler
+            return type(state.scheduler).__name__
+        if name == type(pipe.scheduler).__name__ and pipe.scheduler is not state.scheduler:
+            return name
+        compatible = {cls.__name__: cls for cls in getattr(state.scheduler, "compatibles", [])}
+        compatible.setdefault(type(state.scheduler).__name__, type(state.scheduler))
+        name = _scheduler_name(name, compatible)
+        if name not in compatible:
+            raise OptionError(
+                f"--scheduler {name} does not fit this model; compatible: {', '.join(sorted(compatible))}"
+            )
+        pipe.scheduler = compatible[name].from_config(state.scheduler.config)
+        return name
+
+    def _set_loras(self, pipe: Any, state: _ImagePipe, loras: tuple[str, ...]) -> list[str]:
+        names, scales = [], []
+        for value in loras:
+            path, scale = parse_lora(value)
+            key = f"{os.path.abspath(path)}#{lora_fingerprint(path)}"
+            if key not in state.adapters:
+                name = "lora_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+                self._load_adapter(state.pipe, path, name)
+                state.adapters[key] = name
+            names.append(state.adapters[key])
+            scales.append(scale)
+        base = state.base_adapters
+        if names:
+            state.pipe.enable_lora()
+            state.pipe.set_adapters(base + names, adapter_weights=[1.0] * len(base) + scales)
+            state.active_lora = True
+        elif state.active_lora:
+            if base:
+                state.pipe.set_adapters(base, adapter_weights=[1.0] * len(base))
+            else:
+                state.pipe.disable_lora()
+            state.active_lora = False
+        return names
+
+    def _check_size(self, pipe: Any, width: int, height: int, alias: str) -> None:
+        multiple = size_multiple(pipe)
+        for flag, value in (("--width", width), ("--height", height)):
+            if value % multiple:
+                near = max(multiple, round(value / multiple) * multiple)
+                raise OptionError(
+                    f"{flag} {value} does not fit {alias}: sizes must be multiples of {multiple}; e.g. {flag} {near}"
+                )
+
+    # -- preview
+    def _preview_map(self, state: _ImagePipe, latent_channels: int) -> Any:
+        """A linear latent → RGB map fitted to the model's VAE on random colour blocks."""
+        if state.preview_map is not None:
+            return state.preview_map
+        import torch
+
+        pipe = state.pipe
+        vae = getattr(pipe, "vae", None)
+        weights = bias = None
+        if vae is not None and hasattr(vae, "encode"):
+            try:
+                vsf = int(getattr(pipe, "vae_scale_factor", 8) or 8)
+                gen = torch.Generator().manual_seed(0)
+                blocks = torch.rand(1, 3, 8, 8, generator=gen) * 2 - 1
+                image = torch.nn.functional.interpolate(blocks, scale_factor=vsf * 2, mode="nearest")
+                param = next(vae.parameters())
+                with torch.no_grad():
+                    latents = vae.encode(image.to(param.device, param.dtype)).latent_dist.mean.float().cpu()
+                shift = getattr(vae.config, "shift_factor", None) or 0.0
+                latents = (latents - shift) * float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
+                target = torch.nn.functional.interpolate(blocks, size=latents.shape[-2:], mode="nearest")
+                x = latents[0].reshape(latents.shape[1], -1).T  # [N, C]
+                y = target[0].reshape(3, -1).T  # [N, 3]
+                x1 = torch.cat([x, torch.ones(x.shape[0], 1)], dim=1)
+                solution = torch.linalg.lstsq(x1, y).solution  # [C+1, 3]
+                weights, bias = solution[:-1], solution[-1]
+            except Exception:
+                weights = None
+        if weights is None or weights.shape[0] != latent_channels:
+            weights = torch.zeros(latent_channels, 3)
+            for c in range(min(3, latent_channels)):
+                weights[c, c] = 0.5
+            bias = torch.zeros(3)
+        state.preview_map = (weights, bias)
+        return state.preview_map
+
+    def preview(self, state: _ImagePipe, latents: Any) -> Any:
+        """A cheap RGB preview (latent resolution) of the first latent in a batch."""
+        import torch
+        from PIL import Image
+
+        lat = latents[0].detach().float().cpu()
+        if lat.dim() != 3:  # packed latents (Flux...): no cheap preview
+            return None
+        weights, bias = self._preview_map(state, lat.shape[0])
+        rgb = torch.einsum("chw,cr->hwr", lat, weights) + bias
+        rgb = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+        return Image.fromarray(rgb, "RGB")
+
+    # -- generation
+    def generate(self, loaded: Loaded, request: Request, sink: Sink) -> ImageResult:
+        import torch
+
+        from ..image_result import ImageResult
+
+        state: _ImagePipe = loaded.model
+        options: ImageOptions = request.options  # type: ignore[assignment]
+        alias = request.model
+        init = request.inputs.get("init")
+        mask = request.inputs.get("mask")
+        if mask is not None and init is None:
+            raise OptionError("--mask needs --init: the image to paint into")
+        mode = "inpaint" if mask is not None else "img2img" if init is not None else "text2img"
+        pipe = self._pipeline_for(state, mode, alias)
+        sampler = self._set_scheduler(pipe, state, options.scheduler)
+        self._set_loras(pipe, state, options.lora)
+
+        if init is not None:
+            width, height = options.width or init.width, options.height or init.height
+        else:
+            native = native_size(state.pipe)
+            width, height = options.width or native[0], options.height or native[1]
+        self._check_size(state.pipe, width, height, alias)
+        if init is not None and init.size != (width, height):
+            from PIL import Image
+
+            init = init.resize((width, height), Image.Resampling.LANCZOS)
+        if mask is not None and mask.size != (width, height):
+            mask = mask.resize((width, height), 0)
+        if mode != "text2img" and int(options.steps * options.strength) < 1:
+            raise OptionError(
+                f"--strength {options.strength:g} with --steps {options.steps} runs no step; "
+                f"raise --strength to {1 / options.steps:.2f} or more, or raise --steps"
+            )
+
+        params = inspect.signature(pipe.__call__).parameters
+        kwargs: dict[str, Any] = {
+            "prompt": request.prompt,
+            "num_inference_steps": options.steps,
+            "guidance_scale": options.guidance,
+            "output_type": "pil",
+        }
+        if options.negative is not None:
+            if "negative_prompt" not in params:
+                raise OptionError(f"{type(pipe).__name__} takes no negative prompt; drop --negative")
+            kwargs["negative_prompt"] = options.negative
+        if mode == "text2img" or "height" in params:
+            kwargs.update(width=width, height=height)
+        if init is not None:
+            kwargs["image"] = init
+            kwargs["strength"] = options.strength
+        if mask is not None:
+            kwargs["mask_image"] = mask
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+        every = 0 if isinstance(sink, NullSink) else int(getattr(sink, "preview_every", PREVIEW_EVERY))
+        seed = options.seed if options.seed is not None else 0
+
+        images: list[Any] = []
+        seeds: list[int] = []
+        nsfw: list[bool] = []
+        status = "ok"
+        started = time.perf_counter()
+        steps_done = 0
+        preview_s = 0.0
+        for index in range(options.num):
+            last: dict[str, Any] = {"latents": None, "preview": None}
+            total = self._total_steps(pipe, options, mode)
+
+            def on_step(p: Any, i: int, t: Any, tensors: dict[str, Any], index: int = index, total: int = total,
+                        last: dict[str, Any] = last) -> dict[str, Any]:
+                nonlocal steps_done, preview_s
+                steps_done += 1
+                latents = tensors.get("latents")
+                last["latents"] = latents
+                sink.emit(Event("progress", (i + 1, total), index))
+                if every and latents is not None and ((i + 1) % every == 0 or i + 1 == total):
+                    t0 = time.perf_counter()
+                    image = self.preview(state, latents)
+                    preview_s += time.perf_counter() - t0
+                    if image is not None:
+                        last["preview"] = image
+                        sink.emit(Event("preview", image, index))
+                if sink.cancelled:
+                    p._interrupt = True
+                return {}
+
+            call = dict(kwargs)
+            if "callback_on_step_end" in params:
+                call["callback_on_step_end"] = on_step
+                if "callback_on_step_end_tensor_inputs" in params:
+                    call["callback_on_step_end_tensor_inputs"] = ["latents"]
+            call["generator"] = torch.Generator("cpu").manual_seed(seed + index)
+            try:
+                with torch.inference_mode():
+                    output = pipe(**call)
+            except KeyboardInterrupt:
+                status = "interrupted"
+                image = last["preview"]
+                if image is None and last["latents"] is not None:
+                    image = self.preview(state, last["latents"])
+                if image is not None:
+                    images.append(image.resize((width, height), 0))
+                    seeds.append(seed + index)
+                    nsfw.append(False)
+                break
+            except (ValueError, TypeError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise OptionError(f"{alias} rejected the request: {first[:200]}") from None
+            images.append(output.images[0])
+            seeds.append(seed + index)
+            flags = getattr(output, "nsfw_content_detected", None)
+            nsfw.append(bool(flags[0]) if flags else False)
+            if sink.cancelled:
+                status = "interrupted"
+                break
+        elapsed = time.perf_counter() - started
+        return ImageResult(
+            request=request,
+            status=status,
+            images=images,
+            seeds=seeds,
+            nsfw=nsfw,
+            timings={
+                "generate": elapsed,
+                "per_image": elapsed / max(1, len(images)),
+                "steps": float(steps_done),
+                "steps_per_s": steps_done / elapsed if elapsed > 0 else 0.0,
+                "preview": preview_s,
+            },
+            info={
+                "device": loaded.device,
+                "dtype": loaded.dtype,
+                "pipeline": type(pipe).__name__,
+                "mode": mode,
+                "scheduler": sampler,
+                "width": width,
+                "height": height,
+                **{k: v for k, v in loaded.info.items() if k == "folder"},
+            },
+        )
+
+    @staticmethod
+    def _total_steps(pipe: Any, options: Any, mode: str) -> int:
+        if mode == "text2img":
+            return int(options.steps)
+        return max(1, min(int(options.steps * options.strength), int(options.steps)))

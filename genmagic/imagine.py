@@ -1,0 +1,409 @@
+"""``%%imagine``, ``genmagic imagine`` and ``genmagic.imagine()``: one way to build and run
+an image request, plus the live views (a progress bar and a preview every few steps).
+
+::
+
+    %%imagine -m tiny-image --steps 30 --guidance 6 --seed 7 -n 4 --negative "blurry"
+    a red circle on a blue background
+
+``--init`` / ``--mask`` take a notebook variable (a PIL image, a numpy array, or an
+earlier result) or a file path; the image enters the request as an input, hashed into
+its key. ``--from image.png`` re-runs the request stored in a PNG's metadata.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import options as opts
+from .errors import OptionError, PromptError
+from .request import Event, NullSink
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .image_result import ImageResult
+    from .request import Request
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def to_pil(value: Any, flag: str, name: str) -> Any:
+    """A PIL image from a PIL image, a numpy array (H×W, H×W×3/4; uint8 or floats in 0..1),
+    or an earlier ImageResult; a one-line OptionError otherwise."""
+    from PIL import Image
+
+    from .image_result import ImageResult
+
+    if isinstance(value, ImageResult):
+        if not value.images:
+            raise OptionError(f"{flag} {name}: that result holds no image")
+        return value.images[0]
+    if isinstance(value, Image.Image):
+        return value
+    if type(value).__module__ == "numpy" and hasattr(value, "shape"):
+        import numpy as np
+
+        array = np.asarray(value)
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+            raise OptionError(
+                f"{flag} {name}: an array of shape {tuple(array.shape)} is not an image; pass H×W or H×W×3 (RGB)"
+            )
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[:, :, 0]
+        if array.dtype != np.uint8:
+            if np.issubdtype(array.dtype, np.floating) and array.size and float(np.nanmax(array)) <= 1.0:
+                array = array * 255.0
+            array = np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
+        return Image.fromarray(array)
+    raise OptionError(
+        f"{flag} {name}: the variable is a {type(value).__name__}, not an image; "
+        "pass a PIL image, a numpy array (H×W×3) or a file path"
+    )
+
+
+def resolve_image(spec: str | Any, flag: str, namespace: Mapping[str, Any] | None = None) -> Any:
+    """``--init``/``--mask`` as given (a variable name, a path, or an image object) → PIL image."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(spec, str):
+        return to_pil(spec, flag, type(spec).__name__)
+    if namespace is not None and spec.isidentifier() and spec in namespace:
+        return to_pil(namespace[spec], flag, spec)
+    path = os.path.expanduser(spec)
+    if not os.path.exists(path):
+        where = "a variable in the notebook nor a file" if namespace is not None else "a file"
+        raise OptionError(f"{flag} {spec}: it is neither {where}; check the name or the path")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except (UnidentifiedImageError, OSError) as err:
+        raise OptionError(f"{flag} {spec}: cannot read it as an image ({type(err).__name__}); pass a PNG or JPEG file") from None
+
+
+def prepare_inputs(init: Any, mask: Any) -> dict[str, Any]:
+    """Normalise the init (RGB) and mask (L) images; a mask needs an init of the same size."""
+    inputs: dict[str, Any] = {}
+    if mask is not None and init is None:
+        raise OptionError("--mask needs --init: the image to paint into")
+    if init is not None:
+        inputs["init"] = init if init.mode == "RGB" else init.convert("RGB")
+    if mask is not None:
+        mask = mask if mask.mode == "L" else mask.convert("L")
+        if mask.size != inputs["init"].size:
+            raise OptionError(
+                f"--mask is {mask.width}x{mask.height} but --init is {init.width}x{init.height}; "
+                "give a mask of the same size as the init image"
+            )
+        inputs["mask"] = mask
+    return inputs
+
+
+def build_request(
+    engine: Engine,
+    prompt: str,
+    options: opts.ImageOptions,
+    model: str | None = None,
+    init: Any = None,
+    mask: Any = None,
+) -> Request:
+    """The image request: init/mask images and each LoRA file's content hash enter ``inputs``
+    (and so the key), so a changed LoRA file at the same path never serves a stale image."""
+    if not prompt.strip():
+        raise PromptError("the prompt is empty: write it in the cell below the magic line, or after the options")
+    inputs = prepare_inputs(init, mask)
+    if options.lora:
+        from .backends.diffusers_image import lora_fingerprint, parse_lora
+
+        inputs["lora"] = ",".join(lora_fingerprint(parse_lora(v)[0]) for v in options.lora)
+    return engine.request("image", prompt, options, model=model, inputs=inputs)
+
+
+def apply_from(
+    path: str, given: Mapping[str, Any], prompt: str, model: str | None
+) -> tuple[str, opts.ImageOptions, str | None, dict[str, Any]]:
+    """Options, prompt and model of the image stored in ``path``; ``given`` options override.
+
+    The stored image is reproduced alone: its own seed, ``num`` 1.
+    """
+    from .pngmeta import read_metadata
+
+    meta = read_metadata(path)
+    stored = meta.get("request") or {}
+    values = dict(stored.get("options") or {})
+    if meta.get("seed") is not None:
+        values["seed"] = int(meta["seed"])
+    values["num"] = 1
+    known = opts.field_names([opts.ImageOptions])
+    values = {k: v for k, v in values.items() if k in known}
+    options = opts.ImageOptions.from_dict(values).replace(**given)
+    return (prompt or str(stored.get("prompt", ""))), options, (model or stored.get("model") or None), meta
+
+
+def _stored_inputs(meta: Mapping[str, Any], init: Any, mask: Any, namespace: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    """For ``--from``: reload the init/mask the stored run used (from their recorded VAR/PATH)."""
+    from .request import digest
+
+    digests = (meta.get("request") or {}).get("inputs") or {}
+    sources = meta.get("sources") or {}
+    out = {"init": init, "mask": mask}
+    for name in ("init", "mask"):
+        if name in digests and out[name] is None:
+            source = sources.get(name)
+            flag = f"--{name}"
+            if not source:
+                raise OptionError(f"this image was made with {flag}; pass {flag} with the same image to re-run it")
+            try:
+                image = resolve_image(source, flag, namespace)
+            except OptionError:
+                raise OptionError(
+                    f"this image was made with {flag} {source}, which is not available now; pass {flag} with that image"
+                ) from None
+            normal = image.convert("RGB" if name == "init" else "L")
+            if digest(normal) != digests[name]:
+                raise OptionError(
+                    f"{flag} {source} has changed since this image was made; pass {flag} with the original image"
+                )
+            out[name] = normal
+    return out["init"], out["mask"]
+
+
+# --------------------------------------------------------------------------- live views
+
+
+def _progress_text(index: int, num: int, done: int, total: int) -> str:
+    head = f"image {index + 1}/{num} · " if num > 1 else ""
+    return f"{head}step {done}/{total}"
+
+
+class CellImageSink:
+    """A progress bar and the latest preview(s) in one display, updated in place.
+
+    The view is cleared when the run succeeds (the result shows itself as the cell's value)
+    and kept, marked, when it fails or is interrupted.
+    """
+
+    cancelled = False
+
+    def __init__(self, num: int = 1, preview_every: int = 5, interval: float = 0.25) -> None:
+        from IPython.display import DisplayHandle
+
+        self.num = num
+        self.preview_every = preview_every
+        self.interval = interval
+        self.previews: list[Any] = [None] * num
+        self.index, self.done, self.total = 0, 0, 0
+        self.handle = DisplayHandle()
+        self.shown = False
+        self.last = 0.0
+
+    def emit(self, event: Event) -> None:
+        if event.type == "progress":
+            self.index = event.index
+            self.done, self.total = event.data
+            final = self.done == self.total and event.index == self.num - 1
+            now = time.monotonic()
+            if now - self.last >= self.interval or final:
+                self._update()
+        elif event.type == "preview":
+            self.previews[event.index] = event.data
+            self._update()
+
+    def bundle(self, note: str = "") -> dict[str, str]:
+        from .image_result import grid_html
+
+        text = _progress_text(self.index, self.num, self.done, self.total)
+        overall = self.index * max(self.total, 1) + self.done
+        bar = (
+            f'<progress value="{overall}" max="{self.num * max(self.total, 1)}" style="width: 240px"></progress> '
+            f"<span style=\"font-size: 0.85em\">{html.escape(text)}</span>"
+        )
+        shown = [(i, p) for i, p in enumerate(self.previews) if p is not None]
+        grid = grid_html([p for _, p in shown], [f"#{i + 1}" for i, _ in shown], note, "#c60") if shown or note else ""
+        plain = text + (f" [{note}]" if note else "")
+        return {"text/plain": plain, "text/html": f"<div>{bar}</div>{grid}"}
+
+    def _update(self, note: str = "") -> None:
+        self.last = time.monotonic()
+        data = self.bundle(note)
+        if self.shown:
+            self.handle.update(data, raw=True)
+        else:
+            self.handle.display(data, raw=True)
+            self.shown = True
+
+    def close(self, success: bool, note: str = "") -> None:
+        if success:
+            if self.shown:
+                self.handle.update({"text/plain": ""}, raw=True)
+        elif self.shown:
+            self._update(note)
+
+
+class TerminalImageSink:
+    """A tqdm progress bar on stderr (the CLI, terminal IPython); no previews."""
+
+    cancelled = False
+    preview_every = 0
+
+    def __init__(self, num: int = 1, stream: Any = None) -> None:
+        self.num = num
+        self.stream = stream or sys.stderr
+        self.bar: Any = None
+        self.index = -1
+
+    def emit(self, event: Event) -> None:
+        if event.type != "progress":
+            return
+        from tqdm.auto import tqdm
+
+        done, total = event.data
+        if event.index != self.index:
+            if self.bar is not None:
+                self.bar.close()
+            desc = f"image {event.index + 1}/{self.num}" if self.num > 1 else "denoising"
+            self.bar = tqdm(total=total, desc=desc, unit="step", file=self.stream, leave=False)
+            self.index = event.index
+        self.bar.update(done - self.bar.n)
+
+    def close(self, success: bool, note: str = "") -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if note:
+            self.stream.write(f"[{note}]\n")
+
+
+def live_image_sink(num: int, preview_every: int, stream: bool) -> Any:
+    from .display import in_kernel
+
+    if not stream:
+        return NullSink()
+    return CellImageSink(num, preview_every) if in_kernel() else TerminalImageSink(num)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run(
+    engine: Engine,
+    prompt: str,
+    options: opts.ImageOptions,
+    controls: opts.ImageControls,
+    *,
+    model: str | None = None,
+    namespace: Mapping[str, Any] | None = None,
+    sink: Any = None,
+    init: Any = None,
+    mask: Any = None,
+    where: Mapping[str, Any] | None = None,
+    given: Mapping[str, Any] | None = None,
+) -> ImageResult:
+    """Build the request (``--from``, ``--init``, ``--mask``), run it, save it with ``--save``."""
+    model = model or controls.model
+    meta: dict[str, Any] | None = None
+    if controls.from_image:
+        if given is None:  # the options that differ from the defaults
+            defaults = opts.ImageOptions()
+            given = {k: getattr(options, k) for k in options.to_dict() if getattr(options, k) != getattr(defaults, k)}
+        prompt, options, model, meta = apply_from(controls.from_image, given, prompt, model)
+    sources: dict[str, str] = {}
+    if init is None and controls.init is not None:
+        init = resolve_image(controls.init, "--init", namespace)
+        sources["init"] = controls.init if namespace and controls.init in namespace else os.path.abspath(controls.init)
+    if mask is None and controls.mask is not None:
+        mask = resolve_image(controls.mask, "--mask", namespace)
+        sources["mask"] = controls.mask if namespace and controls.mask in namespace else os.path.abspath(controls.mask)
+    if meta is not None:
+        init, mask = _stored_inputs(meta, init, mask, namespace)
+        for name in ("init", "mask"):
+            if name not in sources and (meta.get("sources") or {}).get(name):
+                sources[name] = meta["sources"][name]
+    if init is not None:
+        init = to_pil(init, "--init", "init")
+    if mask is not None:
+        mask = to_pil(mask, "--mask", "mask")
+    request = build_request(engine, prompt, options, model, init, mask)
+    if meta is not None and meta.get("request", {}).get("revision") not in (None, "", request.revision):
+        print(
+            f"genmagic: {request.model} has changed since {controls.from_image} was made; the pixels may differ",
+            file=sys.stderr,
+        )
+    sink = sink if sink is not None else NullSink()
+    try:
+        result: ImageResult = engine.run(request, sink, cache=controls.cache, **dict(where or {}))  # type: ignore[assignment]
+    except BaseException:
+        if hasattr(sink, "close"):
+            sink.close(False, "failed")
+        raise
+    result.sources = sources
+    if controls.save and result.images:
+        result.info["saved"] = [str(p) for p in result.save(controls.save)]
+    return result
+
+
+def run_magic(magics: Any, line: str, cell: str | None = None) -> Any:
+    """The body of ``%%imagine`` (see :meth:`genmagic.magics.GenMagics.imagine`)."""
+    from IPython.core import magic_arguments as ma
+
+    from .magics import interpolate
+
+    args = ma.parse_argstring(magics.imagine, magics._prepare_line(line))
+    controls = opts.from_namespace(opts.ImageControls, args)
+    options = opts.from_namespace(opts.ImageOptions, args)
+    namespace = magics.shell.user_ns
+    if cell is not None and cell.strip():
+        prompt = cell.strip("\n")
+        if controls.interpolate:
+            prompt = interpolate(prompt, namespace)
+        if args.prompt:
+            prompt = " ".join(args.prompt) + "\n" + prompt
+    else:
+        prompt = " ".join(args.prompt)
+    if not prompt.strip() and not controls.from_image:
+        raise PromptError("the prompt is empty: write it in the cell below the magic line, or after the options")
+    if controls.out is not None and not controls.out.isidentifier():
+        raise OptionError(f"--out needs a Python variable name, got {controls.out!r}; e.g. --out pictures")
+
+    num = options.num if not controls.from_image else 1
+    sink = live_image_sink(num, controls.preview, controls.stream and magics.stream)
+    model = controls.model or magics.default_image_model or None
+    result = run(
+        magics.engine, prompt, options, controls, model=model, namespace=namespace, sink=sink,
+        where=magics._where(), given=given_options(args),
+    )
+    note = "" if result.ok else f"{result.status} · history #{result.history_id}"
+    if hasattr(sink, "close"):
+        sink.close(result.ok, note)
+    magics._bind(controls.out, result)
+    if result.status == "interrupted":
+        print(f"genmagic: interrupted; the last preview is kept (history #{result.history_id})", file=sys.stderr)
+        raise KeyboardInterrupt
+    return result
+
+
+def given_options(args: Any) -> dict[str, Any]:
+    """The image options given explicitly on a parsed command line."""
+    values = vars(args)
+    return {
+        f.name: tuple(values[f.name]) if isinstance(values[f.name], list) else values[f.name]
+        for f in opts.ImageOptions.option_fields()
+        if values.get(f.name) is not None
+    }
+
+
+def output_paths(output: str, count: int) -> list[str]:
+    """``-o out.png`` for one image; ``out-1.png``, ``out-2.png``... for several; a folder keeps names."""
+    if output.endswith(os.sep) or os.path.isdir(output):
+        return []
+    root, ext = os.path.splitext(output)
+    ext = ext or ".png"
+    if count == 1:
+        return [root + ext]
+    return [f"{root}-{i + 1}{ext}" for i in range(count)]

@@ -1,0 +1,50 @@
+"""The command line, run as a user would: a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "genmagic.cli", *args],
+        capture_output=True, text=True, input=stdin, env=os.environ.copy(), timeout=300,
+    )
+
+
+def test_generate_streams_and_records(tiny_text_dir: Path) -> None:
+    first = cli("generate", "-m", str(tiny_text_dir), "--seed", "2", "--max-new-tokens", "8", "Once upon")
+    assert first.returncode == 0, first.stderr
+    again = cli("generate", "-m", str(tiny_text_dir), "--seed", "2", "--max-new-tokens", "8", "Once upon")
+    assert again.stdout == first.stdout and first.stdout.strip()
+    hist = cli("history", "--json")
+    records = json.loads(hist.stdout)
+    assert [r["cached"] for r in records] == [True, False]
+    assert records[1]["prompt"] == "Once upon"
+    table = cli("history", "-n", "1")
+    assert "Once upon" in table.stdout and "(cached)" in table.stdout
+    shown = cli("show", str(records[1]["id"]))
+    assert shown.stdout.strip() == first.stdout.strip()
+
+
+def test_prompt_from_stdin(tiny_text_dir: Path) -> None:
+    out = cli("generate", "-m", str(tiny_text_dir), "--temperature", "0", "--max-new-tokens", "4", "-", stdin="The fox")
+    assert out.returncode == 0
+    assert json.loads(cli("history", "--json").stdout)[0]["prompt"] == "The fox"
+
+
+def test_errors_exit_2_with_one_line() -> None:
+    out = cli("generate", "-m", "no-such-model", "hi")
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "unknown model 'no-such-model'" in out.stderr
+    bad = cli("generate", "--temperature", "-1", "hi")
+    assert bad.returncode == 2 and "--temperature: must be between 0 and 5, got -1" in bad.stderr
+
+
+def test_models_lists_builtins() -> None:
+    out = cli("models")
+    assert "tiny-text" in out.stdout and "tiny-image" in out.stdout

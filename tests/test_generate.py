@@ -1,0 +1,219 @@
+"""%%generate end to end on a real tiny GPT-2 in a real IPython shell."""
+
+from __future__ import annotations
+
+import _thread
+from typing import Any
+
+import pytest
+from conftest import run
+
+import genmagic
+from genmagic.request import TextResult
+
+
+def history(ip: Any) -> Any:
+    return genmagic._magics.engine.history
+
+
+def test_cell_magic_generates_and_records(ip: Any) -> None:
+    result = run(ip, "%%generate -m tiny --seed 1 --max-new-tokens 12\nOnce upon a time")
+    assert isinstance(result, TextResult)
+    assert result.ok and result.request.model == "tiny"
+    assert 1 <= result.tokens[0] <= 12
+    assert result.timings["tokens"] == result.tokens[0]
+    assert result.timings["first_token"] <= result.timings["generate"]
+    assert len(result.request.revision) >= 16
+    rec = history(ip).get(result.history_id)
+    assert rec.status == "ok" and rec.outputs["texts"] == result.texts
+    assert rec.request["options"]["seed"] == 1
+
+
+def test_line_form(ip: Any) -> None:
+    result = run(ip, "%generate -m tiny --seed 2 --max-new-tokens 5 The fox")
+    assert result.request.prompt == "The fox"
+
+
+def test_streaming_to_terminal(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(ip, "%%generate -m tiny --seed 3 --max-new-tokens 10 --no-cache\nThe fox")
+    out = capsys.readouterr().out
+    assert result.text in out
+
+
+def test_same_seed_same_text_other_seed_differs(ip: Any) -> None:
+    a = run(ip, "%%generate -m tiny --seed 5 --max-new-tokens 20 --no-cache\nHello")
+    b = run(ip, "%%generate -m tiny --seed 5 --max-new-tokens 20 --no-cache\nHello")
+    c = run(ip, "%%generate -m tiny --seed 6 --max-new-tokens 20 --no-cache\nHello")
+    assert a.texts == b.texts
+    assert not (a.cached or b.cached)
+    assert c.texts != a.texts
+
+
+def test_cache_serves_seeded_and_greedy_runs(ip: Any) -> None:
+    first = run(ip, "%%generate -m tiny --seed 7 --max-new-tokens 15\nHi")
+    again = run(ip, "%%generate -m tiny --seed 7 --max-new-tokens 15\nHi")
+    assert again.cached and again.texts == first.texts
+    assert history(ip).get(again.history_id).cached
+    greedy = run(ip, "%%generate -m tiny --temperature 0 --max-new-tokens 15\nHi")
+    assert run(ip, "%%generate -m tiny --temperature 0 --max-new-tokens 15\nHi").cached
+    assert greedy.request.seed is None
+    unseeded = run(ip, "%%generate -m tiny --max-new-tokens 15\nHi")
+    assert unseeded.request.seed is not None  # chosen at random, recorded
+    assert not run(ip, "%%generate -m tiny --max-new-tokens 15\nHi").cached
+    assert not run(ip, "%%generate -m tiny --seed 7 --max-new-tokens 15 --no-cache\nHi").cached
+
+
+def test_changed_model_never_serves_stale_cache(ip: Any, tmp_path: Any) -> None:
+    from genmagic.testing import build_tiny_text_model
+
+    path = build_tiny_text_model(tmp_path / "m")
+    run(ip, f"%genmagic register mutable {path}")
+    first = run(ip, "%%generate -m mutable --seed 1 --max-new-tokens 8\nHi")
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(path / "model.safetensors")
+    for k in weights:
+        weights[k] = weights[k] + 0.5 * torch.randn_like(weights[k])
+    save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
+    genmagic._magics.engine.models.unload("mutable")
+    second = run(ip, "%%generate -m mutable --seed 1 --max-new-tokens 8\nHi")
+    assert not second.cached
+    assert second.request.revision != first.request.revision
+
+
+def test_num_samples_side_by_side_each_reproducible(ip: Any) -> None:
+    many = run(ip, "%%generate -m tiny --seed 10 -n 3 --max-new-tokens 10\nA")
+    assert len(many.texts) == 3
+    second = run(ip, "%%generate -m tiny --seed 11 --max-new-tokens 10\nA")
+    assert second.texts[0] == many.texts[1]
+    html = many._repr_mimebundle_()["text/html"]
+    assert html.count("<td") == 3 and "seed 12" in html
+
+
+def test_stop_strings_end_the_text(ip: Any) -> None:
+    result = run(ip, "%%generate -m echo:one,two,three --stop , --stop ; --no-cache\nx")
+    assert result.text == "one"
+    real = run(ip, "%%generate -m tiny --seed 4 --max-new-tokens 30 --stop e --no-cache\nHi")
+    assert "e" not in real.text
+
+
+def test_out_binds_result(ip: Any) -> None:
+    result = run(ip, "%%generate -m tiny --seed 1 --max-new-tokens 4 --out t_story\nHi")
+    assert ip.user_ns["t_story"] is result
+
+
+def test_interpolation(ip: Any) -> None:
+    ip.user_ns["t_topic"] = "dragons"
+    assert run(ip, "%%generate -m echo:\nTell me about {t_topic}").text == "Tell me about dragons"
+    assert run(ip, "%%generate -m echo:\nliteral {{t_topic}}").text == "literal {t_topic}"
+    assert run(ip, "%%generate -m echo: --no-interpolate\nraw {t_topic}").text == "raw {t_topic}"
+    assert run(ip, "%generate -m echo: about {t_topic}").text == "about dragons"
+
+
+def test_formats(ip: Any) -> None:
+    value = run(ip, '%%generate -m echo: -f json\n{"a": [1, 2]}')
+    assert value == {"a": [1, 2]}
+    fenced = run(ip, '%%generate -m echo: -f json\n```json\n{"b": true}\n```')
+    assert fenced == {"b": True}
+    md = run(ip, "%%generate -m echo: -f markdown\n# Title\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1)) **bold**")
+    html = md._repr_mimebundle_()["text/html"]
+    assert "<h1>Title</h1>" in html and "<strong>bold</strong>" in html
+    assert "<script" not in html and 'href="javascript' not in html
+    raw = run(ip, '%%generate -m echo: -f html\n<img src="x" onerror="alert(1)"><a href="javascript:x()">a</a><b>ok</b>')
+    html = raw._repr_mimebundle_()["text/html"]
+    assert "onerror" not in html and "javascript" not in html and "<b>ok</b>" in html
+
+
+def test_code_goes_to_next_cell(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(ip, "set_next_input", lambda text, replace=False: calls.append((text, replace)))
+    run(ip, "%%generate -m echo: -f code\n```python\nprint('hi')\n```")
+    assert calls == [("print('hi')", False)]
+
+
+def test_chat_keeps_conversation_and_reset(ip: Any) -> None:
+    run(ip, "%%generate -m echo: --chat\nfirst question")
+    second = run(ip, "%%generate -m echo: --chat\nsecond question")
+    assert second.request.messages == (("user", "first question"), ("assistant", "first question"))
+    run(ip, "%genmagic reset")
+    third = run(ip, "%%generate -m echo: --chat\nagain")
+    assert third.request.messages == ()
+
+
+def test_chat_with_real_template_and_system(ip: Any) -> None:
+    backend = genmagic.registry.get_backend("transformers")
+    loaded = genmagic._magics.engine.models.get(genmagic._magics.engine.registry.resolve("tiny", "text"),
+                                               genmagic.options.TextOptions())
+    req = genmagic._magics.engine.request(
+        "text", "hello", genmagic.options.TextOptions(chat=True, system="be brief"), model="tiny",
+        messages=(("user", "hi"), ("assistant", "yo")),
+    )
+    ids = backend.encode(loaded.model, req)
+    text = loaded.model.tokenizer.decode(ids)
+    assert text.startswith("<system>be brief\n<user>hi\n<assistant>yo\n<user>hello\n<assistant>")
+    result = run(ip, "%%generate -m tiny --chat --seed 1 --max-new-tokens 5\nhello")
+    assert result.ok
+
+
+def test_interrupt_keeps_partial_text_history_and_model(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from genmagic import display
+
+    class InterruptingSink(display.StreamSink):
+        def __init__(self, num: int = 1) -> None:
+            super().__init__(num=num)
+            self.count = 0
+
+        def emit(self, event: Any) -> None:
+            super().emit(event)
+            self.count += 1
+            if self.count == 3:
+                _thread.interrupt_main()
+
+    monkeypatch.setattr(display, "live_text_sink", lambda num, stream: InterruptingSink(num))
+    engine = genmagic._magics.engine
+    run(ip, "%%generate -m tiny --seed 1 --max-new-tokens 2\nwarm up")
+    loaded_before = engine.models.loaded()[-1].model
+    with pytest.raises(KeyboardInterrupt):
+        run(ip, "%%generate -m tiny --seed 1 --max-new-tokens 100 --temperature 1 --repetition-penalty 1 --out t_partial\nHi")
+    partial = ip.user_ns["t_partial"]
+    assert partial.status == "interrupted"
+    assert 3 <= partial.tokens[0] < 100
+    rec = engine.history.get(partial.history_id)
+    assert rec.status == "interrupted" and rec.outputs["texts"] == partial.texts
+    monkeypatch.undo()
+    after = run(ip, "%%generate -m tiny --seed 1 --max-new-tokens 4\nHi")
+    assert after.ok and engine.models.loaded()[-1].model is loaded_before
+
+
+def test_cancel_through_the_sink(ip: Any) -> None:
+    from genmagic.request import ListSink
+
+    engine = genmagic._magics.engine
+    request = engine.request("text", "Hi", genmagic.options.TextOptions(seed=1, max_new_tokens=60,
+                                                                          repetition_penalty=1.0), model="tiny")
+    sink = ListSink(cancel_after=4)
+    result = engine.run(request, sink, cache=False)
+    assert result.status == "interrupted"
+    assert result.tokens[0] <= 12  # events lag tokens by held-back partial characters
+
+
+def test_python_api(tiny_text_dir: Any) -> None:
+    result = genmagic.generate("Once", model=str(tiny_text_dir), seed=3, max_new_tokens=6)
+    again = genmagic.generate("Once", model=str(tiny_text_dir), seed=3, max_new_tokens=6)
+    assert again.cached and again.texts == result.texts
+    with pytest.raises(genmagic.OptionError, match="temperatur"):
+        genmagic.generate("Once", model=str(tiny_text_dir), temperatur=1)
+    with pytest.raises(genmagic.OptionError, match="--top-p must be between 0 and 1, got 2"):
+        genmagic.generate("Once", model=str(tiny_text_dir), top_p=2)
+
+
+def test_history_magic_and_search(ip: Any) -> None:
+    run(ip, "%%generate -m echo:\nalpha beta")
+    run(ip, "%%generate -m echo:\ngamma")
+    table = run(ip, "%genmagic history")
+    assert len(table) == 2
+    found = run(ip, "%genmagic history --search beta")
+    assert len(found) == 1 and "alpha beta" in repr(found)
+    shown = run(ip, f"%genmagic show {found.rows[0][0]}")
+    assert shown.text == "alpha beta"
