@@ -103,25 +103,23 @@ def imagine(
     ``from_image`` re-runs the request stored in a PNG saved by genmagic. Returns an
     :class:`~genmagic.image_result.ImageResult`; ``progress=True`` shows a progress bar.
     """
-    from . import imagine as im
+    from . import image_run as im
     from .engine import default_engine
     from .options import ImageControls, ImageOptions, split_kwargs
 
     (values,) = split_kwargs(options, ImageOptions)
     image_options = ImageOptions(**values)
     controls = ImageControls(model=model, cache=cache, save=save, from_image=from_image)
-    init_image = im.resolve_image(init, "init") if init is not None else None
-    mask_image = im.resolve_image(mask, "mask") if mask is not None else None
+    init_image = im.resolve_image(init, "init=") if init is not None else None
+    mask_image = im.resolve_image(mask, "mask=") if mask is not None else None
+    sources = {name: os.path.abspath(value) for name, value in (("init", init), ("mask", mask)) if isinstance(value, str)}
     sink = im.TerminalImageSink(image_options.num) if progress else None
     result = im.run(
-        default_engine(), prompt, image_options, controls, sink=sink, init=init_image, mask=mask_image, given=values
+        default_engine(), prompt, image_options, controls, sink=sink, init=init_image, mask=mask_image, given=values,
+        sources=sources,
     )
     if sink is not None:
         sink.close(result.ok)
-    if isinstance(init, str):
-        result.sources["init"] = init
-    if isinstance(mask, str):
-        result.sources["mask"] = mask
     return result
 
 

@@ -1,4 +1,4 @@
-"""The command line: ``genmagic generate | models | history | show``.
+"""The command line: ``genmagic generate | imagine | models | history | show``.
 
 Options come from the same definitions as the magics (:mod:`genmagic.options`).
 User mistakes print one line to stderr and exit with status 2.
@@ -44,6 +44,46 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"genmagic: --out has no meaning on the command line (history #{result.history_id})", file=sys.stderr)
     if result.status == "interrupted":
         print(f"genmagic: interrupted; partial text kept in history #{result.history_id}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def cmd_imagine(args: argparse.Namespace) -> int:
+    import os
+
+    from . import image_run as im
+    from .engine import default_engine
+
+    controls = opts.from_namespace(opts.ImageControls, args)
+    options = opts.from_namespace(opts.ImageOptions, args)
+    prompt = _read_prompt(args.prompt) if args.prompt or not controls.from_image else ""
+    if not prompt.strip() and not controls.from_image:
+        raise GenmagicError("the prompt is empty: pass it as an argument, '-' to read it from stdin, or --from IMAGE.png")
+    num = 1 if controls.from_image else options.num
+    sink = im.TerminalImageSink(num) if controls.stream else None
+    result = im.run(default_engine(), prompt, options, controls, sink=sink, given=im.given_options(args))
+    if sink is not None:
+        sink.close(result.ok)
+    written: list[str] = []
+    if args.output and result.images:
+        paths = im.output_paths(args.output, len(result.images))
+        if paths:
+            for index, path in enumerate(paths):
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+                im.write_png(path, result.png(index))
+                written.append(path)
+        else:
+            written += [str(p) for p in result.save(args.output)]
+    written += result.info.get("saved", [])
+    for path in written:
+        print(path)
+    if not written:
+        print(f"genmagic: {len(result.images)} image(s) in history #{result.history_id}; pass -o out.png to write them",
+              file=sys.stderr)
+    if controls.out:
+        print(f"genmagic: --out has no meaning on the command line (history #{result.history_id})", file=sys.stderr)
+    if result.status == "interrupted":
+        print(f"genmagic: interrupted; the last preview is kept in history #{result.history_id}", file=sys.stderr)
         return 130
     return 0
 
@@ -98,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt", nargs="*", help="the prompt; '-' or a pipe reads stdin")
     opts.add_arguments(gen, opts.TextOptions, opts.TextControls)
     gen.set_defaults(func=cmd_generate)
+
+    img = sub.add_parser("imagine", help="generate images (a progress bar on stderr; -o writes PNGs)")
+    img.add_argument("prompt", nargs="*", help="the prompt; '-' or a pipe reads stdin")
+    img.add_argument("-o", "--output", metavar="PATH",
+                     help="write the PNG(s) here: out.png (out-1.png, out-2.png... for several) or a folder/")
+    opts.add_arguments(img, opts.ImageOptions, opts.ImageControls)
+    img.set_defaults(func=cmd_imagine)
 
     models = sub.add_parser("models", help="list the registered models")
     models.set_defaults(func=cmd_models)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import contextvars
 import html
 import os
 import re
@@ -22,6 +23,10 @@ from typing import Any
 from .pngmeta import image_metadata, png_bytes
 from .request import Request, Result
 
+# How --init/--mask were spelled in the run being made (set by genmagic.imagine.run), so the
+# PNGs written to history while the engine records the run already carry them.
+pending_sources: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("pending_sources", default=None)
+
 DISPLAY_MIN = 192  # small images are shown enlarged (nearest neighbour) to at least this many pixels
 
 
@@ -31,6 +36,10 @@ class ImageResult(Result):
     seeds: list[int] = field(default_factory=list)
     nsfw: list[bool] = field(default_factory=list)  # the pipeline's own safety checker, per image
     sources: dict[str, str] = field(default_factory=dict)  # how --init/--mask were given (VAR or PATH)
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            self.sources = dict(pending_sources.get() or {})
 
     # -- access
     @property

@@ -243,7 +243,7 @@ class GenMagics(Magics):
         ``--init``/``--mask`` take a notebook variable or a file; ``--from image.png`` re-runs
         the request stored in a PNG that genmagic saved. Default model: ``default_image_model``.
         """
-        from .imagine import run_magic
+        from .image_run import run_magic
 
         return run_magic(self, line, cell)
 

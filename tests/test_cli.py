@@ -48,3 +48,25 @@ def test_errors_exit_2_with_one_line() -> None:
 def test_models_lists_builtins() -> None:
     out = cli("models")
     assert "tiny-text" in out.stdout and "tiny-image" in out.stdout
+
+
+def test_hub_id_from_the_local_cache(tiny_text_dir: Path, tmp_path: Path) -> None:
+    """A hub id resolves offline when its files are in the HF cache (laid out as huggingface_hub does)."""
+    import shutil
+
+    cache = tmp_path / "hf"
+    repo = cache / "models--someorg--tiny-model"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(tiny_text_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "genmagic.cli", "generate", "-m", "someorg/tiny-model", "--seed", "1",
+         "--max-new-tokens", "5", "Hi"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    record = json.loads(subprocess.run([sys.executable, "-m", "genmagic.cli", "history", "--json"],
+                                       capture_output=True, text=True, env=env).stdout)[0]
+    assert record["model"] == "someorg/tiny-model" and record["status"] == "ok"

@@ -111,3 +111,19 @@ def test_broken_toml_is_a_clear_error(tmp_path: Path) -> None:
 def test_trust_remote_code_is_off_unless_registered() -> None:
     spec = Registry().resolve("tiny-text", "text")
     assert spec.trust_remote_code is False and spec.allow_pickle is False
+
+
+def test_register_with_lora_adapter(ip: Any, tiny_text_dir: Path, tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_text_dir)
+    config = LoraConfig(r=4, target_modules=["c_attn"], fan_in_fan_out=True, init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(tmp_path / "lora")
+    run(ip, f"%genmagic register tuned {tiny_text_dir} --adapter {tmp_path / 'lora'}")
+    plain = run(ip, "%%generate -m tiny --temperature 0 --max-new-tokens 12\nThe fox")
+    tuned = run(ip, "%%generate -m tuned --temperature 0 --max-new-tokens 12\nThe fox")
+    assert tuned.request.revision != plain.request.revision
+    assert tuned.texts != plain.texts
+    table = run(ip, "%genmagic models")
+    assert any(r[0] == "tuned" and "lora" in r[3] for r in table.rows)

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -66,19 +67,24 @@ def _dtype_kwarg() -> str:
 
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' import-time notices (optional image processors) while diffusers
-    builds a pipeline; they are not about the user's model."""
+    """Silence transformers' and diffusers' notices while a pipeline is built or a LoRA is
+    loaded (optional image processors, "no LoRA keys for the text encoder"): they are not
+    about anything the user can change. Errors still raise."""
     try:
         from transformers.utils import logging as hf_logging
     except ImportError:  # pragma: no cover
         yield
         return
-    level = hf_logging.get_verbosity()
+    from diffusers.utils import logging as df_logging
+
+    levels = hf_logging.get_verbosity(), df_logging.get_verbosity()
     hf_logging.set_verbosity_error()
+    df_logging.set_verbosity_error()
     try:
         yield
     finally:
-        hf_logging.set_verbosity(level)
+        hf_logging.set_verbosity(levels[0])
+        df_logging.set_verbosity(levels[1])
 
 
 def default_device() -> str:
@@ -249,8 +255,10 @@ class DiffusersImageBackend:
         device, dtype_name = _device_dtype(options)
 
         import torch
-        from diffusers import DiffusionPipeline
-        from diffusers.utils import logging as df_logging
+
+        with _quiet_transformers():
+            from diffusers import DiffusionPipeline
+            from diffusers.utils import logging as df_logging
 
         df_logging.disable_progress_bar()
         with contextlib.suppress(ImportError):
@@ -263,7 +271,8 @@ class DiffusersImageBackend:
         except (RuntimeError, AttributeError, AssertionError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise OptionError(f"--device {device} is not usable here ({first}); use --device cpu") from None
-        cls = _find_pipeline_class(str(class_name)) if class_name else None
+        with _quiet_transformers():
+            cls = _find_pipeline_class(str(class_name)) if class_name else None
         kwargs: dict[str, Any] = {_dtype_kwarg(): dtype}
         if not spec.allow_pickle:
             kwargs["use_safetensors"] = True
@@ -314,7 +323,9 @@ class DiffusersImageBackend:
             raise OptionError(f"{type(pipe).__name__} does not take LoRA weights; drop --lora")
         folder, weight_name = _lora_file(path)
         try:
-            pipe.load_lora_weights(folder, weight_name=weight_name, adapter_name=name)
+            with _quiet_transformers(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                pipe.load_lora_weights(folder, weight_name=weight_name, adapter_name=name)
         except ImportError:
             raise OptionError("LoRA needs peft: pip install 'genmagic[finetune]'") from None
         except (ValueError, KeyError, OSError, RuntimeError) as err:
@@ -337,7 +348,8 @@ class DiffusersImageBackend:
         if mode == "text2img":
             return state.pipe
         if mode not in state.derived:
-            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+            with _quiet_transformers():
+                from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
             auto = AutoPipelineForImage2Image if mode == "img2img" else AutoPipelineForInpainting
             what = "--init (img2img)" if mode == "img2img" else "--mask (inpainting)"

@@ -43,6 +43,7 @@ def main():
     ap.add_argument("--bs", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--kl", type=float, default=1e-4)
+    ap.add_argument("--fg-weight", type=float, default=4.0)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--out", default=os.path.join(RUNS, "vae"))
     ap.add_argument("--seed", type=int, default=1)
@@ -83,8 +84,14 @@ def main():
             z = post.sample()
             rec = vae.decode(z).sample
         rec = rec.float()
-        l1 = (rec - x).abs().mean()
-        mse = F.mse_loss(rec, x)
+        # Up-weight foreground pixels (anything not the border/background colour), so
+        # that small shapes get their colour and outline right early on.
+        border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)
+        bgc = border.median(dim=2).values[:, :, None, None]
+        w = 1.0 + args.fg_weight * ((x - bgc).abs().amax(1, keepdim=True) > 0.15).float()
+        w = w / w.mean(dim=(2, 3), keepdim=True)
+        l1 = ((rec - x).abs() * w).mean()
+        mse = (((rec - x) ** 2) * w).mean()
         gl = grad_l1(rec, x)
         kl = post.kl().float().mean() / z[0].numel()  # per latent element
         loss = l1 + mse + 0.5 * gl + args.kl * kl

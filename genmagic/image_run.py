@@ -304,6 +304,7 @@ def run(
     mask: Any = None,
     where: Mapping[str, Any] | None = None,
     given: Mapping[str, Any] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> ImageResult:
     """Build the request (``--from``, ``--init``, ``--mask``), run it, save it with ``--save``."""
     model = model or controls.model
@@ -313,7 +314,7 @@ def run(
             defaults = opts.ImageOptions()
             given = {k: getattr(options, k) for k in options.to_dict() if getattr(options, k) != getattr(defaults, k)}
         prompt, options, model, meta = apply_from(controls.from_image, given, prompt, model)
-    sources: dict[str, str] = {}
+    sources = dict(sources or {})
     if init is None and controls.init is not None:
         init = resolve_image(controls.init, "--init", namespace)
         sources["init"] = controls.init if namespace and controls.init in namespace else os.path.abspath(controls.init)
@@ -335,13 +336,18 @@ def run(
             f"genmagic: {request.model} has changed since {controls.from_image} was made; the pixels may differ",
             file=sys.stderr,
         )
+    from .image_result import pending_sources
+
     sink = sink if sink is not None else NullSink()
+    token = pending_sources.set(sources)
     try:
         result: ImageResult = engine.run(request, sink, cache=controls.cache, **dict(where or {}))  # type: ignore[assignment]
     except BaseException:
         if hasattr(sink, "close"):
             sink.close(False, "failed")
         raise
+    finally:
+        pending_sources.reset(token)
     result.sources = sources
     if controls.save and result.images:
         result.info["saved"] = [str(p) for p in result.save(controls.save)]
@@ -396,6 +402,15 @@ def given_options(args: Any) -> dict[str, Any]:
         for f in opts.ImageOptions.option_fields()
         if values.get(f.name) is not None
     }
+
+
+def write_png(path: str, data: bytes) -> str:
+    """Write PNG bytes through a temporary file, so an error leaves nothing half-written."""
+    from pathlib import Path
+
+    from .image_result import write_atomic
+
+    return str(write_atomic(Path(path), data))
 
 
 def output_paths(output: str, count: int) -> list[str]:
