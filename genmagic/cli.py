@@ -59,7 +59,7 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args.prompt) if args.prompt or not controls.from_image else ""
     if not prompt.strip() and not controls.from_image:
         raise GenmagicError("the prompt is empty: pass it as an argument, '-' to read it from stdin, or --from IMAGE.png")
-    num = 1 if controls.from_image else options.num
+    num = int(im.given_options(args).get("num", 1)) if controls.from_image else options.num
     sink = im.TerminalImageSink(num) if controls.stream else None
     result = im.run(default_engine(), prompt, options, controls, sink=sink, given=im.given_options(args))
     if sink is not None:

@@ -132,7 +132,7 @@ class Engine:
             raise
         result.timings["load"] = load_s
         result.timings["total"] = time.perf_counter() - started
-        result.verdicts = verdicts + [
+        result.verdicts = verdicts + result.verdicts + [  # the backend's own flags (nsfw, ...) stay
             v for text in _output_texts(result) for v in self._screen(text, "output", request)
         ]
         self.history.record(result, **where)

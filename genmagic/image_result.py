@@ -182,14 +182,24 @@ def display_png(image: Any) -> bytes:
     return png_bytes(image)
 
 
-def grid_html(images: list[Any], captions: list[str], note: str = "", note_color: str = "#888") -> str:
+def grid_html(
+    images: list[Any], captions: list[str], note: str = "", note_color: str = "#888", enlarge: bool = True
+) -> str:
+    """Images side by side with captions. ``enlarge=False`` (live previews) sends the small PNG
+    and lets the browser scale it (``image-rendering: pixelated``): cheaper to encode."""
     cells = []
     for i, image in enumerate(images):
-        data = base64.b64encode(display_png(image)).decode("ascii")
+        if enlarge:
+            data = base64.b64encode(display_png(image)).decode("ascii")
+            size = ""
+        else:
+            data = base64.b64encode(png_bytes(image)).decode("ascii")
+            scale = max(1, -(-DISPLAY_MIN // max(1, max(image.size))))
+            size = f' width="{image.width * scale}" height="{image.height * scale}"'
         caption = html.escape(captions[i] if i < len(captions) else "")
         cells.append(
             '<figure style="display: inline-block; margin: 0 6px 6px 0; text-align: center">'
-            f'<img src="data:image/png;base64,{data}" style="image-rendering: pixelated" alt="{caption}"/>'
+            f'<img src="data:image/png;base64,{data}"{size} style="image-rendering: pixelated" alt="{caption}"/>'
             f'<figcaption style="font-size: 0.8em; color: #666">{caption}</figcaption></figure>'
         )
     footer = f'<div style="color: {note_color}; font-size: 0.8em">{html.escape(note)}</div>' if note else ""

@@ -1,6 +1,8 @@
 """``%%imagine``, ``genmagic imagine`` and ``genmagic.imagine()``: one way to build and run
 an image request, plus the live views (a progress bar and a preview every few steps).
 
+(This module is not called ``imagine.py``: that name would shadow ``genmagic.imagine()``.)
+
 ::
 
     %%imagine -m tiny-image --steps 30 --guidance 6 --seed 7 -n 4 --negative "blurry"
@@ -74,7 +76,10 @@ def resolve_image(spec: str | Any, flag: str, namespace: Mapping[str, Any] | Non
     if not isinstance(spec, str):
         return to_pil(spec, flag, type(spec).__name__)
     if namespace is not None and spec.isidentifier() and spec in namespace:
-        return to_pil(namespace[spec], flag, spec)
+        value = namespace[spec]
+        if not isinstance(value, (str, os.PathLike)):
+            return to_pil(value, flag, spec)
+        spec = os.fspath(value)  # a variable holding a path
     path = os.path.expanduser(spec)
     if not os.path.exists(path):
         where = "a variable in the notebook nor a file" if namespace is not None else "a file"
@@ -212,6 +217,9 @@ class CellImageSink:
             if now - self.last >= self.interval or final:
                 self._update()
         elif event.type == "preview":
+            if event.index >= len(self.previews):
+                self.previews += [None] * (event.index + 1 - len(self.previews))
+                self.num = len(self.previews)
             self.previews[event.index] = event.data
             self._update()
 
@@ -225,7 +233,8 @@ class CellImageSink:
             f"<span style=\"font-size: 0.85em\">{html.escape(text)}</span>"
         )
         shown = [(i, p) for i, p in enumerate(self.previews) if p is not None]
-        grid = grid_html([p for _, p in shown], [f"#{i + 1}" for i, _ in shown], note, "#c60") if shown or note else ""
+        captions = [f"#{i + 1}" for i, _ in shown]
+        grid = grid_html([p for _, p in shown], captions, note, "#c60", enlarge=False) if shown or note else ""
         plain = text + (f" [{note}]" if note else "")
         return {"text/plain": plain, "text/html": f"<div>{bar}</div>{grid}"}
 
@@ -273,10 +282,11 @@ class TerminalImageSink:
         self.bar.update(done - self.bar.n)
 
     def close(self, success: bool, note: str = "") -> None:
+        started = self.bar is not None
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if note:
+        if note and started:
             self.stream.write(f"[{note}]\n")
 
 
@@ -356,11 +366,12 @@ def run(
 
 def run_magic(magics: Any, line: str, cell: str | None = None) -> Any:
     """The body of ``%%imagine`` (see :meth:`genmagic.magics.GenMagics.imagine`)."""
-    from IPython.core import magic_arguments as ma
 
     from .magics import interpolate
 
-    args = ma.parse_argstring(magics.imagine, magics._prepare_line(line))
+    # posix=True: quotes group words and are removed (--negative "blurry, dark" → blurry, dark);
+    # ma.parse_argstring would keep them in the value.
+    args = magics.parse_line(magics.imagine, line)
     controls = opts.from_namespace(opts.ImageControls, args)
     options = opts.from_namespace(opts.ImageOptions, args)
     namespace = magics.shell.user_ns
@@ -377,12 +388,14 @@ def run_magic(magics: Any, line: str, cell: str | None = None) -> Any:
     if controls.out is not None and not controls.out.isidentifier():
         raise OptionError(f"--out needs a Python variable name, got {controls.out!r}; e.g. --out pictures")
 
-    num = options.num if not controls.from_image else 1
+    given = given_options(args)
+    num = options.num if not controls.from_image else int(given.get("num", 1))
     sink = live_image_sink(num, controls.preview, controls.stream and magics.stream)
-    model = controls.model or magics.default_image_model or None
+    # With --from, the model stored in the PNG comes before the session's default.
+    model = controls.model or (None if controls.from_image else magics.default_image_model or None)
     result = run(
         magics.engine, prompt, options, controls, model=model, namespace=namespace, sink=sink,
-        where=magics._where(), given=given_options(args),
+        where=magics._where(), given=given,
     )
     note = "" if result.ok else f"{result.status} · history #{result.history_id}"
     if hasattr(sink, "close"):

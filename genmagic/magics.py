@@ -163,6 +163,11 @@ class GenMagics(Magics):
         notebook = os.environ.get("JPY_SESSION_NAME") or self.ip.user_ns.get("__vsc_ipynb_file__")
         return {"notebook": notebook, "cell_id": cell_id}
 
+    def parse_line(self, magic: Any, line: str) -> Any:
+        """Parse a magic line with its generated parser. POSIX splitting, so quotes do not
+        stay in the values (``ma.parse_argstring`` would keep them)."""
+        return magic.parser.parse_args(ma.arg_split(self._prepare_line(line), posix=True, strict=True))
+
     def _prepare_line(self, line: str) -> str:
         if "--no-interpolate" in line.split():
             return line
@@ -186,7 +191,7 @@ class GenMagics(Magics):
 
         ``{name}`` in the prompt is filled from the notebook's variables.
         """
-        args = ma.parse_argstring(self.generate, self._prepare_line(line))
+        args = self.parse_line(self.generate, line)
         controls = opts.from_namespace(opts.TextControls, args)
         options = opts.from_namespace(opts.TextOptions, args)
         if cell is not None and cell.strip():
@@ -254,7 +259,7 @@ class GenMagics(Magics):
         """Manage models, history and conversations: %genmagic models | use | register | unload | history | show | reset"""
         parser = _genmagic_parser()
         try:
-            args = parser.parse_args(ma.arg_split(line))
+            args = parser.parse_args(ma.arg_split(line, posix=True, strict=True))
         except _HelpShown:
             return None
         if args.command is None:

@@ -373,7 +373,7 @@ class ImageOptions(Options):
     width: int | None = opt(None, "image width in pixels (default: the model's size)", min=8, max=8192, example="512")
     height: int | None = opt(None, "image height in pixels (default: the model's size)", min=8, max=8192, example="512")
     num: int = opt(1, "number of images, shown as a grid", flags=("-n",), min=1, max=64, example="4")
-    scheduler: str | None = opt(None, "sampler: a diffusers scheduler class compatible with the model", metavar="NAME", example="EulerDiscreteScheduler")
+    scheduler: str | None = opt(None, "sampler: a diffusers scheduler compatible with the model (class name, Euler, or an A1111 name such as 'DPM++ 2M')", metavar="NAME", example="EulerDiscreteScheduler")
     strength: float = opt(0.75, "with --init: how much to change the init image (1 = ignore it)", min=0.01, max=1.0, example="0.6")
     lora: tuple[str, ...] = opt((), "LoRA weights to apply, PATH or PATH:SCALE (repeatable)", repeat=True, metavar="PATH[:SCALE]")
     device: str | None = opt(None, "torch device (default: cuda, then mps, then cpu)", metavar="DEVICE", example="cpu", widget=False)

@@ -53,7 +53,7 @@ class Request:
             options=options_class(data["kind"]).from_dict(data["options"]),
             revision=data.get("revision", ""),
             messages=tuple((m[0], m[1]) for m in data.get("messages", ())),
-            inputs=dict(data.get("inputs", {})),
+            inputs={name: Digest(value) for name, value in data.get("inputs", {}).items()},
         )
 
     def key(self) -> str:
@@ -66,8 +66,14 @@ class Request:
         return value if isinstance(value, int) else None
 
 
+class Digest(str):
+    """An input already reduced to its digest (a request read back from history)."""
+
+
 def digest(value: Any) -> str:
     """A stable content hash of an input value (bytes, text, or a PIL image)."""
+    if isinstance(value, Digest):
+        return str(value)
     h = hashlib.sha256()
     if hasattr(value, "tobytes") and hasattr(value, "mode") and hasattr(value, "size"):
         h.update(f"{value.mode}:{value.size}".encode())

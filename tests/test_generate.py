@@ -217,3 +217,20 @@ def test_history_magic_and_search(ip: Any) -> None:
     assert len(found) == 1 and "alpha beta" in repr(found)
     shown = run(ip, f"%genmagic show {found.rows[0][0]}")
     assert shown.text == "alpha beta"
+
+
+def test_quoted_values_lose_their_quotes(ip: Any) -> None:
+    result = run(ip, '%%generate -m echo:a,b;c --system "You are terse." --stop ", " --stop \';\'\nx')
+    assert result.request.options.system == "You are terse."
+    assert result.request.options.stop == (", ", ";")
+
+
+def test_request_from_history_keeps_its_key(ip: Any) -> None:
+    from genmagic.request import Request
+
+    result = run(ip, "%%generate -m tiny --seed 1 --max-new-tokens 3\nHi")
+    engine = genmagic._magics.engine
+    rebuilt = Request.from_dict(engine.history.get(result.history_id).request)
+    assert rebuilt.key() == result.request.key()
+    with_input = Request(kind="text", prompt="p", model="m", options=result.request.options, inputs={"init": b"abc"})
+    assert Request.from_dict(with_input.to_dict()).key() == with_input.key()

@@ -36,7 +36,8 @@ def test_magic_makes_a_captioned_grid_and_records_it(img_ip: Any) -> None:
     assert isinstance(result, ImageResult) and result.ok
     assert [im.size for im in result.images] == [(64, 64), (64, 64)]
     assert result.seeds == [7, 8]
-    assert result.request.options.negative == "blurry" and result.request.options.guidance == 6
+    options: Any = result.request.options
+    assert options.negative == "blurry" and options.guidance == 6
     assert result.info["device"] == "cpu" and result.info["dtype"] == "float32"
     assert {"generate", "per_image", "steps_per_s", "load", "total"} <= set(result.timings)
     assert result.nsfw == [False, False]
@@ -127,8 +128,8 @@ def test_size_is_validated_against_the_model(img_ip: Any) -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("--steps 0", r"--steps must be between 1 and 1000, got 0"),
-        ("--guidance 100", r"--guidance must be between 0 and 50, got 100"),
+        ("--steps 0", r"argument --steps: must be between 1 and 1000, got 0; e.g. --steps 30"),
+        ("--guidance 100", r"argument --guidance: must be between 0 and 50, got 100"),
         ("--scheduler Nope", r"--scheduler Nope does not fit this model; compatible: .*EulerDiscreteScheduler"),
         ("--init i_list", r"--init i_list: the variable is a list, not an image"),
         ("--init no/such/file.png", r"--init no/such/file.png: it is neither a variable in the notebook nor a file"),
@@ -136,6 +137,7 @@ def test_size_is_validated_against_the_model(img_ip: Any) -> None:
         ("--mask i_img", r"--mask needs --init"),
         ("--init i_img --mask i_small", r"--mask is 32x32 but --init is 64x64"),
         ("--dtype float8", r"argument --dtype: invalid choice"),
+        ("--steps 1000", r"--steps 1000 is more than tiny-img's scheduler supports; use --steps 500 or fewer"),
         ("--lora missing.safetensors", r"--lora missing.safetensors: no such file or folder"),
         ("-m nope-model", r"unknown model 'nope-model'"),
         ("-m tiny", r"model 'tiny' is a text model, not a image model"),
@@ -232,7 +234,7 @@ def test_save_writes_pngs_with_a1111_and_genmagic_metadata(img_ip: Any, tmp_path
     assert len(files) == 2 and all(f.suffix == ".png" for f in files)
     assert [str(f) for f in files] == sorted(result.info["saved"])
     with Image.open(files[0]) as im:
-        params = im.text["parameters"]
+        params = getattr(im, "text")["parameters"]  # noqa: B009 - PngImageFile only
     lines = params.split("\n")
     assert lines[0] == "a red circle" and lines[1] == "Negative prompt: blurry"
     assert lines[2].startswith("Steps: 3, Sampler: DDIM, CFG scale: 6, Seed: ")
@@ -246,23 +248,26 @@ def test_from_png_reproduces_the_same_pixels(img_ip: Any, tmp_path: Path) -> Non
     out = tmp_path / "pics"
     result = run(img_ip, f"%%imagine {FAST} --seed 30 -n 2 --scheduler EulerDiscreteScheduler --save {out}\na red circle")
     second = next(p for p in out.iterdir() if "-31-" in p.name)
-    again = run(img_ip, f"%%imagine --from {second} --no-cache")
+    again = run(img_ip, f"%imagine --from {second} --no-cache")
     assert again.request.prompt == "a red circle" and again.seeds == [31]
     assert again.request.options.scheduler == "EulerDiscreteScheduler"
     assert pixels(again.images[0]) == pixels(result.images[1])
-    changed = run(img_ip, f"%%imagine --from {second} --steps 2")
-    assert changed.request.options.steps == 2 and changed.request.options.seed == 31
+    changed = run(img_ip, f"%imagine --from {second} --steps 2 -n 2")
+    changed_options: Any = changed.request.options
+    assert changed_options.steps == 2 and changed.seeds == [31, 32]
+    genmagic._magics.default_image_model = "tiny"  # --from uses the PNG's model, not the default
+    assert run(img_ip, f"%imagine --from {second}").request.model == "tiny-img"
 
 
 def test_from_png_with_init_reloads_it(img_ip: Any, tmp_path: Path) -> None:
     run(img_ip, f"%%imagine {FAST} --seed 5 --out i_base\na red circle")
     first = run(img_ip, f"%%imagine -m tiny-img --steps 4 --seed 1 --init i_base --save {tmp_path}\na star")
     (saved,) = first.info["saved"]
-    again = run(img_ip, f"%%imagine --from {saved} --no-cache")
+    again = run(img_ip, f"%imagine --from {saved} --no-cache")
     assert pixels(again.images[0]) == pixels(first.images[0])
     img_ip.user_ns["i_base"] = run(img_ip, f"%%imagine {FAST} --seed 6\na red circle")
     with pytest.raises(UsageError, match="--init i_base has changed since this image was made"):
-        run(img_ip, f"%%imagine --from {saved}")
+        run(img_ip, f"%imagine --from {saved}")
 
 
 def test_read_metadata_of_an_a1111_png(tmp_path: Path) -> None:
@@ -388,3 +393,47 @@ def test_python_api(tiny_image_dir: Path, tmp_path: Path) -> None:
     assert pixels(again_from.images[0]) == pixels(img.images[0])
     with pytest.raises(genmagic.OptionError, match="unknown option 'temperature'"):
         genmagic.imagine("x", model=str(tiny_image_dir), temperature=1)
+
+
+# --------------------------------------------------------------------------- history, devices
+
+
+def test_genmagic_show_rebuilds_the_images_from_history(img_ip: Any) -> None:
+    result = run(img_ip, f"%%imagine {FAST} --seed 40 -n 2\na star")
+    shown = run(img_ip, f"%genmagic show {result.history_id}")
+    assert isinstance(shown, ImageResult) and shown.seeds == [40, 41]
+    assert [pixels(i) for i in shown.images] == [pixels(i) for i in result.images]
+    table = run(img_ip, "%genmagic history -n 1 --kind image")
+    assert "2 image(s)" in repr(table)
+
+
+def test_device_and_dtype_defaults_and_errors(img_ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from genmagic.backends import diffusers_image
+    from genmagic.options import ImageOptions
+
+    backend = diffusers_image.DiffusersImageBackend()
+    spec = engine().registry.resolve("tiny-img", "image")
+    assert backend.load_key(spec, ImageOptions()) == ("cpu", "float32")
+    monkeypatch.setattr(diffusers_image, "default_device", lambda: "cuda")
+    assert backend.load_key(spec, ImageOptions()) == ("cuda", "float16")
+    assert backend.load_key(spec, ImageOptions(device="cuda", dtype="bfloat16")) == ("cuda", "bfloat16")
+    monkeypatch.undo()
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match=r"--device cuda is not usable here .*; use --device cpu"):
+            run(img_ip, f"%%imagine {FAST} --device cuda\na circle")
+
+
+def test_second_order_sampler_progress_reaches_its_total(img_ip: Any) -> None:
+    from genmagic.image_run import build_request
+    from genmagic.options import ImageOptions
+    from genmagic.request import ListSink
+
+    request = build_request(engine(), "a circle", ImageOptions(steps=3, seed=1, scheduler="Heun"), "tiny-img")
+    sink = ListSink()
+    result = engine().run(request, sink, cache=False)
+    progress = [e.data for e in sink.events if e.type == "progress"]
+    assert result.info["scheduler"] == "HeunDiscreteScheduler"
+    assert progress[-1][0] == progress[-1][1] == len(progress) and all(t == len(progress) for _, t in progress)
+    assert [e for e in sink.events if e.type == "preview"]  # the last step always previews

@@ -228,6 +228,31 @@ def scheduler_names(pipe: Any) -> list[str]:
     return sorted({cls.__name__ for cls in getattr(pipe.scheduler, "compatibles", [])} | {type(pipe.scheduler).__name__})
 
 
+def _fit_preview_map(vae: Any, channels: int, vae_scale: int) -> tuple[Any, Any]:
+    """Encode random flat-colour blocks (4x4 latent pixels each) with the model's VAE and
+    fit latent pixel → mean colour by least squares: the colour each latent "means"."""
+    import torch
+
+    param = next(vae.parameters())
+    gen = torch.Generator().manual_seed(0)
+    blocks = torch.rand(2, 3, 4, 4, generator=gen) * 2 - 1
+    image = torch.nn.functional.interpolate(blocks, scale_factor=4 * vae_scale, mode="nearest")
+    with torch.no_grad():
+        latents = vae.encode(image.to(param.device, param.dtype)).latent_dist.mean.float().cpu()
+    if latents.shape[1] != channels:
+        raise ValueError("latent channels differ")
+    shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
+    latents = (latents - shift) * float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
+    target = torch.nn.functional.adaptive_avg_pool2d(image, latents.shape[-2:])
+    x = latents.permute(0, 2, 3, 1).reshape(-1, channels)
+    y = target.permute(0, 2, 3, 1).reshape(-1, 3)
+    x1 = torch.cat([x, torch.ones(x.shape[0], 1)], dim=1)
+    ridge = 1e-3 * torch.eye(channels + 1)
+    ridge[-1, -1] = 0.0
+    solution = torch.linalg.solve(x1.T @ x1 + ridge, x1.T @ y)  # [C+1, 3]
+    return solution[:-1], solution[-1]
+
+
 class DiffusersImageBackend:
     kinds = ("image",)
 
@@ -419,32 +444,19 @@ class DiffusersImageBackend:
 
     # -- preview
     def _preview_map(self, state: _ImagePipe, latent_channels: int) -> Any:
-        """A linear latent → RGB map fitted to the model's VAE on random colour blocks."""
+        """A linear latent → RGB map fitted to the model's own VAE, once per model (the
+        first time a preview is wanted): works for any VAE and latent channel count."""
         if state.preview_map is not None:
             return state.preview_map
         import torch
 
-        pipe = state.pipe
-        vae = getattr(pipe, "vae", None)
+        vae = getattr(state.pipe, "vae", None)
         weights = bias = None
         if vae is not None and hasattr(vae, "encode"):
             try:
-                vsf = int(getattr(pipe, "vae_scale_factor", 8) or 8)
-                gen = torch.Generator().manual_seed(0)
-                blocks = torch.rand(1, 3, 8, 8, generator=gen) * 2 - 1
-                image = torch.nn.functional.interpolate(blocks, scale_factor=vsf * 2, mode="nearest")
-                param = next(vae.parameters())
-                with torch.no_grad():
-                    latents = vae.encode(image.to(param.device, param.dtype)).latent_dist.mean.float().cpu()
-                shift = getattr(vae.config, "shift_factor", None) or 0.0
-                latents = (latents - shift) * float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
-                target = torch.nn.functional.interpolate(blocks, size=latents.shape[-2:], mode="nearest")
-                x = latents[0].reshape(latents.shape[1], -1).T  # [N, C]
-                y = target[0].reshape(3, -1).T  # [N, 3]
-                x1 = torch.cat([x, torch.ones(x.shape[0], 1)], dim=1)
-                solution = torch.linalg.lstsq(x1, y).solution  # [C+1, 3]
-                weights, bias = solution[:-1], solution[-1]
-            except Exception:
+                vae_scale = int(getattr(state.pipe, "vae_scale_factor", 8) or 8)
+                weights, bias = _fit_preview_map(vae, latent_channels, vae_scale)
+            except Exception:  # an unusual VAE: fall back to the plain channels below
                 weights = None
         if weights is None or weights.shape[0] != latent_channels:
             weights = torch.zeros(latent_channels, 3)
@@ -497,6 +509,11 @@ class DiffusersImageBackend:
             init = init.resize((width, height), Image.Resampling.LANCZOS)
         if mask is not None and mask.size != (width, height):
             mask = mask.resize((width, height), 0)
+        train_steps = int(getattr(pipe.scheduler.config, "num_train_timesteps", 0) or 0)
+        if train_steps and options.steps >= train_steps:
+            raise OptionError(
+                f"--steps {options.steps} is more than {alias}'s scheduler supports; use --steps {train_steps // 2} or fewer"
+            )
         if mode != "text2img" and int(options.steps * options.strength) < 1:
             raise OptionError(
                 f"--strength {options.strength:g} with --steps {options.steps} runs no step; "
@@ -540,6 +557,8 @@ class DiffusersImageBackend:
                         last: dict[str, Any] = last) -> dict[str, Any]:
                 nonlocal steps_done, preview_s
                 steps_done += 1
+                # Second-order samplers (Heun, DPM2) call back twice per step: count what the pipeline runs.
+                total = int(getattr(p, "_num_timesteps", 0) or total)
                 latents = tensors.get("latents")
                 last["latents"] = latents
                 sink.emit(Event("progress", (i + 1, total), index))
@@ -573,7 +592,7 @@ class DiffusersImageBackend:
                     seeds.append(seed + index)
                     nsfw.append(False)
                 break
-            except (ValueError, TypeError) as err:
+            except ValueError as err:  # diffusers' check_inputs: a value this pipeline refuses
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise OptionError(f"{alias} rejected the request: {first[:200]}") from None
             images.append(output.images[0])

@@ -23,7 +23,10 @@ VAE_CONFIG = dict(
     down_block_types=["DownEncoderBlock2D"] * 3,
     up_block_types=["UpDecoderBlock2D"] * 3,
     block_out_channels=[32, 64, 64], layers_per_block=1,
-    latent_channels=LATENT_CHANNELS, norm_num_groups=16, sample_size=64,
+    # norm_num_groups=1: with few channels per group, GroupNorm wipes out the
+    # absolute colour of flat image regions (a flat feature map normalised over
+    # 2 channels keeps little more than a sign); one group keeps it.
+    latent_channels=LATENT_CHANNELS, norm_num_groups=1, sample_size=64,
     mid_block_add_attention=False,
 )
 
@@ -32,7 +35,7 @@ UNET_CONFIG = dict(
     layers_per_block=1, block_out_channels=[48, 96, 144],
     down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
     up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-    cross_attention_dim=64, attention_head_dim=4, norm_num_groups=16,
+    cross_attention_dim=64, attention_head_dim=4, norm_num_groups=8,
 )
 
 TEXT_CONFIG = dict(

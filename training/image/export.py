@@ -51,9 +51,17 @@ def build_pipeline(ckpt_path, vae_dir, tok_dir, raw=False, scheduler="dpm"):
     return pipe, sd["step"], sd["elapsed"]
 
 
-def export(out=DEFAULT_OUT, ckpt=None, raw=False, scheduler="dpm", fp16=True):
+def default_vae():
+    """The decoder-fine-tuned VAE if there is one, else the stage-1 VAE."""
+    dec = os.path.join(RUNS, "vae_dec", "vae")
+    return dec if os.path.isdir(dec) else os.path.join(RUNS, "vae", "vae")
+
+
+def export(out=DEFAULT_OUT, ckpt=None, raw=False, scheduler="dpm", fp16=True, vae=None):
     ckpt = ckpt or os.path.join(RUNS, "unet", "last.pt")
-    pipe, step, elapsed = build_pipeline(ckpt, os.path.join(RUNS, "vae", "vae"),
+    vae = vae or default_vae()
+    print(f"vae: {vae}")
+    pipe, step, elapsed = build_pipeline(ckpt, vae,
                                          os.path.join(RUNS, "unet", "tokenizer"), raw, scheduler)
     if fp16:
         pipe.unet.to(torch.float16)
@@ -98,5 +106,7 @@ if __name__ == "__main__":
     ap.add_argument("--raw", action="store_true", help="export raw instead of EMA weights")
     ap.add_argument("--scheduler", default="dpm", choices=["dpm", "ddim"])
     ap.add_argument("--fp32", action="store_true")
+    ap.add_argument("--vae", default=None, help="VAE folder (default: runs/vae_dec/vae if present, "
+                                                "else runs/vae/vae)")
     a = ap.parse_args()
-    sys.exit(0 if export(a.out, a.ckpt, a.raw, a.scheduler, not a.fp32) else 1)
+    sys.exit(0 if export(a.out, a.ckpt, a.raw, a.scheduler, not a.fp32, a.vae) else 1)

@@ -54,6 +54,8 @@ def main():
     ap.add_argument("--vae", default=os.path.join(RUNS, "vae", "vae"))
     ap.add_argument("--out", default=os.path.join(RUNS, "unet"))
     ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--pool", type=int, default=2048, help="encoded-latent pool size")
+    ap.add_argument("--fresh", type=int, default=8, help="new images encoded per step")
     args = ap.parse_args()
     set_threads()
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -98,17 +100,36 @@ def main():
         os.replace(ckpt + ".tmp", ckpt)
 
     run_loss = None
+    pool_lat = pool_sd = pool_attrs = None
     unet.train(); text.train()
     while time.time() - t0 < budget:
         frac = min(1.0, (time.time() - t0) / budget)
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, caps, _ = image_batch(gen, args.bs)
+        # Latent pool: encoding images with the VAE costs ~40 % of a UNet step, so
+        # keep a pool of encoded images (with their attributes) and refresh only
+        # --fresh of them per step; captions are re-drawn on every use.
+        n_new = args.pool if pool_lat is None else args.fresh
+        x, _, attrs = image_batch(gen, n_new)
+        mus, sds = [], []
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            for xc in x.split(128):
+                post = vae.encode(xc).latent_dist
+                mus.append(post.mean.float()); sds.append(post.std.float())
+        new_mu, new_sd = torch.cat(mus), torch.cat(sds)
+        if pool_lat is None:
+            pool_lat, pool_sd, pool_attrs = new_mu, new_sd, list(attrs)
+        else:
+            slots = torch.randperm(args.pool)[:n_new]
+            pool_lat[slots], pool_sd[slots] = new_mu, new_sd
+            for j, sl in enumerate(slots.tolist()):
+                pool_attrs[sl] = attrs[j]
+        idx = torch.randperm(args.pool)[:args.bs]
+        lat = (pool_lat[idx] + pool_sd[idx] * torch.randn_like(pool_lat[idx])) * sf
+        caps = [gen.caption(pool_attrs[i]) for i in idx.tolist()]
         caps = ["" if rng.random() < args.cfg_drop else c for c in caps]
         ids = tokenize(tokenizer, caps)
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            lat = vae.encode(x).latent_dist.sample().float() * sf
         noise = torch.randn_like(lat)
         t = torch.randint(0, sched.config.num_train_timesteps, (lat.shape[0],))
         noisy = sched.add_noise(lat, noise, t)

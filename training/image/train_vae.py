@@ -47,16 +47,30 @@ def main():
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--out", default=os.path.join(RUNS, "vae"))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--init", default=None, help="initialise weights from this last.pt")
+    ap.add_argument("--decoder-only", default=None, metavar="VAE_DIR",
+                    help="fine-tune only the decoder of this trained VAE (the latent space, "
+                         "and so the UNet, stay valid); scaling_factor is kept")
     args = ap.parse_args()
     set_threads()
     from diffusers import AutoencoderKL
 
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(args.seed)
-    vae = AutoencoderKL(**VAE_CONFIG)
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
+    if args.decoder_only:
+        vae = AutoencoderKL.from_pretrained(args.decoder_only)
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+        train_params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    else:
+        vae = AutoencoderKL(**VAE_CONFIG)
+        train_params = list(vae.parameters())
+    opt = torch.optim.AdamW(train_params, lr=args.lr, weight_decay=0.0)
     step, elapsed = 0, 0.0
     ckpt = os.path.join(args.out, "last.pt")
+    if args.init and not (args.resume and os.path.exists(ckpt)):
+        vae.load_state_dict(torch.load(args.init, map_location="cpu")["model"])
+        print(f"initialised from {args.init}", flush=True)
     if args.resume and os.path.exists(ckpt):
         sd = torch.load(ckpt, map_location="cpu")
         vae.load_state_dict(sd["model"]); opt.load_state_dict(sd["opt"])
@@ -80,8 +94,13 @@ def main():
             g["lr"] = lr
         x, _, _ = image_batch(gen, args.bs)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            post = vae.encode(x).latent_dist
-            z = post.sample()
+            with torch.set_grad_enabled(not args.decoder_only):
+                post = vae.encode(x).latent_dist
+                z = post.sample()
+            if args.decoder_only:
+                # small latent perturbations: robustness to imperfect UNet samples
+                z = z.float() + 0.05 * post.std.float().mean() * torch.randn_like(z.float()) \
+                    + 0.03 * z.float().std() * torch.randn_like(z.float())
             rec = vae.decode(z).sample
         rec = rec.float()
         # Up-weight foreground pixels (anything not the border/background colour), so
@@ -97,7 +116,7 @@ def main():
         loss = l1 + mse + 0.5 * gl + args.kl * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(train_params, 1.0)
         opt.step()
         step += 1
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
@@ -108,9 +127,10 @@ def main():
             save()
     save()
     vae.eval()
-    mean, std = measure_scale(vae)
-    vae.register_to_config(scaling_factor=1.0 / std)
-    print(f"latent mean {mean:.4f} std {std:.4f} -> scaling_factor {1/std:.4f}", flush=True)
+    if not args.decoder_only:
+        mean, std = measure_scale(vae)
+        vae.register_to_config(scaling_factor=1.0 / std)
+        print(f"latent mean {mean:.4f} std {std:.4f} -> scaling_factor {1/std:.4f}", flush=True)
     vae.save_pretrained(os.path.join(args.out, "vae"))
     # reconstruction check
     with torch.no_grad():
