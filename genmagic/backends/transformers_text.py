@@ -256,6 +256,8 @@ class TransformersTextBackend:
         }
         if sampling:
             config_args.update(temperature=options.temperature, top_p=options.top_p, top_k=options.top_k)
+        else:  # neutral values, or the model's own sampling defaults would be merged in (and warned about)
+            config_args.update(temperature=1.0, top_p=1.0, top_k=50)
         generation_config = GenerationConfig(**config_args)
         if options.stop:
             generation_config.stop_strings = list(options.stop)
