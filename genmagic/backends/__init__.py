@@ -16,6 +16,17 @@ if TYPE_CHECKING:
     from ..request import Request, Result, Sink
 
 
+def default_device() -> str:
+    """cuda, then mps, then cpu."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
 @dataclass
 class Loaded:
     """A model in memory, as a backend loaded it."""

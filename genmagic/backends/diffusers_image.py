@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelNotFoundError, OptionError
 from ..request import Event, NullSink, Request, Sink
-from . import Loaded
+from . import Loaded, default_device
 from ._hub import fingerprint, local_folder, require_folder
 
 if TYPE_CHECKING:
@@ -85,16 +85,6 @@ def _quiet_transformers() -> Iterator[None]:
     finally:
         hf_logging.set_verbosity(levels[0])
         df_logging.set_verbosity(levels[1])
-
-
-def default_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def _device_dtype(options: Any) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ModelNotFoundError, PromptError
 from ..options import TextOptions
 from ..request import Event, Request, Sink, TextResult
-from . import Loaded
+from . import Loaded, default_device
 from ._hub import fingerprint, local_folder, require_folder
 
 if TYPE_CHECKING:
@@ -32,16 +32,6 @@ class _TextModel:
     model: Any
     tokenizer: Any
     context: int
-
-
-def _device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def _weights(folder: str) -> tuple[list[str], list[str]]:
@@ -138,7 +128,7 @@ class TransformersTextBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        device = _device()
+        device = default_device()
         dtype = torch.float16 if device == "cuda" else torch.float32
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # restored below: the user's own loads keep their bars
