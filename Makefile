@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/python examples/run_notebook.py examples/01_generate.ipynb
+	$(BIN)/python examples/run_notebook.py examples/01_generate.ipynb examples/02_imagine.ipynb
 
 lint: setup
 	$(BIN)/ruff check genmagic tests bench training examples
@@ -34,6 +34,8 @@ test: lint
 bench: setup
 	$(BIN)/python bench/import_cost.py
 	$(BIN)/python bench/generate_overhead.py
+	$(BIN)/python bench/imagine_overhead.py
+	$(BIN)/python bench/model_quality.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

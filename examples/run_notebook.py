@@ -16,7 +16,7 @@ def text_of(output: dict) -> str:
         return f"{output.get('ename')}: {output.get('evalue')}"
     data = output.get("data", {})
     if "image/png" in data:
-        return "[image]"
+        return "[image/png]"
     return str(data.get("text/plain", ""))
 
 
@@ -39,4 +39,5 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "examples/01_generate.ipynb"))
+    paths = sys.argv[1:] or ["examples/01_generate.ipynb"]
+    sys.exit(max(main(p) for p in paths))
