@@ -160,7 +160,8 @@ class GenMagics(Magics):
                 cell_id = (parent.get("metadata") or {}).get("cellId")
             except Exception:
                 cell_id = None
-        notebook = os.environ.get("JPY_SESSION_NAME") or self.ip.user_ns.get("__vsc_ipynb_file__")
+        ns = self.ip.user_ns  # jupyter_server sets JPY_SESSION_NAME (ipykernel: __session__); VS Code its own
+        notebook = ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or ns.get("__vsc_ipynb_file__")
         return {"notebook": notebook, "cell_id": cell_id}
 
     def parse_line(self, magic: Any, line: str) -> Any:
