@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 EXAMPLES = Path(__file__).parent.parent / "examples"
 TINY_TEXT = Path(__file__).parent.parent / "genmagic" / "models" / "tiny-text" / "model.safetensors"
 
@@ -19,8 +17,8 @@ def execute(name: str) -> object:
     return nb
 
 
-@pytest.mark.skipif(not TINY_TEXT.exists(), reason="the embedded tiny-text weights are not built yet")
 def test_generate_notebook_runs() -> None:
+    assert TINY_TEXT.exists(), "the embedded tiny-text model is part of the package"
     nb = execute("01_generate.ipynb")
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]

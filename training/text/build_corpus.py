@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 # The chat template rendering used for synthetic conversations.  It must match
-# CHAT_TEMPLATE in train_tokenizer.py (see render_chat there); duplicated here so
+# CHAT_TEMPLATE in train_tokenizer.py (apply_chat_template renders the same string); duplicated so
 # the corpus builder has no dependency on transformers.
 BOS, EOS = "<s>", "</s>"
 
@@ -322,7 +322,7 @@ def _first_sentences(text, limit=400):
         return text
     cut = text[:limit]
     k = max(cut.rfind(". "), cut.rfind("; "))
-    return (cut[:k + 1] if k > 80 else cut.rsplit(" ", 1)[0] + " ...").rstrip(";") 
+    return (cut[:k + 1] if k > 80 else cut.rsplit(" ", 1)[0] + " ...").rstrip(";")
 
 
 def _conv(rng, turns):
