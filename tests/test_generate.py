@@ -234,3 +234,22 @@ def test_request_from_history_keeps_its_key(ip: Any) -> None:
     assert rebuilt.key() == result.request.key()
     with_input = Request(kind="text", prompt="p", model="m", options=result.request.options, inputs={"init": b"abc"})
     assert Request.from_dict(with_input.to_dict()).key() == with_input.key()
+
+
+def test_small_models_run_on_one_thread_and_restore_the_setting(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from genmagic.backends import torch_threads
+
+    torch.set_num_threads(2)
+    try:
+        with torch_threads(10 * 2**20):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with torch_threads(2**40):  # a large model keeps torch's setting
+            assert torch.get_num_threads() == 2
+        monkeypatch.setenv("GENMAGIC_THREADS", "2")
+        with torch_threads(10 * 2**20):
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)

@@ -7,6 +7,9 @@ registry imports it to ask :meth:`Backend.detect`, and that must stay cheap.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -14,6 +17,32 @@ if TYPE_CHECKING:
     from ..options import Options
     from ..registry import ModelSpec
     from ..request import Request, Result, Sink
+
+
+_SMALL_MODEL_BYTES = 256 * 2**20
+
+
+@contextmanager
+def torch_threads(nbytes: int) -> Iterator[None]:
+    """Run a small model's generation on one CPU thread, then restore the setting.
+
+    Small matrices gain nothing from more threads, and with another busy process on the
+    CPU, torch's default thread count made tiny-model generation 7-60x slower here.
+    ``GENMAGIC_THREADS`` overrides the choice (for any model size).
+    """
+    env = os.environ.get("GENMAGIC_THREADS")
+    threads = int(env) if env and env.isdigit() and int(env) > 0 else (1 if nbytes < _SMALL_MODEL_BYTES else 0)
+    if not threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def default_device() -> str:

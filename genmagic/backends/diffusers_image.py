@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelNotFoundError, OptionError
 from ..request import Event, NullSink, Request, Sink
-from . import Loaded, default_device
+from . import Loaded, default_device, torch_threads
 from ._hub import fingerprint, local_folder, require_folder
 
 if TYPE_CHECKING:
@@ -570,7 +570,7 @@ class DiffusersImageBackend:
                     call["callback_on_step_end_tensor_inputs"] = ["latents"]
             call["generator"] = torch.Generator("cpu").manual_seed(seed + index)
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), torch_threads(loaded.nbytes if loaded.device == "cpu" else 1 << 40):
                     output = pipe(**call)
             except KeyboardInterrupt:
                 status = "interrupted"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ModelNotFoundError, PromptError
 from ..options import TextOptions
 from ..request import Event, Request, Sink, TextResult
-from . import Loaded, default_device
+from . import Loaded, default_device, torch_threads
 from ._hub import fingerprint, local_folder, require_folder
 
 if TYPE_CHECKING:
@@ -269,7 +269,7 @@ class TransformersTextBackend:
             if options.seed is not None:
                 torch.manual_seed(options.seed + index)
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), torch_threads(loaded.nbytes if loaded.device == "cpu" else 1 << 40):
                     model.generate(
                         input_ids=input_ids,
                         attention_mask=attention,
