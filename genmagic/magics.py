@@ -167,7 +167,11 @@ class GenMagics(Magics):
     def parse_line(self, magic: Any, line: str) -> Any:
         """Parse a magic line with its generated parser. POSIX splitting, so quotes do not
         stay in the values (``ma.parse_argstring`` would keep them)."""
-        return magic.parser.parse_args(ma.arg_split(self._prepare_line(line), posix=True, strict=True))
+        try:
+            argv = ma.arg_split(self._prepare_line(line), posix=True, strict=True)
+        except ValueError as err:  # shlex: an unclosed quote, a trailing backslash
+            raise OptionError(f"cannot read the options line ({err}): close every quote; write \\\\ for a backslash") from None
+        return magic.parser.parse_args(argv)
 
     def _prepare_line(self, line: str) -> str:
         if "--no-interpolate" in line.split():
@@ -260,7 +264,11 @@ class GenMagics(Magics):
         """Manage models, history and conversations: %genmagic models | use | register | unload | history | show | reset"""
         parser = _genmagic_parser()
         try:
-            args = parser.parse_args(ma.arg_split(line, posix=True, strict=True))
+            try:
+                argv = ma.arg_split(line, posix=True, strict=True)
+            except ValueError as err:
+                raise OptionError(f"cannot read the line ({err}): close every quote") from None
+            args = parser.parse_args(argv)
         except _HelpShown:
             return None
         if args.command is None:

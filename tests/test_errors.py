@@ -124,3 +124,8 @@ def test_errors_are_recorded_in_history(ip: Any) -> None:
 def test_genmagic_bad_subcommand(ip: Any) -> None:
     assert "%genmagic" in usage_error(ip, "%genmagic frobnicate")
     assert "unknown model" in usage_error(ip, "%genmagic use text nothing-here")
+
+
+def test_unclosed_quote_in_the_line(ip: Any) -> None:
+    assert "close every quote" in usage_error(ip, '%%generate -m tiny --system "unclosed\nHi')
+    assert "close every quote" in usage_error(ip, "%%generate -m tiny --stop \\\nHi")

@@ -48,17 +48,32 @@ def transcript(messages: list[dict[str, str]]) -> str:
 
 
 class _Streamer:
-    """Receives token ids from ``generate`` and emits text deltas, holding back what may
-    still turn into a stop string or an incomplete UTF-8 character."""
+    """Receives token ids from ``generate`` and emits text deltas.
+
+    Decoding is incremental (each step decodes only the last few tokens, as TGI does), and
+    text that may still become a stop string or is an incomplete UTF-8 character is held
+    back. The final text is one full decode of all new tokens, cut at the first stop string.
+    """
 
     def __init__(self, tokenizer: Any, sink: Sink, index: int, stops: tuple[str, ...]) -> None:
         self.tokenizer = tokenizer
+        # The Rust tokenizer's own decode skips the Python wrapper (half the cost per token).
+        backend = getattr(tokenizer, "_tokenizer", None)
+        self._decode = (
+            (lambda ids: backend.decode(ids, skip_special_tokens=True))
+            if backend is not None and hasattr(backend, "decode")
+            else (lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+        )
         self.sink = sink
         self.index = index
         self.stops = stops
         self.hold = max((len(s) for s in stops), default=1) - 1
         self.ids: list[int] = []
+        self.text = ""  # decoded so far (incrementally)
+        self.prefix = 0  # ids[prefix:read] were decoded into the end of self.text
+        self.read = 0
         self.emitted = 0
+        self.stopped = False
         self.prompt_seen = False
         self.first_token_at: float | None = None
 
@@ -69,10 +84,26 @@ class _Streamer:
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         self.ids.extend(int(t) for t in value.reshape(-1).tolist())
-        text, stopped = self.text()
-        safe = len(text) if stopped else len(text) - self.hold
-        while safe > self.emitted and text[safe - 1] == "\ufffd":
-            safe -= 1
+        before = self._decode(self.ids[self.prefix:self.read])
+        after = self._decode(self.ids[self.prefix:])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self.text += after[len(before):]
+            self.prefix, self.read = self.read, len(self.ids)
+        self._emit(final=False)
+
+    def _cut(self, text: str) -> str:
+        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            return text[:cut]
+        return text
+
+    def _emit(self, final: bool) -> None:
+        if self.stopped:
+            return
+        start = max(0, self.emitted - self.hold)
+        text = self.text[:start] + self._cut(self.text[start:])
+        safe = len(text) if (final or self.stopped) else len(text) - self.hold
         if safe > self.emitted:
             self.sink.emit(Event("token", text[self.emitted:safe], self.index))
             self.emitted = safe
@@ -80,13 +111,9 @@ class _Streamer:
     def end(self) -> None:
         self.flush()
 
-    def text(self) -> tuple[str, bool]:
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
-        return (text[:cut], True) if cut >= 0 else (text, False)
-
     def flush(self) -> str:
-        text, _ = self.text()
+        """The final text (a full decode, cut at the first stop); emits what is still unsent."""
+        text = self._cut(self.tokenizer.decode(self.ids, skip_special_tokens=True))
         if len(text) > self.emitted:
             self.sink.emit(Event("token", text[self.emitted:], self.index))
             self.emitted = len(text)
