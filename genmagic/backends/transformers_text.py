@@ -47,6 +47,10 @@ def transcript(messages: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\nAssistant:"
 
 
+class _Cancelled(Exception):
+    """Raised from the streamer to stop ``generate`` when the sink is cancelled."""
+
+
 class _Streamer:
     """Receives token ids from ``generate`` and emits text deltas.
 
@@ -83,6 +87,8 @@ class _Streamer:
             return
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
+        if self.sink.cancelled:  # checked once per token; generate() unwinds without a side effect
+            raise _Cancelled
         self.ids.extend(int(t) for t in value.reshape(-1).tolist())
         before = self._decode(self.ids[self.prefix:self.read])
         after = self._decode(self.ids[self.prefix:])
@@ -253,7 +259,7 @@ class TransformersTextBackend:
 
     def generate(self, loaded: Loaded, request: Request, sink: Sink) -> TextResult:
         import torch
-        from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+        from transformers import GenerationConfig
 
         tm: _TextModel = loaded.model
         options: TextOptions = request.options  # type: ignore[assignment]
@@ -279,11 +285,6 @@ class TransformersTextBackend:
         if options.stop:
             generation_config.stop_strings = list(options.stop)
 
-        class _Cancel(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                flag = sink.cancelled
-                return torch.full((input_ids.shape[0],), flag, dtype=torch.bool, device=input_ids.device)
-
         input_ids = torch.tensor([ids], device=loaded.device)
         attention = torch.ones_like(input_ids)
         texts: list[str] = []
@@ -302,10 +303,9 @@ class TransformersTextBackend:
                         attention_mask=attention,
                         generation_config=generation_config,
                         streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_Cancel()]),
                         tokenizer=tok if options.stop else None,
                     )
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, _Cancelled):
                 status = "interrupted"
             if first_token is None and streamer.first_token_at is not None:
                 first_token = streamer.first_token_at - started
