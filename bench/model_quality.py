@@ -144,7 +144,9 @@ def evaluate_text_model():
     try:
         spec = importlib.util.spec_from_file_location("tiny_text_evaluate", ev)
         mod = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, os.path.dirname(ev))
+        for p in (os.path.dirname(ev), REPO):
+            if p not in sys.path:
+                sys.path.insert(0, p)
         spec.loader.exec_module(mod)
         ppl = mod.heldout_perplexity(md)
     except Exception as e:  # another engineer's code; report, don't crash

@@ -28,7 +28,7 @@ from functools import lru_cache
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from shapes import COLORS, SHAPES, ShapeGenerator  # noqa: E402
+from shapes import COLORS, SHAPES, ShapeGenerator
 
 _NAMES = list(COLORS)
 _PALETTE = np.array([COLORS[n] for n in _NAMES], dtype=np.float32)
@@ -112,8 +112,9 @@ def shape_features(comp_mask: np.ndarray):
 def _prototypes():
     """Mean feature vector per shape, measured on clean renders (white
     background, no colour noise) at many sizes and sub-pixel offsets."""
-    from shapes import render
     import random
+
+    from shapes import render
     rng = random.Random(0)
     protos = {}
     for shape in SHAPES:

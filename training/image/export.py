@@ -18,7 +18,6 @@ import sys
 import tempfile
 
 import torch
-
 from common import RUNS, UNET_CONFIG, make_scheduler, text_config
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -27,8 +26,13 @@ COMPONENTS = ["unet", "vae", "text_encoder", "tokenizer", "scheduler", "model_in
 
 
 def build_pipeline(ckpt_path, vae_dir, tok_dir, raw=False, scheduler="dpm"):
-    from diffusers import (AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler,
-                           StableDiffusionPipeline, UNet2DConditionModel)
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import AutoTokenizer, CLIPTextModel
 
     sd = torch.load(ckpt_path, map_location="cpu")
@@ -45,6 +49,15 @@ def build_pipeline(ckpt_path, vae_dir, tok_dir, raw=False, scheduler="dpm"):
                              solver_order=2, final_sigmas_type="zero")
     else:
         sch = make_scheduler(DDIMScheduler)
+    # Also record the settings other schedulers need, so that
+    # ``XScheduler.from_config(pipe.scheduler.config)`` works for swaps: DDIM's
+    # default clip_sample=True would clip the (std 1) latents, PNDM should skip PRK.
+    # Keys belonging to compatible schedulers are ignored silently by the loader.
+    import inspect
+    own = inspect.signature(type(sch).__init__).parameters
+    extra = {k: v for k, v in dict(clip_sample=False, set_alpha_to_one=True, skip_prk_steps=True).items()
+             if k not in own}
+    sch.register_to_config(**extra)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text.eval(), tokenizer=tokenizer,
                                    unet=unet.eval(), scheduler=sch, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)

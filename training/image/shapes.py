@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Dict, List, Optional, Tuple
 
 from PIL import Image, ImageDraw
 
@@ -29,7 +28,7 @@ SS = 4             # supersampling factor used for anti-aliased drawing
 
 # Named colours (RGB).  Chosen to be far apart so that a nearest-colour
 # classifier is unambiguous.
-COLORS: Dict[str, Tuple[int, int, int]] = {
+COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 35),
     "green": (35, 165, 55),
     "blue": (30, 70, 225),
@@ -50,7 +49,7 @@ SIZES = {"small": (6.0, 8.0), "medium": (10.0, 12.5), "large": (15.0, 18.0)}
 SIZE_NAMES = list(SIZES)
 
 # position name -> (x, y) cell centre in pixels (64x64 image)
-POSITIONS: Dict[str, Tuple[float, float]] = {
+POSITIONS: dict[str, tuple[float, float]] = {
     "center": (32, 32),
     "top": (32, 16), "bottom": (32, 48), "left": (16, 32), "right": (48, 32),
     "top left": (16, 16), "top right": (48, 16),
@@ -124,7 +123,7 @@ def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def vocabulary() -> List[str]:
+def vocabulary() -> list[str]:
     """All words that may appear in training captions (for the tokenizer)."""
     words = set()
     texts = (TRAIN_TEMPLATES_FULL + TRAIN_TEMPLATES_NOBG + TRAIN_TEMPLATES_NOPOS
@@ -194,7 +193,7 @@ def _jitter(rgb, rng: random.Random, amount=10):
     return tuple(max(0, min(255, c + rng.randint(-amount, amount))) for c in rgb)
 
 
-def render(attrs: dict, rng: Optional[random.Random] = None) -> Image.Image:
+def render(attrs: dict, rng: random.Random | None = None) -> Image.Image:
     """Render a scene description (see :meth:`ShapeGenerator.sample_attrs`)."""
     rng = rng or random.Random(0)
     bg = _jitter(COLORS[attrs["background"]], rng, 8)
@@ -226,7 +225,7 @@ class ShapeGenerator:
         cy = min(max(cy, m), SIZE - m)
         return r, cx, cy
 
-    def sample_attrs(self, n_shapes: Optional[int] = None) -> dict:
+    def sample_attrs(self, n_shapes: int | None = None) -> dict:
         rng = self.rng
         if n_shapes is None:
             n_shapes = 2 if rng.random() < self.two_shape_prob else 1
@@ -308,7 +307,7 @@ class ShapeGenerator:
             cap = cap[0].upper() + cap[1:]
         return cap
 
-    def sample(self, heldout: bool = False, n_shapes: Optional[int] = None):
+    def sample(self, heldout: bool = False, n_shapes: int | None = None):
         attrs = self.sample_attrs(n_shapes)
         img = render(attrs, self.rng)
         return img, self.caption(attrs, heldout=heldout), attrs

@@ -19,9 +19,17 @@ import time
 
 import torch
 import torch.nn.functional as F
-
-from common import (RUNS, SCHEDULER_CONFIG, UNET_CONFIG, build_tokenizer, image_batch,
-                    make_scheduler, set_threads, text_config, tokenize)
+from common import (
+    RUNS,
+    SCHEDULER_CONFIG,
+    UNET_CONFIG,
+    build_tokenizer,
+    image_batch,
+    make_scheduler,
+    set_threads,
+    text_config,
+    tokenize,
+)
 from shapes import ShapeGenerator
 
 
@@ -41,6 +49,15 @@ class EMA:
                     sh[k].copy_(v)
 
 
+def fg_mask_latent(x):
+    """(N,1,16,16) mask of latent pixels near non-background image pixels."""
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)
+    bgc = border.median(dim=2).values[:, :, None, None]
+    fg = ((x - bgc).abs().amax(1, keepdim=True) > 0.15).float()
+    m = F.max_pool2d(fg, 4)
+    return F.max_pool2d(m, 3, stride=1, padding=1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=75.0, help="total training-time budget")
@@ -56,6 +73,7 @@ def main():
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--pool", type=int, default=2048, help="encoded-latent pool size")
     ap.add_argument("--fresh", type=int, default=8, help="new images encoded per step")
+    ap.add_argument("--fg-weight", type=float, default=3.0, help="loss up-weighting of shape pixels")
     args = ap.parse_args()
     set_threads()
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -87,7 +105,6 @@ def main():
 
     gen = ShapeGenerator(args.seed * 100003 + step)
     rng = random.Random(args.seed * 7 + step)
-    acp = sched.alphas_cumprod
     budget = args.minutes * 60
     t0 = time.time() - elapsed
     last_save = time.time()
@@ -100,7 +117,7 @@ def main():
         os.replace(ckpt + ".tmp", ckpt)
 
     run_loss = None
-    pool_lat = pool_sd = pool_attrs = None
+    pool_lat = pool_sd = pool_attrs = pool_fg = None
     unet.train(); text.train()
     while time.time() - t0 < budget:
         frac = min(1.0, (time.time() - t0) / budget)
@@ -118,11 +135,12 @@ def main():
                 post = vae.encode(xc).latent_dist
                 mus.append(post.mean.float()); sds.append(post.std.float())
         new_mu, new_sd = torch.cat(mus), torch.cat(sds)
+        new_fg = fg_mask_latent(x)
         if pool_lat is None:
-            pool_lat, pool_sd, pool_attrs = new_mu, new_sd, list(attrs)
+            pool_lat, pool_sd, pool_attrs, pool_fg = new_mu, new_sd, list(attrs), new_fg
         else:
             slots = torch.randperm(args.pool)[:n_new]
-            pool_lat[slots], pool_sd[slots] = new_mu, new_sd
+            pool_lat[slots], pool_sd[slots], pool_fg[slots] = new_mu, new_sd, new_fg
             for j, sl in enumerate(slots.tolist()):
                 pool_attrs[sl] = attrs[j]
         idx = torch.randperm(args.pool)[:args.bs]
@@ -137,7 +155,11 @@ def main():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             emb = text(ids)[0]
             pred = unet(noisy, t, encoder_hidden_states=emb).sample
-        loss = F.mse_loss(pred.float(), target)
+        # Foreground-weighted MSE: shapes cover few latent pixels; up-weighting them
+        # focuses the small model on shape/colour (per-pixel optimum is unchanged).
+        w = 1.0 + args.fg_weight * pool_fg[idx]
+        w = w / w.mean(dim=(2, 3), keepdim=True)
+        loss = (((pred.float() - target) ** 2) * w).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

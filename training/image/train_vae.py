@@ -13,8 +13,6 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
-
 from common import RUNS, VAE_CONFIG, image_batch, set_threads
 from shapes import ShapeGenerator
 

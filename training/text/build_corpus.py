@@ -355,7 +355,7 @@ def make_chat_pairs(rng, kjv, gcide, pydoc, fortunes, n_def):
         pos = p or "word"
         q = rng.choice(DEF_Q).format(w=wl, a="an" if wl[0] in "aeiou" else "a")
         if "{a}" in q and p != "noun":
-            q = "What does {w} mean?".format(w=wl)
+            q = f"What does {wl} mean?"
         a = rng.choice(DEF_A).format(w=wl, W=wl[0].upper() + wl[1:], pos=pos,
                                      apos=POS_ARTICLE.get(p, "a word"), d=d, dl=dl)
         units.append(("chatdef:" + w + ":" + str(len(units)), [(q, a)]))
