@@ -200,6 +200,27 @@ class StreamSink:
         self.stream.flush()
 
 
+class LiveView:
+    """One display in the cell: shown on the first update, then updated in place."""
+
+    def __init__(self) -> None:
+        from IPython.display import DisplayHandle
+
+        self.handle = DisplayHandle()
+        self.shown = False
+
+    def show(self, bundle: dict[str, Any]) -> None:
+        if self.shown:
+            self.handle.update(bundle, raw=True)
+        else:
+            self.handle.display(bundle, raw=True)
+            self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.handle.update({"text/plain": ""}, raw=True)
+
+
 class CellTextSink:
     """Streams tokens into a cell with a display handle, updated at most every ``interval`` s.
 
@@ -210,13 +231,10 @@ class CellTextSink:
     cancelled = False
 
     def __init__(self, num: int = 1, interval: float = 0.05) -> None:
-        from IPython.display import DisplayHandle
-
         self.texts = [""] * num
         self.interval = interval
         self.last = 0.0
-        self.handle = DisplayHandle()
-        self.shown = False
+        self.view = LiveView()
 
     def emit(self, event: Event) -> None:
         if event.type != "token":
@@ -245,18 +263,12 @@ class CellTextSink:
         return {"text/plain": plain, "text/html": body}
 
     def _update(self, note: str = "") -> None:
-        bundle = self._bundle(note)
-        if self.shown:
-            self.handle.update(bundle, raw=True)
-        else:
-            self.handle.display(bundle, raw=True)
-            self.shown = True
+        self.view.show(self._bundle(note))
 
     def close(self, success: bool, note: str = "") -> None:
         if success:
-            if self.shown:
-                self.handle.update({"text/plain": ""}, raw=True)
-        elif self.shown or any(self.texts):
+            self.view.clear()
+        elif self.view.shown or any(self.texts):
             self._update(note)
 
 

@@ -197,15 +197,14 @@ class CellImageSink:
     cancelled = False
 
     def __init__(self, num: int = 1, preview_every: int = 5, interval: float = 0.25) -> None:
-        from IPython.display import DisplayHandle
+        from .display import LiveView
 
         self.num = num
         self.preview_every = preview_every
         self.interval = interval
         self.previews: list[Any] = [None] * num
         self.index, self.done, self.total = 0, 0, 0
-        self.handle = DisplayHandle()
-        self.shown = False
+        self.view = LiveView()
         self.last = 0.0
 
     def emit(self, event: Event) -> None:
@@ -240,18 +239,12 @@ class CellImageSink:
 
     def _update(self, note: str = "") -> None:
         self.last = time.monotonic()
-        data = self.bundle(note)
-        if self.shown:
-            self.handle.update(data, raw=True)
-        else:
-            self.handle.display(data, raw=True)
-            self.shown = True
+        self.view.show(self.bundle(note))
 
     def close(self, success: bool, note: str = "") -> None:
         if success:
-            if self.shown:
-                self.handle.update({"text/plain": ""}, raw=True)
-        elif self.shown:
+            self.view.clear()
+        elif self.view.shown:
             self._update(note)
 
 
