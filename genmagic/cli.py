@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import options as opts
 from .errors import GenmagicError
@@ -18,6 +19,16 @@ def _read_prompt(words: Sequence[str]) -> str:
     if list(words) == ["-"] or (not words and not sys.stdin.isatty()):
         return sys.stdin.read()
     return " ".join(words)
+
+
+def _exit_code(result: Any, out: str | None, kept: str) -> int:
+    """The shared end of a run on the command line: notes on stderr, 130 if interrupted."""
+    if out:
+        print(f"genmagic: --out has no meaning on the command line (history #{result.history_id})", file=sys.stderr)
+    if result.status == "interrupted":
+        print(f"genmagic: interrupted; {kept} kept in history #{result.history_id}", file=sys.stderr)
+        return 130
+    return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -40,12 +51,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         import json
 
         print(json.dumps(result.json(), indent=2, ensure_ascii=False))  # type: ignore[attr-defined]
-    if controls.out:
-        print(f"genmagic: --out has no meaning on the command line (history #{result.history_id})", file=sys.stderr)
-    if result.status == "interrupted":
-        print(f"genmagic: interrupted; partial text kept in history #{result.history_id}", file=sys.stderr)
-        return 130
-    return 0
+    return _exit_code(result, controls.out, "partial text")
 
 
 def cmd_imagine(args: argparse.Namespace) -> int:
@@ -80,12 +86,7 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     if not written:
         print(f"genmagic: {len(result.images)} image(s) in history #{result.history_id}; pass -o out.png to write them",
               file=sys.stderr)
-    if controls.out:
-        print(f"genmagic: --out has no meaning on the command line (history #{result.history_id})", file=sys.stderr)
-    if result.status == "interrupted":
-        print(f"genmagic: interrupted; the last preview is kept in history #{result.history_id}", file=sys.stderr)
-        return 130
-    return 0
+    return _exit_code(result, controls.out, "the last preview")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
