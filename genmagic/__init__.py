@@ -78,7 +78,9 @@ def generate(
     (values,) = split_kwargs(options, TextOptions)
     text_options = TextOptions(**values)
     engine = default_engine()
-    request = engine.request("text", prompt, text_options, model=model, messages=tuple(messages or ()))
+    request = engine.request(
+        "text", prompt, text_options, model=model, messages=tuple(messages or ()), given=values
+    )
     sink = StreamSink(num=text_options.num) if stream else NullSink()
     result = engine.run(request, sink, cache=cache)
     sink.close(result.ok)

@@ -41,7 +41,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not prompt.strip():
         raise GenmagicError("the prompt is empty: pass it as an argument, or '-' to read it from stdin")
     engine = default_engine()
-    request = engine.request("text", prompt, options, model=controls.model)
+    request = engine.request("text", prompt, options, model=controls.model, given=opts.given(args, opts.TextOptions))
     sink = StreamSink(num=options.num)
     result = engine.run(request, sink if controls.stream else None, cache=controls.cache)
     if not controls.stream or result.cached:
@@ -65,9 +65,10 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args.prompt) if args.prompt or not controls.from_image else ""
     if not prompt.strip() and not controls.from_image:
         raise GenmagicError("the prompt is empty: pass it as an argument, '-' to read it from stdin, or --from IMAGE.png")
-    num = int(im.given_options(args).get("num", 1)) if controls.from_image else options.num
+    given = opts.given(args, opts.ImageOptions)
+    num = int(given.get("num", 1)) if controls.from_image else options.num
     sink = im.TerminalImageSink(num) if controls.stream else None
-    result = im.run(default_engine(), prompt, options, controls, sink=sink, given=im.given_options(args))
+    result = im.run(default_engine(), prompt, options, controls, sink=sink, given=given)
     if sink is not None:
         sink.close(result.ok)
     written: list[str] = []

@@ -14,15 +14,15 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
 from .backends import Loaded
-from .errors import BlockedError, GenmagicError
+from .errors import BlockedError, GenmagicError, OptionError
 from .history import History
 from .modelcache import ModelCache
 from .options import Options
-from .registry import Registry, get_backend, home_dir
+from .registry import ModelSpec, Registry, get_backend, home_dir
 from .request import NullSink, Request, Result, Sink, Verdict, result_class
 
 
@@ -59,10 +59,18 @@ class Engine:
         model: str | None = None,
         messages: tuple[tuple[str, str], ...] = (),
         inputs: Mapping[str, Any] | None = None,
+        given: Collection[str] | None = None,
     ) -> Request:
-        """Resolve the model, fingerprint it and fix the seed: a complete, reproducible request."""
+        """Resolve the model, fingerprint it and fix the seed: a complete, reproducible request.
+
+        ``given`` names the options the user set explicitly; the others take the model's
+        defaults (see :meth:`model_defaults`). ``None`` means all of them were given.
+        """
         spec = self.registry.resolve(model, kind)
-        revision = get_backend(spec.backend).revision(spec)
+        backend = get_backend(spec.backend)
+        revision = backend.revision(spec)
+        if given is not None:
+            options = self.apply_defaults(spec, options, given)
         seed_given = True
         if hasattr(options, "seed") and options.seed is None and not _deterministic(options):
             options = options.replace(seed=random.SystemRandom().randrange(2**31))
@@ -77,6 +85,40 @@ class Engine:
             inputs=dict(inputs or {}),
             seed_given=seed_given,
         )
+
+    def model_defaults(self, spec: ModelSpec, kind: type[Options]) -> dict[str, tuple[Any, str]]:
+        """Option defaults of one model, lowest precedence first: the model's own files
+        (e.g. ``generation_config.json``, via the backend's optional ``defaults(spec)``), then
+        the registry entry's ``params``. Values are ``(value, where it comes from)``."""
+        names = {f.name for f in kind.option_fields()}
+        out: dict[str, tuple[Any, str]] = {}
+        own = getattr(get_backend(spec.backend), "defaults", None)
+        if callable(own):
+            for name, value in (own(spec) or {}).items():
+                if name in names:
+                    try:  # a model file's odd value is skipped, not an error for the user
+                        kind().replace(**{name: _option_value(value)})
+                    except OptionError:
+                        continue
+                    out[name] = (_option_value(value), "the model's generation config")
+        for name, value in spec.params.items():
+            if name not in names:
+                raise OptionError(
+                    f"model {spec.alias!r} ({spec.origin} registry) has params.{name}, which is not a "
+                    f"{kind.kind} option; valid: {', '.join(sorted(names))}"
+                )
+            try:
+                kind().replace(**{name: _option_value(value)})
+            except OptionError as err:
+                raise OptionError(f"model {spec.alias!r} ({spec.origin} registry) params.{name}: {err}") from None
+            out[name] = (_option_value(value), f"{spec.origin} registry params")
+        return out
+
+    def apply_defaults(self, spec: ModelSpec, options: Options, given: Collection[str]) -> Options:
+        """``options`` with the model's defaults in place of the values not ``given``."""
+        changes = {name: value for name, (value, _) in self.model_defaults(spec, type(options)).items()
+                   if name not in given}
+        return options.replace(**changes) if changes else options
 
     def cacheable(self, request: Request) -> bool:
         return request.seed_given or _deterministic(request.options)
@@ -149,6 +191,10 @@ def _verdict_args(data: Mapping[str, Any]) -> dict[str, Any]:
     args = dict(data)
     args["spans"] = tuple(tuple(s) for s in args.get("spans", ()))
     return args
+
+
+def _option_value(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _deterministic(options: Options) -> bool:

@@ -19,7 +19,7 @@ import html
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import options as opts
@@ -117,6 +117,7 @@ def build_request(
     model: str | None = None,
     init: Any = None,
     mask: Any = None,
+    given: Collection[str] | None = None,
 ) -> Request:
     """The image request: init/mask images and each LoRA file's content hash enter ``inputs``
     (and so the key), so a changed LoRA file at the same path never serves a stale image."""
@@ -127,7 +128,7 @@ def build_request(
         from .backends.diffusers_image import lora_fingerprint, parse_lora
 
         inputs["lora"] = ",".join(lora_fingerprint(parse_lora(v)[0]) for v in options.lora)
-    return engine.request("image", prompt, options, model=model, inputs=inputs)
+    return engine.request("image", prompt, options, model=model, inputs=inputs, given=given)
 
 
 def apply_from(
@@ -333,7 +334,9 @@ def run(
         init = to_pil(init, "--init", "init")
     if mask is not None:
         mask = to_pil(mask, "--mask", "mask")
-    request = build_request(engine, prompt, options, model, init, mask)
+    # With --from every option comes from the PNG: the model's defaults do not apply.
+    explicit = None if controls.from_image or given is None else set(given)
+    request = build_request(engine, prompt, options, model, init, mask, given=explicit)
     if meta is not None and meta.get("request", {}).get("revision") not in (None, "", request.revision):
         print(
             f"genmagic: {request.model} has changed since {controls.from_image} was made; the pixels may differ",
@@ -381,7 +384,7 @@ def run_magic(magics: Any, line: str, cell: str | None = None) -> Any:
     if controls.out is not None and not controls.out.isidentifier():
         raise OptionError(f"--out needs a Python variable name, got {controls.out!r}; e.g. --out pictures")
 
-    given = given_options(args)
+    given = opts.given(args, opts.ImageOptions)
     num = options.num if not controls.from_image else int(given.get("num", 1))
     sink = live_image_sink(num, controls.preview, controls.stream and magics.stream)
     # With --from, the model stored in the PNG comes before the session's default.
@@ -398,16 +401,6 @@ def run_magic(magics: Any, line: str, cell: str | None = None) -> Any:
         print(f"genmagic: interrupted; the last preview is kept (history #{result.history_id})", file=sys.stderr)
         raise KeyboardInterrupt
     return result
-
-
-def given_options(args: Any) -> dict[str, Any]:
-    """The image options given explicitly on a parsed command line."""
-    values = vars(args)
-    return {
-        f.name: tuple(values[f.name]) if isinstance(values[f.name], list) else values[f.name]
-        for f in opts.ImageOptions.option_fields()
-        if values.get(f.name) is not None
-    }
 
 
 def write_png(path: str, data: bytes) -> str:

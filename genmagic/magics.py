@@ -217,7 +217,8 @@ class GenMagics(Magics):
         engine = self.engine
         messages = tuple(self.conversation) if options.chat else ()
         model = controls.model or self.default_text_model or None
-        request = engine.request("text", prompt, options, model=model, messages=messages)
+        given = opts.given(args, opts.TextOptions)
+        request = engine.request("text", prompt, options, model=model, messages=messages, given=given)
         sink = live_text_sink(options.num, controls.stream and self.stream)
         try:
             result = engine.run(request, sink, cache=controls.cache, **self._where())

@@ -263,6 +263,17 @@ def from_namespace(cls: type[T], ns: argparse.Namespace | Mapping[str, Any], bas
     return cls(**given)
 
 
+def given(ns: argparse.Namespace | Mapping[str, Any], *classes: type[Options]) -> dict[str, Any]:
+    """The options of ``classes`` given explicitly on a parsed command line (not None)."""
+    values = vars(ns) if isinstance(ns, argparse.Namespace) else dict(ns)
+    return {
+        f.name: tuple(values[f.name]) if isinstance(values[f.name], list) else values[f.name]
+        for cls in classes
+        for f in cls.option_fields()
+        if values.get(f.name) is not None
+    }
+
+
 def split_kwargs(kwargs: Mapping[str, Any], *classes: type[Options]) -> list[dict[str, Any]]:
     """Split Python API keyword arguments between option classes; unknown keys are errors."""
     parts: list[dict[str, Any]] = [{} for _ in classes]

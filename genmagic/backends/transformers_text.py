@@ -10,6 +10,7 @@ loaded. Sample ``i`` of ``--num`` uses ``seed + i``, so any sample can be reprod
 from __future__ import annotations
 
 import glob
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -39,6 +40,25 @@ def _weights(folder: str) -> tuple[list[str], list[str]]:
     pickled = [p for p in glob.glob(os.path.join(folder, "*.bin")) + glob.glob(os.path.join(folder, "*.pt"))
                if not os.path.basename(p).startswith("training_args")]
     return safe, pickled
+
+
+def generation_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """``generation_config.json`` → ``%%generate`` option defaults.
+
+    ``do_sample: false`` means greedy (temperature 0). Without ``do_sample`` the sampling
+    values are taken as meant to be used; a config with none of them changes nothing.
+    """
+    out: dict[str, Any] = {}
+    for name in ("max_new_tokens", "repetition_penalty"):
+        if isinstance(config.get(name), (int, float)) and not isinstance(config.get(name), bool):
+            out[name] = config[name]
+    if config.get("do_sample") is False:
+        out["temperature"] = 0.0
+        return out
+    for name in ("temperature", "top_p", "top_k"):
+        if isinstance(config.get(name), (int, float)) and not isinstance(config.get(name), bool):
+            out[name] = config[name]
+    return out
 
 
 def transcript(messages: list[dict[str, str]]) -> str:
@@ -141,6 +161,20 @@ class TransformersTextBackend:
 
     def load_key(self, spec: ModelSpec, options: Any) -> tuple[Any, ...]:
         return ()
+
+    def defaults(self, spec: ModelSpec) -> dict[str, Any]:
+        """Sampling defaults from the model's ``generation_config.json`` (read as JSON,
+        without loading anything): what its authors recommend for the options left out."""
+        folder = local_folder(spec.source, _MARKER, spec.revision)
+        path = os.path.join(folder, "generation_config.json") if folder else ""
+        if not path or not os.path.isfile(path):
+            return {}
+        try:
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        return generation_defaults(config) if isinstance(config, dict) else {}
 
     # -- loading
     def load(self, spec: ModelSpec, options: Any) -> Loaded:
