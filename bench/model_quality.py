@@ -51,14 +51,16 @@ SIZE_WORDS = ["", "large", "small", ""]
 
 
 def eval_prompts(n=66):
-    """Deterministic list of (prompt, expected-attributes).  With n=66 every
-    (colour, shape) pair occurs exactly once; positions and templates cycle."""
+    """Deterministic list of (prompt, expected-attributes).  Colours cycle
+    fastest and shapes change every 11 prompts, so with n=66 every (colour,
+    shape) pair occurs 6/len(SHAPES) times; positions, sizes and templates
+    cycle independently of the shape."""
     import random
     rng = random.Random(2024)
     out = []
     for i in range(n):
         color = COLOR_NAMES[i % len(COLOR_NAMES)]
-        shape = SHAPES[i % len(SHAPES)]
+        shape = SHAPES[(i // len(COLOR_NAMES)) % len(SHAPES)]
         bg = rng.choice([c for c in COLOR_NAMES if c != color])
         pos = POSITION_NAMES[i % len(POSITION_NAMES)]
         size = SIZE_WORDS[i % len(SIZE_WORDS)]

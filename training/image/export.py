@@ -74,8 +74,10 @@ def export(out=DEFAULT_OUT, ckpt=None, raw=False, scheduler="dpm", fp16=True, va
     ckpt = ckpt or os.path.join(RUNS, "unet", "last.pt")
     vae = vae or default_vae()
     print(f"vae: {vae}")
+    # the tokenizer saved next to the checkpoint by train_unet.py
     pipe, step, elapsed = build_pipeline(ckpt, vae,
-                                         os.path.join(RUNS, "unet", "tokenizer"), raw, scheduler)
+                                         os.path.join(os.path.dirname(ckpt), "tokenizer"), raw, scheduler)
+    init = (torch.load(ckpt, map_location="cpu").get("config", {}).get("args", {}) or {}).get("init")
     if fp16:
         pipe.unet.to(torch.float16)
         pipe.vae.to(torch.float16)
@@ -108,6 +110,8 @@ def export(out=DEFAULT_OUT, ckpt=None, raw=False, scheduler="dpm", fp16=True, va
             f.write("\n")
     with open(os.path.join(out, "training_state.txt"), "w") as f:
         f.write(f"step {step}\ntraining_minutes {elapsed/60:.1f}\nweights {'raw' if raw else 'ema'}\n")
+        if init:
+            f.write(f"warm_start_from {init}\n")
     print(f"exported step {step} ({elapsed/60:.1f} min) to {out}")
     return out
 

@@ -44,8 +44,12 @@ COLORS: dict[str, tuple[int, int, int]] = {
 COLOR_NAMES = list(COLORS)
 # Shape colours: every colour.  Background colours: every colour as well; the
 # default (caption does not mention a background) is white.
-SHAPES = ["circle", "square", "triangle", "star", "ring", "cross"]
-SIZES = {"small": (6.0, 8.0), "medium": (10.0, 12.5), "large": (15.0, 18.0)}
+# The shipped model is trained on the first three.  ``draw_shape`` can also draw
+# "star", "ring" and "cross", but at 64x64 with a factor-4 VAE those are not
+# reliably reconstructable at small sizes (VAE round trip: star 5-13 % shape
+# accuracy at small/medium size), so they are left out of SHAPES.
+SHAPES = ["circle", "square", "triangle"]
+SIZES = {"small": (7.5, 9.5), "medium": (11.0, 13.5), "large": (15.5, 18.5)}
 SIZE_NAMES = list(SIZES)
 
 # position name -> (x, y) cell centre in pixels (64x64 image)
@@ -94,11 +98,15 @@ TRAIN_TEMPLATES_FULL = [
     "{obj} {pos}, {bg} background",
     "{obj} {pos} on {bg}",
     "a {bg} background with {obj} {pos}",
+    "{obj} {pos} and a {bg} background",
+    "a {bg} background and {obj} {pos}",
+    "the background is {bg}, {obj} {pos}",
 ]
 TRAIN_TEMPLATES_NOBG = ["{obj} {pos}", "a picture of {obj} {pos}", "an image of {obj} {pos}"]
 TRAIN_TEMPLATES_NOPOS = [
     "{obj} on a {bg} background", "{bg} background, {obj}", "{obj} on {bg}",
     "a {bg} background with {obj}", "an image of {obj} on a {bg} background",
+    "{obj} and a {bg} background", "the background is {bg}, {obj}",
 ]
 TRAIN_TEMPLATES_BARE = ["{obj}", "a picture of {obj}", "an image of {obj}"]
 # Tag style: "red circle, small, top left, blue background"
@@ -209,7 +217,7 @@ def render(attrs: dict, rng: random.Random | None = None) -> Image.Image:
 class ShapeGenerator:
     """Seeded generator of (image, caption, attributes)."""
 
-    def __init__(self, seed: int = 0, two_shape_prob: float = 0.12):
+    def __init__(self, seed: int = 0, two_shape_prob: float = 0.06):
         self.rng = random.Random(seed)
         self.two_shape_prob = two_shape_prob
 

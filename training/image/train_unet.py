@@ -58,6 +58,28 @@ def fg_mask_latent(x):
     return F.max_pool2d(m, 3, stride=1, padding=1)
 
 
+def warm_start(run_dir, unet, text, tokenizer):
+    """Load the EMA weights of another run; token embeddings are mapped by word."""
+    from transformers import AutoTokenizer
+    sd = torch.load(os.path.join(run_dir, "last.pt"), map_location="cpu")
+    old_tok = AutoTokenizer.from_pretrained(os.path.join(run_dir, "tokenizer"))
+    unet_sd, text_sd = sd["ema"]
+    unet.load_state_dict(unet_sd)
+    key = next(k for k in text.state_dict() if k.endswith("token_embedding.weight"))
+    old_emb = text_sd[key]
+    new_emb = text.state_dict()[key].clone()
+    old_vocab = old_tok.get_vocab()
+    kept = 0
+    for word, i in tokenizer.get_vocab().items():
+        if word in old_vocab:
+            new_emb[i] = old_emb[old_vocab[word]]
+            kept += 1
+    text_sd = dict(text_sd, **{key: new_emb})
+    text.load_state_dict(text_sd)
+    print(f"warm start from {run_dir} (step {sd['step']}): {kept}/{len(tokenizer)} token "
+          f"embeddings carried over", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=75.0, help="total training-time budget")
@@ -74,6 +96,15 @@ def main():
     ap.add_argument("--pool", type=int, default=2048, help="encoded-latent pool size")
     ap.add_argument("--fresh", type=int, default=8, help="new images encoded per step")
     ap.add_argument("--fg-weight", type=float, default=3.0, help="loss up-weighting of shape pixels")
+    ap.add_argument("--init", default=None,
+                    help="warm start from another run's folder (its last.pt EMA weights and "
+                         "tokenizer/); token embeddings are carried over word by word, so the "
+                         "vocabulary may change")
+    ap.add_argument("--two-shapes", type=float, default=0.06,
+                    help="fraction of training scenes with two shapes")
+    ap.add_argument("--t-power", type=float, default=1.0,
+                    help="timestep sampling t = T * u**p; p < 1 spends more steps at high "
+                         "noise, where layout and shape are decided")
     args = ap.parse_args()
     set_threads()
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -93,6 +124,9 @@ def main():
     ema = EMA([unet, text], args.ema)
     step, elapsed = 0, 0.0
     ckpt = os.path.join(args.out, "last.pt")
+    if args.init and not (args.resume and os.path.exists(ckpt)):
+        warm_start(args.init, unet, text, tokenizer)
+        ema = EMA([unet, text], args.ema)
     if args.resume and os.path.exists(ckpt):
         sd = torch.load(ckpt, map_location="cpu")
         unet.load_state_dict(sd["unet"]); text.load_state_dict(sd["text"])
@@ -103,7 +137,7 @@ def main():
     n_t = sum(p.numel() for p in text.parameters())
     print(f"unet {n_u/1e6:.2f}M text {n_t/1e6:.3f}M vae sf {sf:.4f}", flush=True)
 
-    gen = ShapeGenerator(args.seed * 100003 + step)
+    gen = ShapeGenerator(args.seed * 100003 + step, two_shape_prob=args.two_shapes)
     rng = random.Random(args.seed * 7 + step)
     budget = args.minutes * 60
     t0 = time.time() - elapsed
@@ -149,7 +183,8 @@ def main():
         caps = ["" if rng.random() < args.cfg_drop else c for c in caps]
         ids = tokenize(tokenizer, caps)
         noise = torch.randn_like(lat)
-        t = torch.randint(0, sched.config.num_train_timesteps, (lat.shape[0],))
+        T = sched.config.num_train_timesteps
+        t = (torch.rand(lat.shape[0]) ** args.t_power * T).long().clamp(0, T - 1)
         noisy = sched.add_noise(lat, noise, t)
         target = sched.get_velocity(lat, noise, t)
         with torch.autocast("cpu", dtype=torch.bfloat16):
