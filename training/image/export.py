@@ -108,6 +108,18 @@ def export(out=DEFAULT_OUT, ckpt=None, raw=False, scheduler="dpm", fp16=True, va
         with open(path, "w") as f:
             json.dump(cfg, f, indent=2, sort_keys=True)
             f.write("\n")
+    # no absolute paths of this machine in the shipped configs
+    repo = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    for comp in ("unet", "vae", "text_encoder"):
+        path = os.path.join(out, comp, "config.json")
+        with open(path) as f:
+            cfg = json.load(f)
+        name = cfg.get("_name_or_path")
+        if isinstance(name, str) and os.path.isabs(name):
+            cfg["_name_or_path"] = os.path.relpath(name, repo)
+            with open(path, "w") as f:
+                json.dump(cfg, f, indent=2, sort_keys=True)
+                f.write("\n")
     with open(os.path.join(out, "training_state.txt"), "w") as f:
         f.write(f"step {step}\ntraining_minutes {elapsed/60:.1f}\nweights {'raw' if raw else 'ema'}\n")
         if init:
