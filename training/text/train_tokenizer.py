@@ -77,7 +77,20 @@ def train(data_dir: Path, out: Path, vocab_size: int, seed: int):
         )
     # tokenizer.model is what LlamaTokenizer.from_pretrained(dir) expects
     (out / "tokenizer.vocab").unlink(missing_ok=True)
+    scrub_paths(out / "tokenizer.model")
     return out / "tokenizer.model"
+
+
+def scrub_paths(model_file: Path) -> None:
+    """Drop this machine's paths (the trainer's input file and model_prefix) from the
+    SentencePiece model; they do not affect tokenization."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto()
+    proto.ParseFromString(model_file.read_bytes())
+    del proto.trainer_spec.input[:]
+    proto.trainer_spec.model_prefix = "tokenizer"
+    model_file.write_bytes(proto.SerializeToString())
 
 
 def to_hf(out: Path):
