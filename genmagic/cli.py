@@ -136,7 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genmagic", description="Generative AI from the command line.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", help="generate text (streams to stdout)")
+    gen = sub.add_parser(
+        "generate",
+        help="generate text (streams to stdout)",
+        description="Generate text. Options left out take the model's own defaults (generation_config.json, "
+        "then the registry's params) before the defaults shown.",
+    )
     gen.add_argument("prompt", nargs="*", help="the prompt; '-' or a pipe reads stdin")
     opts.add_arguments(gen, opts.TextOptions, opts.TextControls)
     gen.set_defaults(func=cmd_generate)

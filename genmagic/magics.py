@@ -194,7 +194,9 @@ class GenMagics(Magics):
     def generate(self, line: str, cell: str | None = None) -> Any:
         """Generate text with a local (or served) model, streamed into the cell.
 
-        ``{name}`` in the prompt is filled from the notebook's variables.
+        ``{name}`` in the prompt is filled from the notebook's variables. Options left out
+        take the model's own defaults (its generation_config.json, then the registry's
+        params) before the defaults shown here.
         """
         args = self.parse_line(self.generate, line)
         controls = opts.from_namespace(opts.TextControls, args)
@@ -253,6 +255,7 @@ class GenMagics(Magics):
 
         ``--init``/``--mask`` take a notebook variable or a file; ``--from image.png`` re-runs
         the request stored in a PNG that genmagic saved. Default model: ``default_image_model``.
+        Options left out take the registry's params for the model before the defaults shown here.
         """
         from .image_run import run_magic
 
