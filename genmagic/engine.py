@@ -21,7 +21,7 @@ from .backends import Loaded
 from .errors import BlockedError, GenmagicError, OptionError
 from .history import History
 from .modelcache import ModelCache
-from .options import Options
+from .options import Options, check_value
 from .registry import ModelSpec, Registry, get_backend, home_dir
 from .request import NullSink, Request, Result, Sink, Verdict, result_class
 
@@ -90,28 +90,25 @@ class Engine:
         """Option defaults of one model, lowest precedence first: the model's own files
         (e.g. ``generation_config.json``, via the backend's optional ``defaults(spec)``), then
         the registry entry's ``params``. Values are ``(value, where it comes from)``."""
-        names = {f.name for f in kind.option_fields()}
+        fields = {f.name: f for f in kind.option_fields()}
         out: dict[str, tuple[Any, str]] = {}
         own = getattr(get_backend(spec.backend), "defaults", None)
-        if callable(own):
-            for name, value in (own(spec) or {}).items():
-                if name in names:
-                    try:  # a model file's odd value is skipped, not an error for the user
-                        kind().replace(**{name: _option_value(value)})
-                    except OptionError:
-                        continue
-                    out[name] = (_option_value(value), "the model's generation config")
+        for name, value in (own(spec) if callable(own) else {}).items():
+            if name in fields:
+                try:  # a model file's odd value is skipped, not an error for the user
+                    out[name] = (check_value(fields[name], value), "the model's generation config")
+                except OptionError:
+                    pass
         for name, value in spec.params.items():
-            if name not in names:
+            if name not in fields:
                 raise OptionError(
                     f"model {spec.alias!r} ({spec.origin} registry) has params.{name}, which is not a "
-                    f"{kind.kind} option; valid: {', '.join(sorted(names))}"
+                    f"{kind.kind} option; valid: {', '.join(sorted(fields))}"
                 )
             try:
-                kind().replace(**{name: _option_value(value)})
+                out[name] = (check_value(fields[name], value), f"{spec.origin} registry params")
             except OptionError as err:
                 raise OptionError(f"model {spec.alias!r} ({spec.origin} registry) params.{name}: {err}") from None
-            out[name] = (_option_value(value), f"{spec.origin} registry params")
         return out
 
     def apply_defaults(self, spec: ModelSpec, options: Options, given: Collection[str]) -> Options:
@@ -191,10 +188,6 @@ def _verdict_args(data: Mapping[str, Any]) -> dict[str, Any]:
     args = dict(data)
     args["spans"] = tuple(tuple(s) for s in args.get("spans", ()))
     return args
-
-
-def _option_value(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
 
 
 def _deterministic(options: Options) -> bool:

@@ -252,15 +252,10 @@ def magic_arguments(*classes: type[Options]) -> Callable[[Callable[..., Any]], C
 
 def from_namespace(cls: type[T], ns: argparse.Namespace | Mapping[str, Any], base: T | None = None) -> T:
     """Build options from parsed arguments; values not given keep ``base`` or the defaults."""
-    values = vars(ns) if isinstance(ns, argparse.Namespace) else dict(ns)
-    given = {}
-    for f in cls.option_fields():
-        value = values.get(f.name)
-        if value is not None:
-            given[f.name] = tuple(value) if isinstance(value, list) else value
+    values = given(ns, cls)
     if base is not None:
-        return dataclasses.replace(base, **given)
-    return cls(**given)
+        return dataclasses.replace(base, **values)
+    return cls(**values)
 
 
 def given(ns: argparse.Namespace | Mapping[str, Any], *classes: type[Options]) -> dict[str, Any]:

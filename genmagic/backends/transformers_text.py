@@ -47,17 +47,13 @@ def generation_defaults(config: dict[str, Any]) -> dict[str, Any]:
 
     ``do_sample: false`` means greedy (temperature 0). Without ``do_sample`` the sampling
     values are taken as meant to be used; a config with none of them changes nothing.
+    Values are checked by the engine (an out-of-range one is skipped).
     """
-    out: dict[str, Any] = {}
-    for name in ("max_new_tokens", "repetition_penalty"):
-        if isinstance(config.get(name), (int, float)) and not isinstance(config.get(name), bool):
-            out[name] = config[name]
-    if config.get("do_sample") is False:
+    greedy = config.get("do_sample") is False
+    names = ("max_new_tokens", "repetition_penalty") + (() if greedy else ("temperature", "top_p", "top_k"))
+    out = {name: config[name] for name in names if config.get(name) is not None}
+    if greedy:
         out["temperature"] = 0.0
-        return out
-    for name in ("temperature", "top_p", "top_k"):
-        if isinstance(config.get(name), (int, float)) and not isinstance(config.get(name), bool):
-            out[name] = config[name]
     return out
 
 

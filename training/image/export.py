@@ -61,7 +61,8 @@ def build_pipeline(ckpt_path, vae_dir, tok_dir, raw=False, scheduler="dpm"):
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text.eval(), tokenizer=tokenizer,
                                    unet=unet.eval(), scheduler=sch, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
-    return pipe, sd["step"], sd["elapsed"]
+    init = (sd.get("config", {}).get("args", {}) or {}).get("init")  # the run it was warm-started from
+    return pipe, sd["step"], sd["elapsed"], init
 
 
 def default_vae():
@@ -75,9 +76,8 @@ def export(out=DEFAULT_OUT, ckpt=None, raw=False, scheduler="dpm", fp16=True, va
     vae = vae or default_vae()
     print(f"vae: {vae}")
     # the tokenizer saved next to the checkpoint by train_unet.py
-    pipe, step, elapsed = build_pipeline(ckpt, vae,
-                                         os.path.join(os.path.dirname(ckpt), "tokenizer"), raw, scheduler)
-    init = (torch.load(ckpt, map_location="cpu").get("config", {}).get("args", {}) or {}).get("init")
+    pipe, step, elapsed, init = build_pipeline(ckpt, vae,
+                                               os.path.join(os.path.dirname(ckpt), "tokenizer"), raw, scheduler)
     if fp16:
         pipe.unet.to(torch.float16)
         pipe.vae.to(torch.float16)

@@ -121,12 +121,11 @@ def main():
     sched = make_scheduler(DDPMScheduler)
     params = list(unet.parameters()) + list(text.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
-    ema = EMA([unet, text], args.ema)
     step, elapsed = 0, 0.0
     ckpt = os.path.join(args.out, "last.pt")
     if args.init and not (args.resume and os.path.exists(ckpt)):
         warm_start(args.init, unet, text, tokenizer)
-        ema = EMA([unet, text], args.ema)
+    ema = EMA([unet, text], args.ema)
     if args.resume and os.path.exists(ckpt):
         sd = torch.load(ckpt, map_location="cpu")
         unet.load_state_dict(sd["unet"]); text.load_state_dict(sd["text"])
