@@ -2,7 +2,7 @@
 
 ::
 
-    Request ─ checks (prompt) ─ cache ─ registry.resolve ─ models.get (LRU) ─ backend.generate(sink)
+    Request ─ checks (prompt) ─ cache ─ registry.resolve ─ fingerprint ─ models.get (LRU) ─ backend.generate(sink)
             ─ checks (output) ─ history.record ─ Result
 
 Nothing here knows a modality, a backend or a display: those live behind the backend
@@ -11,6 +11,7 @@ protocol, the options classes and the sink.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import time
@@ -47,7 +48,7 @@ class Engine:
     ) -> None:
         self.registry = registry or Registry()
         self.history = History(home or home_dir())
-        self.models = ModelCache(budget_mb)
+        self.models = ModelCache(budget_mb, self.registry)
         self.checks: list[Check] = []
 
     # -- building requests
@@ -68,7 +69,7 @@ class Engine:
         """
         spec = self.registry.resolve(model, kind)
         backend = get_backend(spec.backend)
-        revision = backend.revision(spec)
+        fingerprint = backend.fingerprint(spec)
         if given is not None:
             options = self.apply_defaults(spec, options, given)
         seed_given = True
@@ -80,7 +81,7 @@ class Engine:
             prompt=prompt,
             model=spec.alias,
             options=options,
-            revision=revision,
+            fingerprint=fingerprint,
             messages=tuple(messages),
             inputs=dict(inputs or {}),
             seed_given=seed_given,
@@ -141,6 +142,12 @@ class Engine:
             names = ", ".join(sorted({v.category for v in verdicts if v.action == "block"}))
             raise BlockedError(f"the prompt was blocked by a safety check ({names}); see history #{blocked.history_id}")
 
+        spec = self.registry.resolve(request.model, request.kind)
+        backend = get_backend(spec.backend)
+        fingerprint = backend.fingerprint(spec)  # cheap (cached per file stamp); weights may have changed
+        if fingerprint != request.fingerprint:
+            request = dataclasses.replace(request, fingerprint=fingerprint)
+
         if cache and self.cacheable(request):
             hit = self.history.lookup(request.key())
             if hit is not None:
@@ -152,10 +159,8 @@ class Engine:
                 self.history.record(result, **where)
                 return result
 
-        spec = self.registry.resolve(request.model, request.kind)
-        backend = get_backend(spec.backend)
         t_load = time.perf_counter()
-        loaded: Loaded = self.models.get(spec, request.options)
+        loaded: Loaded = self.models.get(spec, request.options, fingerprint)
         load_s = time.perf_counter() - t_load
         try:
             result = backend.generate(loaded, request, sink)

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS runs (
     created REAL NOT NULL,
     kind TEXT NOT NULL,
     model TEXT NOT NULL,
-    revision TEXT NOT NULL DEFAULT '',
+    revision TEXT NOT NULL DEFAULT '',  -- the weight fingerprint (Request.fingerprint), named before the rename
     prompt TEXT NOT NULL,
     request TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -159,7 +159,7 @@ class History:
             time.time(),
             request.kind,
             request.model,
-            request.revision,
+            request.fingerprint,
             request.prompt,
             json.dumps(request.to_dict(), ensure_ascii=False),
             request.key(),

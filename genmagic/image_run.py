@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import options as opts
 from .errors import OptionError, PromptError
-from .request import Event, NullSink
+from .request import Event, NullSink, stored_fingerprint
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -337,7 +337,7 @@ def run(
     # With --from every option comes from the PNG: the model's defaults do not apply.
     explicit = None if controls.from_image or given is None else set(given)
     request = build_request(engine, prompt, options, model, init, mask, given=explicit)
-    if meta is not None and meta.get("request", {}).get("revision") not in (None, "", request.revision):
+    if meta is not None and stored_fingerprint(meta.get("request", {})) not in ("", request.fingerprint):
         print(
             f"genmagic: {request.model} has changed since {controls.from_image} was made; the pixels may differ",
             file=sys.stderr,

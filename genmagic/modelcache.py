@@ -1,30 +1,58 @@
-"""Loaded models stay in memory across cells, in an LRU bounded by a memory budget."""
+"""Loaded models stay in memory across cells, in an LRU bounded by a memory budget.
+
+A loaded model is keyed by what it was loaded from: backend, source, adapters (with
+their scales), the weight fingerprint (which covers the adapters' files) and the
+backend's ``load_key`` (device, dtype). Weights re-saved in place get a new
+fingerprint, so the next run loads them afresh and the stale copy is dropped.
+"""
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from .backends import Loaded
+from .errors import GenmagicError
 from .options import Options
 from .registry import ModelSpec, get_backend
 
+if TYPE_CHECKING:
+    from .registry import Registry
+
+
+def free_memory() -> None:
+    """Return freed tensors' memory: ``gc.collect()``, then the CUDA cache when CUDA is there."""
+    gc.collect()
+    import sys
+
+    torch = sys.modules.get("torch")  # never import torch just to free nothing
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
 
 class ModelCache:
-    def __init__(self, budget_mb: int = 8192) -> None:
+    def __init__(self, budget_mb: int = 8192, registry: Registry | None = None) -> None:
         self.budget_mb = budget_mb
+        self.registry = registry  # resolves aliases for unload(name)
         self._items: OrderedDict[tuple[Any, ...], Loaded] = OrderedDict()
         self._lock = threading.RLock()
 
     @staticmethod
-    def _key(spec: ModelSpec, options: Options) -> tuple[Any, ...]:
+    def _key(spec: ModelSpec, options: Options, fingerprint: str) -> tuple[Any, ...]:
         backend = get_backend(spec.backend)
         extra = backend.load_key(spec, options) if hasattr(backend, "load_key") else ()
-        return (spec.backend, spec.source, spec.adapters, spec.revision, *extra)
+        return (spec.backend, spec.source, spec.adapters, fingerprint, *extra)
 
-    def get(self, spec: ModelSpec, options: Options) -> Loaded:
-        key = self._key(spec, options)
+    def get(self, spec: ModelSpec, options: Options, fingerprint: str | None = None) -> Loaded:
+        """The loaded model for ``spec`` with these weights (``fingerprint``, computed when
+        not given) and options' device/dtype; loads it, evicting first if the budget needs it."""
+        backend = get_backend(spec.backend)
+        if fingerprint is None:
+            fingerprint = backend.fingerprint(spec)
+        key = self._key(spec, options, fingerprint)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
@@ -32,20 +60,34 @@ class ModelCache:
                 if loaded.spec.alias != spec.alias:
                     loaded.spec = spec
                 return loaded
-            loaded = get_backend(spec.backend).load(spec, options)
+            for old in [k for k in self._items if k[:3] == key[:3] and k[3] != fingerprint]:
+                self._drop(old)  # the same model with older weights: never used again
+            estimate = getattr(backend, "estimate_bytes", None)
+            self._evict(int(estimate(spec, options)) if callable(estimate) else 0)
+            loaded = backend.load(spec, options)
             self._items[key] = loaded
-            self._evict(keep=key)
+            self._evict(0, keep=key)  # the estimate may have been low
             return loaded
 
-    def _evict(self, keep: tuple[Any, ...]) -> None:
+    def _evict(self, incoming: int, keep: tuple[Any, ...] | None = None) -> None:
+        """Unload the least recently used models until ``incoming`` more bytes fit the budget
+        (a model larger than the budget still loads, alone)."""
         budget = self.budget_mb * 2**20
-        while self.total_bytes() > budget and len(self._items) > 1:
-            oldest = next(k for k in self._items if k != keep)
-            self._drop(oldest)
+        dropped = False
+        while self.total_bytes() + incoming > budget:
+            oldest = next((k for k in self._items if k != keep), None)
+            if oldest is None:
+                break
+            self._drop(oldest, collect=False)
+            dropped = True
+        if dropped:
+            free_memory()
 
-    def _drop(self, key: tuple[Any, ...]) -> None:
+    def _drop(self, key: tuple[Any, ...], collect: bool = True) -> None:
         loaded = self._items.pop(key)
         get_backend(loaded.spec.backend).unload(loaded)
+        if collect:
+            free_memory()
 
     def total_bytes(self) -> int:
         return sum(item.nbytes for item in self._items.values())
@@ -56,20 +98,49 @@ class ModelCache:
 
     def is_loaded(self, spec: ModelSpec) -> Loaded | None:
         for item in self.loaded():
-            if (item.spec.source, item.spec.adapters) == (spec.source, spec.adapters):
+            if _same_model(item.spec, spec):
                 return item
         return None
 
+    def memory_by_alias(self, specs: Iterable[ModelSpec]) -> dict[str, str]:
+        """The memory column of a models table: each loaded model's size shown once, on the
+        alias it was last used by (or the first alias naming it); its other aliases say
+        which alias holds it."""
+        specs = list(specs)
+        out: dict[str, str] = {}
+        for item in self.loaded():
+            aliases = [s.alias for s in specs if _same_model(s, item.spec)]
+            if not aliases:
+                continue
+            owner = item.spec.alias if item.spec.alias in aliases else aliases[0]
+            for alias in aliases:
+                out[alias] = f"{item.nbytes / 2**20:.1f} MB" if alias == owner else f"(as {owner})"
+        return out
+
     def unload(self, name: str | None = None) -> list[str]:
-        """Unload every model, or those whose alias or source is ``name``; returns their aliases."""
+        """Unload every model, or the model(s) ``name`` stands for: an alias (any alias of
+        the same source and adapters), a source path or hub id; returns their aliases."""
+        targets: list[ModelSpec] = []
+        if name is not None and self.registry is not None:
+            for kind in {item.spec.kind for item in self.loaded()}:
+                try:
+                    targets.append(self.registry.resolve(name, kind))
+                except GenmagicError:  # not a model of this kind: no match
+                    continue
         gone = []
         with self._lock:
             for key, item in list(self._items.items()):
-                if name is None or name in (item.spec.alias, item.spec.source):
-                    self._drop(key)
+                if (
+                    name is None
+                    or name in (item.spec.alias, item.spec.source)
+                    or any(_same_model(t, item.spec) for t in targets)
+                ):
+                    self._drop(key, collect=False)
                     gone.append(item.spec.alias)
         if gone:
-            import gc
-
-            gc.collect()
+            free_memory()
         return gone
+
+
+def _same_model(a: ModelSpec, b: ModelSpec) -> bool:
+    return (a.backend, a.source, a.adapters) == (b.backend, b.source, b.adapters)

@@ -22,6 +22,7 @@ from contextlib import suppress
 from typing import Any
 
 from .errors import OptionError
+from .request import stored_fingerprint
 
 FORMAT_VERSION = 1
 
@@ -63,7 +64,7 @@ def parameters_text(
         f"CFG scale: {_num(float(options.get('guidance', 0)))}",
         f"Seed: {seed}",
         f"Size: {size[0]}x{size[1]}",
-        f"Model hash: {str(request_data.get('revision', ''))[:10]}",
+        f"Model hash: {stored_fingerprint(request_data)[:10]}",
         f"Model: {request_data.get('model', '')}",
     ]
     if request_data.get("inputs", {}).get("init"):

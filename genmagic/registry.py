@@ -42,7 +42,7 @@ class ModelSpec:
     backend: str  # a name in the genmagic.backends entry-point group
     source: str  # local directory, hub id or URL
     adapters: tuple[str, ...] = ()
-    revision: str | None = None  # a pinned hub revision
+    hub_revision: str | None = None  # a pinned hub revision (branch, tag or commit); TOML key `revision`
     allow_pickle: bool = False
     trust_remote_code: bool = False
     origin: str = "builtin"  # builtin | user | project | session | path
@@ -178,8 +178,8 @@ def get_backend(name: str) -> Any:
 @cache
 def _dir_fingerprint(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
     h = hashlib.sha256()
-    for rel, size, _mtime in stamp:
-        h.update(f"{rel}:{size}\n".encode())
+    for rel, size, mtime_ns in stamp:
+        h.update(f"{rel}:{size}:{mtime_ns}\n".encode())
         with open(os.path.join(path, rel), "rb") as fh:
             head = fh.read(1 << 20)
             h.update(head)
@@ -192,11 +192,28 @@ def _dir_fingerprint(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
 _FINGERPRINT_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja", ".pt", ".gguf")
 
 
-def dir_fingerprint(path: str | os.PathLike[str]) -> str:
-    """A content fingerprint of a model folder: names, sizes and the first/last MiB of each file.
+def hub_snapshot_commit(path: str | os.PathLike[str]) -> str | None:
+    """The commit hash of a Hugging Face cache snapshot folder
+    (``.../models--org--name/snapshots/<commit>``), else None."""
+    folder = Path(path).resolve()
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith(("models--", "datasets--")):
+        return folder.name
+    return None
 
-    Cached per file stamp (size and mtime), so it is computed once per change.
+
+def dir_fingerprint(path: str | os.PathLike[str]) -> str:
+    """A fingerprint of a model folder that changes whenever its weights change.
+
+    A Hugging Face cache snapshot is named by its commit: the fingerprint is that commit.
+    Any other folder: a hash of each weight/config file's relative name, size and mtime
+    (nanoseconds) plus its first and last MiB. Saving a file again changes its mtime, so a
+    change anywhere in a file (a fine-tuning loop re-saving in place) changes the
+    fingerprint; copying a folder without keeping mtimes only costs a cache miss.
+    Computed once per file stamp (the sizes and mtimes), so it is cheap to call per run.
     """
+    commit = hub_snapshot_commit(path)
+    if commit is not None:
+        return "hub-" + commit
     root = str(path)
     stamp = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -237,7 +254,7 @@ def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path) -> Iter
             backend=str(entry.get("backend", "")),
             source=os.path.expanduser(source),
             adapters=adapters,
-            revision=entry.get("revision"),
+            hub_revision=entry.get("revision"),
             allow_pickle=bool(entry.get("allow_pickle", False)),
             trust_remote_code=bool(entry.get("trust_remote_code", False)),
             origin=origin,
@@ -336,8 +353,8 @@ class Registry:
             for name in ("allow_pickle", "trust_remote_code"):
                 if getattr(spec, name):
                     entry[name] = True
-            if spec.revision:
-                entry["revision"] = spec.revision
+            if spec.hub_revision:
+                entry["revision"] = spec.hub_revision
             if spec.params:
                 entry["params"] = dict(spec.params)
             self._write_user({"models": {alias: entry}})

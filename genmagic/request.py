@@ -1,8 +1,8 @@
 """The objects every run passes around: Request, Event, Verdict and the results.
 
 A :class:`Request` is frozen and fully describes one run; :meth:`Request.key` is a
-content hash that includes the model's revision (weight fingerprint), so a changed
-model never serves a stale cache entry. Results keep the request, timings and safety
+content hash that includes the model's weight fingerprint (and its adapters'), so a
+changed model never serves a stale cache entry. Results keep the request, timings and safety
 verdicts and know how to show themselves (the rendering lives in :mod:`genmagic.display`).
 """
 
@@ -23,7 +23,9 @@ class Request:
     prompt: str
     model: str  # the resolved alias, or the source when the model is not registered
     options: Options
-    revision: str = ""  # fingerprint of the model's weights (and adapters)
+    # Fingerprint of the weights (and adapters) it runs on; not a hub revision, which is
+    # ModelSpec.hub_revision. History rows written before the rename call it "revision".
+    fingerprint: str = ""
     messages: tuple[tuple[str, str], ...] = ()  # earlier chat turns: (role, content)
     # Inputs that are not plain values (an init image, a mask): part of the key by content.
     inputs: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -35,7 +37,7 @@ class Request:
             "kind": self.kind,
             "prompt": self.prompt,
             "model": self.model,
-            "revision": self.revision,
+            "fingerprint": self.fingerprint,
             "options": self.options.to_dict(),
             "messages": [list(m) for m in self.messages],
             "inputs": {name: digest(value) for name, value in sorted(self.inputs.items())},
@@ -51,7 +53,7 @@ class Request:
             prompt=data["prompt"],
             model=data["model"],
             options=options_class(data["kind"]).from_dict(data["options"]),
-            revision=data.get("revision", ""),
+            fingerprint=stored_fingerprint(data),
             messages=tuple((m[0], m[1]) for m in data.get("messages", ())),
             inputs={name: Digest(value) for name, value in data.get("inputs", {}).items()},
         )
@@ -64,6 +66,12 @@ class Request:
     def seed(self) -> int | None:
         value = getattr(self.options, "seed", None)
         return value if isinstance(value, int) else None
+
+
+def stored_fingerprint(data: Mapping[str, Any]) -> str:
+    """The weight fingerprint of a request stored as JSON (history rows and PNGs written
+    before the field was renamed call it ``revision``)."""
+    return str(data.get("fingerprint", data.get("revision", "")) or "")
 
 
 class Digest(str):

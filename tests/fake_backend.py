@@ -20,7 +20,7 @@ class EchoBackend:
     def detect(self, source: str) -> str | None:
         return "text" if source.startswith("echo:") else None
 
-    def revision(self, spec: Any) -> str:
+    def fingerprint(self, spec: Any) -> str:
         return "echo-1"
 
     def load_key(self, spec: Any, options: Any) -> tuple[Any, ...]:

@@ -23,7 +23,7 @@ def test_cell_magic_generates_and_records(ip: Any) -> None:
     assert 1 <= result.tokens[0] <= 12
     assert result.timings["tokens"] == result.tokens[0]
     assert result.timings["first_token"] <= result.timings["generate"]
-    assert len(result.request.revision) >= 16
+    assert len(result.request.fingerprint) >= 16
     rec = history(ip).get(result.history_id)
     assert rec.status == "ok" and rec.outputs["texts"] == result.texts
     assert rec.request["options"]["seed"] == 1
@@ -79,7 +79,7 @@ def test_changed_model_never_serves_stale_cache(ip: Any, tmp_path: Any) -> None:
     genmagic._magics.engine.models.unload("mutable")
     second = run(ip, "%%generate -m mutable --seed 1 --max-new-tokens 8\nHi")
     assert not second.cached
-    assert second.request.revision != first.request.revision
+    assert second.request.fingerprint != first.request.fingerprint
 
 
 def test_num_samples_side_by_side_each_reproducible(ip: Any) -> None:

@@ -47,11 +47,11 @@ def test_lookup_returns_newest_ok_with_key(tmp_path: Path) -> None:
 
 
 def test_key_covers_model_revision_and_options() -> None:
-    base = Request(kind="text", prompt="p", model="m", options=TextOptions(seed=1), revision="r1")
-    assert base.key() == Request(kind="text", prompt="p", model="m", options=TextOptions(seed=1), revision="r1").key()
-    assert base.key() != Request(kind="text", prompt="p", model="m", options=TextOptions(seed=1), revision="r2").key()
+    base = Request(kind="text", prompt="p", model="m", options=TextOptions(seed=1), fingerprint="r1")
+    assert base.key() == Request(kind="text", prompt="p", model="m", options=TextOptions(seed=1), fingerprint="r1").key()
+    assert base.key() != Request(kind="text", prompt="p", model="m", options=TextOptions(seed=1), fingerprint="r2").key()
     assert base.key() != Request(kind="text", prompt="p", model="m", options=TextOptions(seed=1, top_k=3),
-                                 revision="r1").key()
+                                 fingerprint="r1").key()
 
 
 def test_blobs_by_content_hash(tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ def test_model_change_invalidates_the_cache(img_ip: Any, tiny_image_dir: Path, t
     data["beta_end"] = 0.02
     config.write_text(json.dumps(data))
     second = run(img_ip, "%%imagine -m i-copy --steps 2 --seed 1\na circle")
-    assert second.request.revision != first.request.revision and not second.cached
+    assert second.request.fingerprint != first.request.fingerprint and not second.cached
 
 
 # --------------------------------------------------------------------------- options

@@ -123,7 +123,7 @@ def test_register_with_lora_adapter(ip: Any, tiny_text_dir: Path, tmp_path: Path
     run(ip, f"%genmagic register tuned {tiny_text_dir} --adapter {tmp_path / 'lora'}")
     plain = run(ip, "%%generate -m tiny --temperature 0 --max-new-tokens 12\nThe fox")
     tuned = run(ip, "%%generate -m tuned --temperature 0 --max-new-tokens 12\nThe fox")
-    assert tuned.request.revision != plain.request.revision
+    assert tuned.request.fingerprint != plain.request.fingerprint
     assert tuned.texts != plain.texts
     table = run(ip, "%genmagic models")
     assert any(r[0] == "tuned" and "lora" in r[3] for r in table.rows)

@@ -74,8 +74,9 @@ class Backend(Protocol):
     def detect(self, source: str) -> str | None:
         """The kind of model at ``source`` if this backend can load it, else None."""
 
-    def revision(self, spec: ModelSpec) -> str:
-        """A fingerprint of the model's weights/adapters (part of every request key)."""
+    def fingerprint(self, spec: ModelSpec) -> str:
+        """A fingerprint of the model's weights/adapters (part of every request key and of
+        the loaded-model cache key): it changes whenever the weights change."""
 
     def load_key(self, spec: ModelSpec, options: Options) -> tuple[Any, ...]:
         """What distinguishes two loads of one spec (device, dtype); () if nothing."""

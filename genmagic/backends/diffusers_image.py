@@ -250,15 +250,15 @@ class DiffusersImageBackend:
     def detect(self, source: str) -> str | None:
         return "image" if local_folder(source, _MARKER) else None
 
-    def revision(self, spec: ModelSpec) -> str:
-        return fingerprint(spec.source, _MARKER, spec.adapters, spec.revision)
+    def fingerprint(self, spec: ModelSpec) -> str:
+        return fingerprint(spec.source, _MARKER, spec.adapters, spec.hub_revision)
 
     def load_key(self, spec: ModelSpec, options: Any) -> tuple[Any, ...]:
         return _device_dtype(options)
 
     # -- loading
     def load(self, spec: ModelSpec, options: Any) -> Loaded:
-        folder = require_folder(spec.source, _MARKER, spec.revision)
+        folder = require_folder(spec.source, _MARKER, spec.hub_revision)
         try:
             with open(os.path.join(folder, _MARKER), encoding="utf-8") as fh:
                 index = json.load(fh)

@@ -152,8 +152,8 @@ class TransformersTextBackend:
             return None
         return "text"
 
-    def revision(self, spec: ModelSpec) -> str:
-        return fingerprint(spec.source, _MARKER, spec.adapters, spec.revision)
+    def fingerprint(self, spec: ModelSpec) -> str:
+        return fingerprint(spec.source, _MARKER, spec.adapters, spec.hub_revision)
 
     def load_key(self, spec: ModelSpec, options: Any) -> tuple[Any, ...]:
         return ()
@@ -161,7 +161,7 @@ class TransformersTextBackend:
     def defaults(self, spec: ModelSpec) -> dict[str, Any]:
         """Sampling defaults from the model's ``generation_config.json`` (read as JSON,
         without loading anything): what its authors recommend for the options left out."""
-        folder = local_folder(spec.source, _MARKER, spec.revision)
+        folder = local_folder(spec.source, _MARKER, spec.hub_revision)
         path = os.path.join(folder, "generation_config.json") if folder else ""
         if not path or not os.path.isfile(path):
             return {}
@@ -174,7 +174,7 @@ class TransformersTextBackend:
 
     # -- loading
     def load(self, spec: ModelSpec, options: Any) -> Loaded:
-        folder = require_folder(spec.source, _MARKER, spec.revision)
+        folder = require_folder(spec.source, _MARKER, spec.hub_revision)
         safe, pickled = _weights(folder)
         if not safe:
             if pickled and not spec.allow_pickle:
