@@ -205,9 +205,11 @@ class History:
                 " timings, verdicts, info, notebook, cell_id")
 
     def lookup(self, key: str) -> Record | None:
-        """The newest successful, fresh (not itself cached) run with this request key."""
+        """The newest successful original run with this request key: never a row that was
+        itself served from the cache, so ``cached_from`` always names the run that produced it."""
         row = self._conn().execute(
-            f"SELECT {self._COLUMNS} FROM runs WHERE key = ? AND status = 'ok' ORDER BY id DESC LIMIT 1",
+            f"SELECT {self._COLUMNS} FROM runs WHERE key = ? AND status = 'ok' AND cached = 0"
+            " ORDER BY id DESC LIMIT 1",
             (key,),
         ).fetchone()
         return self._record(row) if row else None

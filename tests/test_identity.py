@@ -79,3 +79,14 @@ def test_old_history_rows_still_read(ip: Any) -> None:
     old = {"kind": "text", "prompt": "p", "model": "m", "revision": "abc", "options": {"seed": 1},
            "messages": [], "inputs": {}}
     assert Request.from_dict(old).fingerprint == "abc"
+
+
+def test_cached_from_names_the_original_run(ip: Any) -> None:
+    cell = "%%generate -m tiny --seed 4 --max-new-tokens 6\nHi"
+    original = run(ip, cell)
+    again = run(ip, cell)
+    third = run(ip, cell)
+    assert not original.cached and again.cached and third.cached
+    assert again.timings["cached_from"] == third.timings["cached_from"] == original.history_id
+    hit = engine().history.lookup(original.request.key())
+    assert hit is not None and hit.id == original.history_id and not hit.cached
