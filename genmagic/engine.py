@@ -159,19 +159,13 @@ class Engine:
                 self.history.record(result, **where)
                 return result
 
-        t_load = time.perf_counter()
-        loaded: Loaded = self.models.get(spec, request.options, fingerprint)
-        load_s = time.perf_counter() - t_load
-        try:
+        try:  # a model that fails to load leaves an error row, like any failed run
+            t_load = time.perf_counter()
+            loaded: Loaded = self.models.get(spec, request.options, fingerprint)
+            load_s = time.perf_counter() - t_load
             result = backend.generate(loaded, request, sink)
-        except GenmagicError as err:
-            failed = result_class(request.kind)(request=request, status="error", error=str(err), verdicts=verdicts)
-            self.history.record(failed, **where)
-            raise
         except Exception as err:
-            failed = result_class(request.kind)(
-                request=request, status="error", error=f"{type(err).__name__}: {err}", verdicts=verdicts
-            )
+            failed = result_class(request.kind)(request=request, status="error", error=_one_line(err), verdicts=verdicts)
             self.history.record(failed, **where)
             raise
         result.timings["load"] = load_s
@@ -187,6 +181,14 @@ class Engine:
         for check in self.checks:
             out.extend(check.screen(text, stage, request))
         return out
+
+
+def _one_line(err: Exception) -> str:
+    """A failure as history keeps it: our own errors as they read, others with their type."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    if isinstance(err, GenmagicError):
+        return text or type(err).__name__
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _verdict_args(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -90,3 +90,21 @@ def test_cached_from_names_the_original_run(ip: Any) -> None:
     assert again.timings["cached_from"] == third.timings["cached_from"] == original.history_id
     hit = engine().history.lookup(original.request.key())
     assert hit is not None and hit.id == original.history_id and not hit.cached
+
+
+def test_a_model_that_fails_to_load_leaves_an_error_row(ip: Any, tmp_path: Path) -> None:
+    import pytest
+
+    from genmagic.testing import build_tiny_text_model
+
+    folder = build_tiny_text_model(tmp_path / "broken")
+    run(ip, f"%genmagic register broken {folder}")
+    (folder / "model.safetensors").write_bytes(b"not safetensors at all")
+    before = engine().history.count()
+    with pytest.raises(Exception) as err:
+        run(ip, "%%generate -m broken --seed 1 --max-new-tokens 4\nHi")
+    assert engine().history.count() == before + 1
+    row = engine().history.list(n=1)[0]
+    assert row.status == "error" and row.model == "broken"
+    assert row.error and "\n" not in row.error and row.error == str(err.value)
+    assert "cannot load 'broken'" in row.error

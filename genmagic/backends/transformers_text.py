@@ -188,6 +188,7 @@ class TransformersTextBackend:
                     "point -m at a folder written by save_pretrained"
                 )
         import torch
+        from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -203,7 +204,7 @@ class TransformersTextBackend:
                 use_safetensors=bool(safe),
                 trust_remote_code=spec.trust_remote_code,
             )
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # a corrupt or partial file
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelNotFoundError(f"cannot load {spec.alias!r} from {folder}: {first}") from None
         finally:
