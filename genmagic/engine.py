@@ -76,6 +76,8 @@ class Engine:
         if hasattr(options, "seed") and options.seed is None and not _deterministic(options):
             options = options.replace(seed=random.SystemRandom().randrange(2**31))
             seed_given = False
+        placement = getattr(backend, "placement", None)
+        device, dtype = placement(spec, options) if callable(placement) else ("", "")
         return Request(
             kind=kind,
             prompt=prompt,
@@ -83,6 +85,8 @@ class Engine:
             options=options,
             fingerprint=fingerprint,
             messages=tuple(messages),
+            device=device,
+            dtype=dtype,
             inputs=dict(inputs or {}),
             seed_given=seed_given,
         )

@@ -330,6 +330,8 @@ class TextOptions(Options):
     system: str | None = opt(None, "system prompt", metavar="TEXT", example="'You are terse.'")
     truncate: bool = opt(False, "keep the end of a prompt longer than the model's context instead of failing")
     chat: bool = opt(False, "continue this notebook's conversation (reset with %genmagic reset)")
+    device: str | None = opt(None, "torch device (default: cuda, then mps, then cpu)", metavar="DEVICE", example="cpu", widget=False)
+    dtype: str | None = opt(None, "weights dtype (default: the model's own, as its config says; auto = the same)", choices=("auto", "float32", "float16", "bfloat16"), widget=False)
 
     def deterministic(self) -> bool:
         return self.temperature == 0

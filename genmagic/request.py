@@ -27,6 +27,10 @@ class Request:
     # ModelSpec.hub_revision. History rows written before the rename call it "revision".
     fingerprint: str = ""
     messages: tuple[tuple[str, str], ...] = ()  # earlier chat turns: (role, content)
+    # Where it runs, resolved when --device/--dtype were left out (backend.placement): part of
+    # the key, so a CPU float32 answer is never served to a CUDA float16 run.
+    device: str = ""
+    dtype: str = ""
     # Inputs that are not plain values (an init image, a mask): part of the key by content.
     inputs: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # False when the seed was chosen at random: the run is reproducible, but not cached.
@@ -40,6 +44,8 @@ class Request:
             "fingerprint": self.fingerprint,
             "options": self.options.to_dict(),
             "messages": [list(m) for m in self.messages],
+            "device": self.device,
+            "dtype": self.dtype,
             "inputs": {name: digest(value) for name, value in sorted(self.inputs.items())},
         }
 
@@ -55,6 +61,8 @@ class Request:
             options=options_class(data["kind"]).from_dict(data["options"]),
             fingerprint=stored_fingerprint(data),
             messages=tuple((m[0], m[1]) for m in data.get("messages", ())),
+            device=str(data.get("device", "")),
+            dtype=str(data.get("dtype", "")),
             inputs={name: Digest(value) for name, value in data.get("inputs", {}).items()},
         )
 

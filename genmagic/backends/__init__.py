@@ -45,6 +45,70 @@ def torch_threads(nbytes: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Seed torch's global RNGs for one generation without disturbing the user's: the CPU
+    (and every CUDA device's) RNG state is saved and restored around the block."""
+    if seed is None:
+        yield
+        return
+    import torch
+
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextmanager
+def quiet_progress_bars(*libraries: str) -> Iterator[None]:
+    """Switch off the loading bars of ``libraries`` (``"transformers"``, ``"diffusers"``)
+    while a model loads, then restore what the user had (their own loads keep their bars)."""
+    import importlib
+
+    switched = []
+    for name in (f"{library}.utils.logging" for library in libraries):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if module.is_progress_bar_enabled():
+            module.disable_progress_bar()
+            switched.append(module)
+    try:
+        yield
+    finally:
+        for module in switched:
+            module.enable_progress_bar()
+
+
+def check_device(device: str) -> None:
+    """An OptionError naming ``--device`` unless torch can put a tensor on ``device``."""
+    import torch
+
+    from ..errors import OptionError
+
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OptionError(f"--device {device} is not usable here ({first}); use --device cpu") from None
+
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+
+def weight_bytes(folder: str) -> int:
+    """The size of the weight files (``*.safetensors``, ``*.bin``) under ``folder``: an
+    estimate of a model's memory before it is loaded."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            if name.endswith((".safetensors", ".bin")) and not name.startswith("training_args"):
+                total += os.path.getsize(os.path.join(dirpath, name))
+    return total
+
+
 def default_device() -> str:
     """cuda, then mps, then cpu."""
     import torch
@@ -80,6 +144,10 @@ class Backend(Protocol):
 
     def load_key(self, spec: ModelSpec, options: Options) -> tuple[Any, ...]:
         """What distinguishes two loads of one spec (device, dtype); () if nothing."""
+
+    # Optional: ``placement(spec, options) -> (device, dtype)``, the resolved device and dtype
+    # a run will use (they enter the request key), and ``estimate_bytes(spec, options)``, the
+    # memory a load will take (the model cache evicts before loading).
 
     def load(self, spec: ModelSpec, options: Options) -> Loaded: ...
 

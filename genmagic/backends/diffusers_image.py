@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelNotFoundError, OptionError
 from ..request import Event, NullSink, Request, Sink
-from . import Loaded, default_device, torch_threads
+from . import Loaded, check_device, default_device, quiet_progress_bars, torch_threads, weight_bytes
 from ._hub import fingerprint, local_folder, require_folder
 
 if TYPE_CHECKING:
@@ -253,8 +253,15 @@ class DiffusersImageBackend:
     def fingerprint(self, spec: ModelSpec) -> str:
         return fingerprint(spec.source, _MARKER, spec.adapters, spec.hub_revision)
 
+    def placement(self, spec: ModelSpec, options: Any) -> tuple[str, str]:
+        return _device_dtype(options)
+
     def load_key(self, spec: ModelSpec, options: Any) -> tuple[Any, ...]:
         return _device_dtype(options)
+
+    def estimate_bytes(self, spec: ModelSpec, options: Any) -> int:
+        folder = local_folder(spec.source, _MARKER, spec.hub_revision)
+        return weight_bytes(folder) if folder else 0
 
     # -- loading
     def load(self, spec: ModelSpec, options: Any) -> Loaded:
@@ -273,19 +280,9 @@ class DiffusersImageBackend:
 
         with _quiet_transformers():
             from diffusers import DiffusionPipeline
-            from diffusers.utils import logging as df_logging
 
-        df_logging.disable_progress_bar()
-        with contextlib.suppress(ImportError):
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
-        try:
-            dtype = getattr(torch, dtype_name)
-            torch.empty(1, device=device)
-        except (RuntimeError, AttributeError, AssertionError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise OptionError(f"--device {device} is not usable here ({first}); use --device cpu") from None
+        dtype = getattr(torch, dtype_name)
+        check_device(device)
         with _quiet_transformers():
             cls = _find_pipeline_class(str(class_name)) if class_name else None
         kwargs: dict[str, Any] = {_dtype_kwarg(): dtype}
@@ -304,7 +301,7 @@ class DiffusersImageBackend:
                 "import the module that defines it before running, or point -m at a diffusers pipeline folder"
             )
         try:
-            with _quiet_transformers():
+            with _quiet_transformers(), quiet_progress_bars("diffusers", "transformers"):
                 pipe = cls.from_pretrained(folder, **kwargs)
         except (OSError, ValueError, TypeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

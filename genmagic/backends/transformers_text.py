@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ModelNotFoundError, PromptError
 from ..options import TextOptions
 from ..request import Event, Request, Sink, TextResult
-from . import Loaded, default_device, torch_threads
+from . import (
+    DTYPE_BYTES,
+    Loaded,
+    check_device,
+    default_device,
+    quiet_progress_bars,
+    seeded,
+    torch_threads,
+    weight_bytes,
+)
 from ._hub import fingerprint, local_folder, require_folder
 
 if TYPE_CHECKING:
@@ -40,6 +49,20 @@ def _weights(folder: str) -> tuple[list[str], list[str]]:
     pickled = [p for p in glob.glob(os.path.join(folder, "*.bin")) + glob.glob(os.path.join(folder, "*.pt"))
                if not os.path.basename(p).startswith("training_args")]
     return safe, pickled
+
+
+def own_dtype(folder: str | None) -> str:
+    """The dtype a model was saved in, as its ``config.json`` says (``dtype``, formerly
+    ``torch_dtype``): what ``from_pretrained`` gives by default. float32 when unsaid."""
+    try:
+        with open(os.path.join(folder or "", _MARKER), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return "float32"
+    if not isinstance(config, dict):
+        return "float32"
+    found = config.get("dtype") or config.get("torch_dtype") or (config.get("text_config") or {}).get("dtype")
+    return found if found in DTYPE_BYTES else "float32"
 
 
 def generation_defaults(config: dict[str, Any]) -> dict[str, Any]:
@@ -155,8 +178,25 @@ class TransformersTextBackend:
     def fingerprint(self, spec: ModelSpec) -> str:
         return fingerprint(spec.source, _MARKER, spec.adapters, spec.hub_revision)
 
+    def placement(self, spec: ModelSpec, options: Any) -> tuple[str, str]:
+        """(device, dtype) of a run: ``--device`` or the best device here; ``--dtype`` or
+        the model's own (``auto``), never a forced float32/float16."""
+        device = getattr(options, "device", None) or default_device()
+        dtype = getattr(options, "dtype", None)
+        if not dtype or dtype == "auto":
+            dtype = own_dtype(local_folder(spec.source, _MARKER, spec.hub_revision))
+        return device, dtype
+
     def load_key(self, spec: ModelSpec, options: Any) -> tuple[Any, ...]:
-        return ()
+        return self.placement(spec, options)
+
+    def estimate_bytes(self, spec: ModelSpec, options: Any) -> int:
+        """The weight files' size, scaled from the saved dtype to the one loaded."""
+        folder = local_folder(spec.source, _MARKER, spec.hub_revision)
+        if folder is None:
+            return 0
+        dtype = self.placement(spec, options)[1]
+        return weight_bytes(folder) * DTYPE_BYTES[dtype] // DTYPE_BYTES[own_dtype(folder)]
 
     def defaults(self, spec: ModelSpec) -> dict[str, Any]:
         """Sampling defaults from the model's ``generation_config.json`` (read as JSON,
@@ -190,29 +230,26 @@ class TransformersTextBackend:
         import torch
         from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        device = default_device()
-        dtype = torch.float16 if device == "cuda" else torch.float32
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # restored below: the user's own loads keep their bars
+        device, dtype_name = self.placement(spec, options)
+        check_device(device)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
-            model = AutoModelForCausalLM.from_pretrained(
-                folder,
-                dtype=dtype,
-                use_safetensors=bool(safe),
-                trust_remote_code=spec.trust_remote_code,
-            )
+            with quiet_progress_bars("transformers"):
+                tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
+                model = AutoModelForCausalLM.from_pretrained(
+                    folder,
+                    dtype=getattr(torch, dtype_name),
+                    device_map=device,  # weights go straight to the device, without a full CPU copy first
+                    use_safetensors=bool(safe),
+                    trust_remote_code=spec.trust_remote_code,
+                )
         except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # a corrupt or partial file
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelNotFoundError(f"cannot load {spec.alias!r} from {folder}: {first}") from None
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
         for adapter in spec.adapters:
             model = self._add_adapter(model, adapter)
-        model.to(device)  # type: ignore[arg-type]
+        if spec.adapters:
+            model.to(device)  # type: ignore[arg-type]
         model.eval()
         config = model.config
         context = int(
@@ -227,7 +264,7 @@ class TransformersTextBackend:
             model=_TextModel(model, tokenizer, context),
             nbytes=nbytes,
             device=device,
-            dtype=str(dtype).removeprefix("torch."),
+            dtype=dtype_name,
             info={"folder": folder, "context": context, "architecture": type(model).__name__},
         )
 
@@ -325,10 +362,9 @@ class TransformersTextBackend:
         first_token: float | None = None
         for index in range(options.num):
             streamer = _Streamer(tok, sink, index, options.stop)
-            if options.seed is not None:
-                torch.manual_seed(options.seed + index)
+            seed = options.seed + index if options.seed is not None else None
             try:
-                with torch.inference_mode(), torch_threads(loaded.nbytes if loaded.device == "cpu" else 1 << 40):
+                with seeded(seed), torch.inference_mode(), torch_threads(loaded.nbytes if loaded.device == "cpu" else 1 << 40):
                     model.generate(
                         input_ids=input_ids,
                         attention_mask=attention,

@@ -1,0 +1,141 @@
+"""GPU readiness on a CPU-only machine: device and dtype choice, what enters the cache key,
+model-cache eviction order, seeding, and the library settings a run must leave as it found them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from conftest import run
+from image_fixtures import *  # noqa: F403
+from IPython.core.error import UsageError
+
+import genmagic
+from genmagic import registry
+from genmagic.backends import Loaded
+from genmagic.modelcache import ModelCache
+from genmagic.options import ImageOptions, TextOptions
+
+
+def engine() -> Any:
+    return genmagic._magics.engine
+
+
+@pytest.fixture(scope="module")
+def bf16_text_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny GPT-2, saved in bfloat16 (its config says so, as for most recent LLMs)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from genmagic.testing import build_tiny_text_model
+
+    folder = build_tiny_text_model(tmp_path_factory.mktemp("models") / "bf16", context=128)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def test_text_default_dtype_is_the_models_own(ip: Any, bf16_text_dir: Path) -> None:
+    run(ip, f"%genmagic register bf16 {bf16_text_dir}")
+    result = run(ip, "%%generate -m bf16 --seed 1 --max-new-tokens 6\nOnce")
+    assert result.info["dtype"] == "bfloat16" and result.request.dtype == "bfloat16"
+    assert result.request.device == "cpu"
+    loaded = engine().models.is_loaded(engine().registry.resolve("bf16", "text"))
+    assert next(loaded.model.model.parameters()).dtype.__repr__() == "torch.bfloat16"
+    auto = run(ip, "%%generate -m bf16 --seed 1 --max-new-tokens 6 --dtype auto --no-cache\nOnce")
+    assert auto.request.dtype == "bfloat16" and auto.texts == result.texts  # auto: the model's own dtype
+
+
+def test_text_dtype_option_and_the_key(ip: Any) -> None:
+    f32 = run(ip, "%%generate -m tiny --seed 2 --max-new-tokens 8\nOnce")
+    bf16 = run(ip, "%%generate -m tiny --seed 2 --max-new-tokens 8 --dtype bfloat16 --device cpu\nOnce")
+    assert f32.request.dtype == "float32" and bf16.request.dtype == "bfloat16"
+    assert not bf16.cached and bf16.info["dtype"] == "bfloat16"
+    assert f32.request.key() != bf16.request.key()
+
+
+def test_resolved_device_and_dtype_enter_the_key(ip: Any, tiny_image_dir: Path) -> None:
+    """A request left to the defaults resolves them: a CPU float32 answer cannot be served
+    to the same request resolved on CUDA float16."""
+    import dataclasses
+
+    text = engine().request("text", "Hi", TextOptions(seed=1), model="tiny")
+    assert (text.device, text.dtype) == ("cpu", "float32")
+    assert dataclasses.replace(text, device="cuda", dtype="float16").key() != text.key()
+    run(ip, f"%genmagic register tiny-img {tiny_image_dir}")
+    image = engine().request("image", "a circle", ImageOptions(seed=1), model="tiny-img")
+    assert (image.device, image.dtype) == ("cpu", "float32")
+    assert dataclasses.replace(image, device="cuda", dtype="float16").key() != image.key()
+
+
+def test_unusable_text_device_is_a_one_line_error(ip: Any) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is usable here")
+    with pytest.raises(UsageError, match=r"--device cuda is not usable here .*; use --device cpu"):
+        run(ip, "%%generate -m tiny --device cuda --seed 1 --max-new-tokens 3\nHi")
+
+
+def test_seeded_generation_leaves_the_users_rng_alone(ip: Any) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    run(ip, "%%generate -m tiny --seed 9 --max-new-tokens 5 --no-cache\nHi")
+    assert torch.equal(torch.rand(1), expected)
+
+
+class _Sized:
+    """A backend whose models take ``size`` bytes; it records what was loaded when it loads."""
+
+    kinds = ("text",)
+    size = 600 * 1024
+    seen: ClassVar[list[list[str]]] = []
+    cache: ModelCache | None = None
+
+    def detect(self, source: str) -> str | None:
+        return "text" if source.startswith("sized:") else None
+
+    def fingerprint(self, spec: Any) -> str:
+        return "1"
+
+    def load_key(self, spec: Any, options: Any) -> tuple[Any, ...]:
+        return ()
+
+    def estimate_bytes(self, spec: Any, options: Any) -> int:
+        return self.size
+
+    def load(self, spec: Any, options: Any) -> Loaded:
+        assert self.cache is not None
+        type(self).seen.append([item.spec.source for item in self.cache.loaded()])
+        return Loaded(spec=spec, model=object(), nbytes=self.size)
+
+    def unload(self, loaded: Loaded) -> None:
+        loaded.model = None
+
+
+def test_cache_evicts_before_loading_the_next_model() -> None:
+    registry.register_backend("sized", _Sized)
+    try:
+        cache = ModelCache(budget_mb=1)
+        _Sized.cache, _Sized.seen = cache, []
+        specs = [registry.ModelSpec(alias=n, kind="text", backend="sized", source=f"sized:{n}") for n in "ab"]
+        cache.get(specs[0], TextOptions())
+        cache.get(specs[1], TextOptions())
+        assert _Sized.seen == [[], []]  # a was unloaded before b loaded: never both in memory
+        assert [item.spec.alias for item in cache.loaded()] == ["b"]
+    finally:
+        registry.unregister_backend("sized")
+
+
+def test_image_run_restores_progress_bar_settings(img_ip: Any) -> None:
+    from diffusers.utils import logging as df_logging
+    from transformers.utils import logging as hf_logging
+
+    engine().models.unload()
+    assert df_logging.is_progress_bar_enabled() and hf_logging.is_progress_bar_enabled()
+    run(img_ip, "%%imagine -m tiny-img --steps 2 --seed 1 --no-cache\na circle")
+    assert df_logging.is_progress_bar_enabled() and hf_logging.is_progress_bar_enabled()
