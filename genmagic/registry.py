@@ -41,7 +41,7 @@ class ModelSpec:
     kind: str  # "text" | "image"
     backend: str  # a name in the genmagic.backends entry-point group
     source: str  # local directory, hub id or URL
-    adapters: tuple[str, ...] = ()
+    adapters: tuple[str, ...] = ()  # "PATH" or "PATH:SCALE" (see split_scale); all active together
     hub_revision: str | None = None  # a pinned hub revision (branch, tag or commit); TOML key `revision`
     allow_pickle: bool = False
     trust_remote_code: bool = False
@@ -229,6 +229,30 @@ def dir_fingerprint(path: str | os.PathLike[str]) -> str:
 # --------------------------------------------------------------------------- registry
 
 
+def split_scale(value: str) -> tuple[str, float]:
+    """``PATH[:SCALE]`` → (path, scale): the syntax of an adapter in a registry entry's
+    ``adapters``, ``%genmagic register --adapter`` and ``--lora``. A missing (or non-numeric)
+    scale is 1, so a path that itself holds a colon still works."""
+    head, sep, tail = value.rpartition(":")
+    if sep and head:
+        try:
+            return head, float(tail)
+        except ValueError:
+            pass
+    return value, 1.0
+
+
+def _adapter_entry(value: str, base: Path) -> str:
+    """An adapter entry with its path made absolute (relative to ``base``) and its scale kept."""
+    path, scale = split_scale(value)
+    expanded = Path(path).expanduser()
+    if path.startswith(("./", "../")):
+        path = str((base / expanded).resolve())
+    elif expanded.exists():
+        path = str(expanded.resolve())
+    return path if scale == 1.0 else f"{path}:{scale:g}"
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
@@ -244,10 +268,7 @@ def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path) -> Iter
         source = str(entry["source"])
         if source.startswith(("./", "../")) or source in (".", ".."):
             source = str((base / source).resolve())
-        adapters = tuple(
-            str((base / a).resolve()) if str(a).startswith(("./", "../")) else str(a)
-            for a in entry.get("adapters", ())
-        )
+        adapters = tuple(_adapter_entry(str(a), base) for a in entry.get("adapters", ()))
         yield ModelSpec(
             alias=alias,
             kind=str(entry.get("kind", "")),
@@ -333,7 +354,7 @@ class Registry:
     ) -> ModelSpec:
         if Path(source).expanduser().is_dir():
             source = str(Path(source).expanduser().resolve())
-        adapters = tuple(str(Path(a).expanduser().resolve()) if Path(a).expanduser().exists() else a for a in adapters)
+        adapters = tuple(_adapter_entry(a, Path.cwd()) for a in adapters)
         spec = ModelSpec(
             alias=alias,
             kind=kind or "",

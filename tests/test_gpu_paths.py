@@ -139,3 +139,20 @@ def test_image_run_restores_progress_bar_settings(img_ip: Any) -> None:
     assert df_logging.is_progress_bar_enabled() and hf_logging.is_progress_bar_enabled()
     run(img_ip, "%%imagine -m tiny-img --steps 2 --seed 1 --no-cache\na circle")
     assert df_logging.is_progress_bar_enabled() and hf_logging.is_progress_bar_enabled()
+
+
+def test_image_loras_a_run_no_longer_uses_are_unloaded(img_ip: Any, tiny_lora: Path, tiny_image_dir: Path,
+                                                       tmp_path: Path) -> None:
+    from image_fixtures import write_lora
+
+    other = write_lora(tmp_path / "other", tiny_image_dir, seed=3)
+    fast = "-m tiny-img --steps 2 --seed 1 --no-cache"
+    run(img_ip, f"%%imagine {fast} --lora {tiny_lora}\na circle")
+    second = run(img_ip, f"%%imagine {fast} --lora {other}\na circle")
+    state = engine().models.is_loaded(engine().registry.resolve("tiny-img", "image")).model
+    loaded = {name for names in state.pipe.get_list_adapters().values() for name in names}
+    assert loaded == set(state.adapters.values()) and len(loaded) == 1
+    again = run(img_ip, f"%%imagine {fast} --lora {other}\na circle")
+    assert again.images[0].tobytes() == second.images[0].tobytes()
+    run(img_ip, f"%%imagine {fast}\na circle")
+    assert not state.pipe.get_list_adapters() or not any(state.pipe.get_list_adapters().values())

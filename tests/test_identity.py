@@ -108,3 +108,65 @@ def test_a_model_that_fails_to_load_leaves_an_error_row(ip: Any, tmp_path: Path)
     assert row.status == "error" and row.model == "broken"
     assert row.error and "\n" not in row.error and row.error == str(err.value)
     assert "cannot load 'broken'" in row.error
+
+
+def write_text_lora(folder: Path, base: Path, seed: int) -> Path:
+    """A LoRA for the tiny GPT-2 with random, non-zero weights, saved the peft way."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True,
+                        init_lora_weights=False)
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:
+                p.mul_(3.0)
+    peft_model.save_pretrained(folder)
+    return folder
+
+
+def peft_reference(base: Path, adapters: list[tuple[Path, float]], prompt: str, tokens: int) -> str:
+    """Greedy text from peft directly: both adapters loaded and active, scaled, merged."""
+    import torch
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    names = [f"a{i}" for i in range(len(adapters))]
+    peft_model = PeftModel.from_pretrained(model, adapters[0][0], adapter_name=names[0])
+    for name, (path, _) in zip(names[1:], adapters[1:], strict=True):
+        peft_model.load_adapter(path, adapter_name=name)
+    peft_model.base_model.set_adapter(names)
+    for module in peft_model.modules():
+        if isinstance(module, LoraLayer):
+            for name, (_, scale) in zip(names, adapters, strict=True):
+                module.set_scale(name, scale)
+    merged = peft_model.merge_and_unload().eval()
+    ids = tok(prompt, return_tensors="pt")
+    with torch.inference_mode():
+        out = merged.generate(**ids, max_new_tokens=tokens, do_sample=False, repetition_penalty=1.0,
+                              pad_token_id=tok.eos_token_id)
+    return str(tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+
+
+def test_two_text_adapters_are_both_active_with_their_scales(ip: Any, tiny_text_dir: Path, tmp_path: Path) -> None:
+    # Two folders with the same basename: their adapter names must not collide.
+    first = write_text_lora(tmp_path / "a" / "lora", tiny_text_dir, seed=1)
+    second = write_text_lora(tmp_path / "b" / "lora", tiny_text_dir, seed=2)
+    greedy = "--temperature 0 --repetition-penalty 1 --max-new-tokens 12 --no-cache"
+    prompt = "Once upon a time"
+    run(ip, f"%genmagic register one {tiny_text_dir} --adapter {first}")
+    run(ip, f"%genmagic register two {tiny_text_dir} --adapter {second}")
+    run(ip, f"%genmagic register both {tiny_text_dir} --adapter {first} --adapter {second}:0.5")
+    texts = {name: run(ip, f"%%generate -m {name} {greedy}\n{prompt}").text for name in ("tiny", "one", "two", "both")}
+    assert len(set(texts.values())) == 4, texts
+    assert texts["both"] == peft_reference(tiny_text_dir, [(first, 1.0), (second, 0.5)], prompt, 12)
+    run(ip, f"%genmagic register full {tiny_text_dir} --adapter {first} --adapter {second}")
+    assert run(ip, f"%%generate -m full {greedy}\n{prompt}").request.fingerprint != \
+        run(ip, f"%%generate -m both {greedy}\n{prompt}").request.fingerprint  # the scale is in the key

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import ModelNotFoundError
-from ..registry import dir_fingerprint
+from ..registry import dir_fingerprint, split_scale
 
 
 def looks_like_hub_id(source: str) -> bool:
@@ -52,5 +52,7 @@ def fingerprint(source: str, marker: str, adapters: tuple[str, ...] = (), revisi
     folder = require_folder(source, marker, revision)
     parts = [dir_fingerprint(folder)]
     for adapter in adapters:
-        parts.append(dir_fingerprint(adapter) if os.path.isdir(adapter) else adapter)
+        path, scale = split_scale(adapter)
+        part = dir_fingerprint(path) if os.path.isdir(path) else path
+        parts.append(part if scale == 1.0 else f"{part}*{scale:g}")
     return "+".join(parts)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelNotFoundError, OptionError
+from ..registry import split_scale
 from ..request import Event, NullSink, Request, Sink
 from . import Loaded, check_device, default_device, quiet_progress_bars, torch_threads, weight_bytes
 from ._hub import fingerprint, local_folder, require_folder
@@ -53,7 +54,7 @@ class _ImagePipe:
     derived: dict[str, Any] = field(default_factory=dict)  # "img2img" / "inpaint" -> pipeline
     adapters: dict[str, str] = field(default_factory=dict)  # lora key -> adapter name
     active_lora: bool = False
-    base_adapters: list[str] = field(default_factory=list)  # the spec's adapters, always on
+    base_adapters: dict[str, float] = field(default_factory=dict)  # the spec's adapters (name -> scale), always on
     preview_map: Any = None  # (weights [C,3], bias [3]) latent → RGB, fitted on first use
 
 
@@ -95,14 +96,7 @@ def _device_dtype(options: Any) -> tuple[str, str]:
 
 def parse_lora(value: str) -> tuple[str, float]:
     """``PATH[:SCALE]`` → (path, scale); a missing scale is 1."""
-    path, scale = value, 1.0
-    head, sep, tail = value.rpartition(":")
-    if sep and head:
-        try:
-            scale = float(tail)
-            path = head
-        except ValueError:
-            path = value
+    path, scale = split_scale(value)
     path = os.path.expanduser(path)
     if not os.path.exists(path):
         raise OptionError(f"--lora {value}: no such file or folder; pass a LoRA .safetensors file or the folder holding it")
@@ -313,11 +307,14 @@ class DiffusersImageBackend:
                 f"{spec.alias!r} is a {type(pipe).__name__}, not a text-to-image pipeline; "
                 "point -m at a text-to-image model (and use --init/--mask for img2img and inpainting)"
             )
-        base_adapters = []
+        base_adapters = {}
         for adapter in spec.adapters:
-            name = "adapter_" + hashlib.sha256(adapter.encode()).hexdigest()[:12]
-            self._load_adapter(pipe, adapter, name)
-            base_adapters.append(name)
+            path, scale = split_scale(adapter)
+            name = "adapter_" + hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
+            self._load_adapter(pipe, path, name)
+            base_adapters[name] = scale
+        if base_adapters:
+            pipe.set_adapters(list(base_adapters), adapter_weights=list(base_adapters.values()))
         pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
         return Loaded(
@@ -397,10 +394,19 @@ class DiffusersImageBackend:
         return name
 
     def _set_loras(self, pipe: Any, state: _ImagePipe, loras: tuple[str, ...]) -> list[str]:
-        names, scales = [], []
+        """Activate this run's ``--lora`` files (with the spec's own adapters); LoRAs loaded
+        for earlier runs and not used by this one are unloaded first."""
+        wanted = []
         for value in loras:
             path, scale = parse_lora(value)
-            key = f"{os.path.abspath(path)}#{lora_fingerprint(path)}"
+            wanted.append((path, scale, f"{os.path.abspath(path)}#{lora_fingerprint(path)}"))
+        keys = {key for _, _, key in wanted}
+        unused = [name for key, name in state.adapters.items() if key not in keys]
+        if unused:
+            state.pipe.delete_adapters(unused)
+            state.adapters = {key: name for key, name in state.adapters.items() if key in keys}
+        names, scales = [], []
+        for path, scale, key in wanted:
             if key not in state.adapters:
                 name = "lora_" + hashlib.sha256(key.encode()).hexdigest()[:12]
                 self._load_adapter(state.pipe, path, name)
@@ -410,11 +416,11 @@ class DiffusersImageBackend:
         base = state.base_adapters
         if names:
             state.pipe.enable_lora()
-            state.pipe.set_adapters(base + names, adapter_weights=[1.0] * len(base) + scales)
+            state.pipe.set_adapters(list(base) + names, adapter_weights=list(base.values()) + scales)
             state.active_lora = True
         elif state.active_lora:
             if base:
-                state.pipe.set_adapters(base, adapter_weights=[1.0] * len(base))
+                state.pipe.set_adapters(list(base), adapter_weights=list(base.values()))
             else:
                 state.pipe.disable_lora()
             state.active_lora = False

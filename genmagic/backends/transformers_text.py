@@ -10,6 +10,7 @@ loaded. Sample ``i`` of ``--num`` uses ``seed + i``, so any sample can be reprod
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import time
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelNotFoundError, PromptError
 from ..options import TextOptions
+from ..registry import split_scale
 from ..request import Event, Request, Sink, TextResult
 from . import (
     DTYPE_BYTES,
@@ -246,10 +248,9 @@ class TransformersTextBackend:
         except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # a corrupt or partial file
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelNotFoundError(f"cannot load {spec.alias!r} from {folder}: {first}") from None
-        for adapter in spec.adapters:
-            model = self._add_adapter(model, adapter)
         if spec.adapters:
-            model.to(device)  # type: ignore[arg-type]
+            model = self._add_adapters(model, spec.adapters)
+            model.to(device)
         model.eval()
         config = model.config
         context = int(
@@ -269,18 +270,35 @@ class TransformersTextBackend:
         )
 
     @staticmethod
-    def _add_adapter(model: Any, adapter: str) -> Any:
+    def _add_adapters(model: Any, adapters: tuple[str, ...]) -> Any:
+        """Wrap ``model`` with every LoRA adapter of the spec, all active at once, each at its
+        scale (``PATH:SCALE``). Adapters are named by a hash of their absolute path, so two
+        folders with the same basename do not collide."""
         try:
             from peft import PeftModel
+            from peft.tuners.lora import LoraLayer
         except ImportError:
             raise ModelNotFoundError("adapters need peft: pip install 'genmagic[finetune]'") from None
-        if not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
-            raise ModelNotFoundError(f"adapter {adapter!r} has no adapter_config.json; point --adapter at a saved LoRA folder")
-        if hasattr(model, "load_adapter") and hasattr(model, "peft_config"):
-            name = os.path.basename(os.path.normpath(adapter))
-            model.load_adapter(adapter, adapter_name=name)
-            return model
-        return PeftModel.from_pretrained(model, adapter)
+        scales: dict[str, float] = {}
+        for entry in adapters:
+            path, scale = split_scale(entry)
+            if not os.path.isfile(os.path.join(path, "adapter_config.json")):
+                raise ModelNotFoundError(
+                    f"adapter {path!r} has no adapter_config.json; point --adapter at a saved LoRA folder"
+                )
+            name = "adapter_" + hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
+            if isinstance(model, PeftModel):
+                model.load_adapter(path, adapter_name=name)  # loaded, not yet active
+            else:
+                model = PeftModel.from_pretrained(model, path, adapter_name=name)
+            scales[name] = scale
+        model.base_model.set_adapter(list(scales), inference_mode=True)  # all of them active
+        for module in model.modules():
+            if isinstance(module, LoraLayer):
+                for name, scale in scales.items():
+                    if scale != 1.0:
+                        module.set_scale(name, scale)
+        return model
 
     def unload(self, loaded: Loaded) -> None:
         loaded.model = None
