@@ -289,6 +289,7 @@ class GenMagics(Magics):
             "text": self.default_text_model or engine.registry.default("text"),
             "image": self.default_image_model or engine.registry.default("image"),
         }
+        memory = engine.models.memory_by_alias(engine.registry.specs())  # once per loaded model
         for spec in sorted(engine.registry.specs(), key=lambda s: (s.kind, s.alias)):
             loaded = engine.models.is_loaded(spec)
             mark = "*" if defaults.get(spec.kind) == spec.alias else ""
@@ -300,7 +301,7 @@ class GenMagics(Magics):
                     spec.source + (" +" + ",".join(spec.adapters) if spec.adapters else ""),
                     spec.origin,
                     "yes" if loaded else "no",
-                    f"{loaded.nbytes / 2**20:.1f} MB" if loaded else "",
+                    memory.get(spec.alias, ""),
                 ]
             )
         known = {(s.source, s.adapters) for s in engine.registry.specs()}

@@ -48,6 +48,7 @@ class ModelSpec:
     origin: str = "builtin"  # builtin | user | project | session | path
     params: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
     description: str = ""
+    config_file: str = field(default="", compare=False)  # the file the alias came from, if any
 
     @property
     def is_local(self) -> bool:
@@ -261,7 +262,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ModelNotFoundError(f"cannot read {path}: {err}; fix the TOML syntax") from None
 
 
-def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path) -> Iterator[ModelSpec]:
+def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path, file: str = "") -> Iterator[ModelSpec]:
     for alias, entry in (data.get("models") or {}).items():
         if not isinstance(entry, Mapping) or "source" not in entry:
             raise ModelNotFoundError(f"model {alias!r} in the {origin} config needs a `source`")
@@ -281,6 +282,7 @@ def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path) -> Iter
             origin=origin,
             params=dict(entry.get("params", {})),
             description=str(entry.get("description", "")),
+            config_file=file,
         )
 
 
@@ -315,7 +317,7 @@ class Registry:
             if not path.is_file():
                 continue
             data = _read_toml(path)
-            for spec in _specs_from_config(data, origin, path.parent):
+            for spec in _specs_from_config(data, origin, path.parent, str(path)):
                 specs[spec.alias] = spec
             defaults.update({k: str(v) for k, v in (data.get("defaults") or {}).items()})
         self._specs, self._defaults, self._loaded_stamp = specs, defaults, stamp
@@ -424,13 +426,20 @@ class Registry:
         name = name or self.default(kind)
         spec = self._session.get(name) or self._specs.get(name)
         if spec is not None:
+            _check_source(spec)
             spec = self._complete(spec)
+            if not spec.backend:
+                raise ModelNotFoundError(
+                    f"model {spec.alias!r} ({_where(spec)}) has source {spec.source!r}, which holds no model "
+                    "this package can load (no config.json / model_index.json, or a hub id not in the local "
+                    "cache); fix its `source`, or set `kind` and `backend` there"
+                )
         else:
             spec = self._resolve_source(name, kind)
         if spec.kind and spec.kind != kind:
             raise ModelNotFoundError(
-                f"model {name!r} is a {spec.kind} model, not a {kind} model; "
-                f"pick a {kind} model from `%genmagic models`"
+                f"model {name!r} is {_a(spec.kind)} model, not {_a(kind)} model; "
+                f"pick {_a(kind)} model from `%genmagic models`"
             )
         return spec
 
@@ -460,4 +469,24 @@ class Registry:
         hint = f"did you mean {', '.join(close)}?" if close else f"known {kind} models: {', '.join(known) or 'none'}"
         raise ModelNotFoundError(
             f"unknown model {name!r}: {hint} (see `%genmagic models`, or `%genmagic register ALIAS PATH`)"
+        )
+
+
+def _a(word: str) -> str:
+    """``word`` with its indefinite article: "a text", "an image"."""
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
+
+def _where(spec: ModelSpec) -> str:
+    return f"from {spec.config_file}" if spec.config_file else f"{spec.origin} registry"
+
+
+def _check_source(spec: ModelSpec) -> None:
+    """A registered alias whose source is a path that does not exist: name the alias, the
+    config file it came from and the missing path."""
+    source = spec.source
+    if (os.path.isabs(source) or source.startswith(("~", "."))) and not os.path.exists(os.path.expanduser(source)):
+        raise ModelNotFoundError(
+            f"model {spec.alias!r} ({_where(spec)}) has source {source!r}, which does not exist; "
+            "fix the path there, or copy the model to it"
         )

@@ -156,3 +156,11 @@ def test_image_loras_a_run_no_longer_uses_are_unloaded(img_ip: Any, tiny_lora: P
     assert again.images[0].tobytes() == second.images[0].tobytes()
     run(img_ip, f"%%imagine {fast}\na circle")
     assert not state.pipe.get_list_adapters() or not any(state.pipe.get_list_adapters().values())
+
+
+def test_wrong_scheduler_lists_the_a1111_names_too(img_ip: Any) -> None:
+    with pytest.raises(UsageError) as err:
+        run(img_ip, "%%imagine -m tiny-img --steps 2 --scheduler Nope\na circle")
+    message = str(err.value)
+    assert message.startswith("--scheduler Nope does not fit this model; compatible: ")
+    assert "EulerDiscreteScheduler" in message and "'Euler a'" in message and "'DPM++ 2M'" in message

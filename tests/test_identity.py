@@ -170,3 +170,42 @@ def test_two_text_adapters_are_both_active_with_their_scales(ip: Any, tiny_text_
     run(ip, f"%genmagic register full {tiny_text_dir} --adapter {first} --adapter {second}")
     assert run(ip, f"%%generate -m full {greedy}\n{prompt}").request.fingerprint != \
         run(ip, f"%%generate -m both {greedy}\n{prompt}").request.fingerprint  # the scale is in the key
+
+
+def test_unload_by_any_alias_and_memory_once_per_model(ip: Any, tiny_text_dir: Path,
+                                                       capsys: Any) -> None:
+    Path("genmagic.toml").write_text(
+        f'[models.story]\nsource = "{tiny_text_dir}"\n\n[models.tale]\nsource = "{tiny_text_dir}"\n'
+    )
+    run(ip, "%%generate -m story --seed 1 --max-new-tokens 3\nHi")
+    table = run(ip, "%genmagic models")
+    rows = {row[0].rstrip("*"): row for row in table.rows}
+    assert rows["story"][5] == rows["tale"][5] == rows["tiny"][5] == "yes"
+    memory = [rows[name][6] for name in ("story", "tale", "tiny")]
+    assert sum(cell.endswith(" MB") for cell in memory) == 1, memory
+    assert rows["story"][6].endswith(" MB") and rows["tale"][6] == rows["tiny"][6] == "(as story)"
+    capsys.readouterr()
+    run(ip, "%genmagic unload tale")
+    assert "unloaded: story" in capsys.readouterr().out
+    assert engine().models.is_loaded(engine().registry.resolve("story", "text")) is None
+
+
+def test_alias_with_a_missing_source_names_alias_file_and_path(ip: Any) -> None:
+    import pytest
+    from IPython.core.error import UsageError
+
+    Path("genmagic.toml").write_text('[models.typo]\nsource = "./models/not-copied-yet"\n')
+    missing = str(Path.cwd() / "models" / "not-copied-yet")
+    with pytest.raises(UsageError) as err:
+        run(ip, "%%generate -m typo --seed 1\nHi")
+    message = str(err.value)
+    assert "'typo'" in message and str(Path.cwd() / "genmagic.toml") in message and missing in message
+    assert "no backend named" not in message
+
+
+def test_kind_mismatch_reads_an_image_model(ip: Any) -> None:
+    import pytest
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError, match=r"'tiny-image' is an image model, not a text model; pick a text model"):
+        run(ip, "%%generate -m tiny-image\nHi")

@@ -140,7 +140,7 @@ def test_size_is_validated_against_the_model(img_ip: Any) -> None:
         ("--steps 1000", r"--steps 1000 is more than tiny-img's scheduler supports; use --steps 500 or fewer"),
         ("--lora missing.safetensors", r"--lora missing.safetensors: no such file or folder"),
         ("-m nope-model", r"unknown model 'nope-model'"),
-        ("-m tiny", r"model 'tiny' is a text model, not a image model"),
+        ("-m tiny", r"model 'tiny' is a text model, not an image model"),
     ],
 )
 def test_bad_input_is_one_line_usage_error(img_ip: Any, tmp_path: Path, line: str, message: str) -> None:

@@ -385,10 +385,14 @@ class DiffusersImageBackend:
             return name
         compatible = {cls.__name__: cls for cls in getattr(state.scheduler, "compatibles", [])}
         compatible.setdefault(type(state.scheduler).__name__, type(state.scheduler))
-        name = _scheduler_name(name, compatible)
+        given, name = name, _scheduler_name(name, compatible)
         if name not in compatible:
+            from ..pngmeta import A1111_SAMPLERS
+
+            a1111 = sorted({f"'{v}'" for k, v in A1111_SAMPLERS.items() if k in compatible})
             raise OptionError(
-                f"--scheduler {name} does not fit this model; compatible: {', '.join(sorted(compatible))}"
+                f"--scheduler {given} does not fit this model; compatible: {', '.join(sorted(compatible))}"
+                + (f"; or an A1111 name: {', '.join(a1111)}" if a1111 else "")
             )
         pipe.scheduler = compatible[name].from_config(state.scheduler.config)
         return name
