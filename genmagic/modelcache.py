@@ -12,15 +12,12 @@ import gc
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .backends import Loaded
 from .errors import GenmagicError
 from .options import Options
-from .registry import ModelSpec, get_backend
-
-if TYPE_CHECKING:
-    from .registry import Registry
+from .registry import ModelSpec, Registry, get_backend
 
 
 def free_memory() -> None:

@@ -241,7 +241,9 @@ class TransformersTextBackend:
                 model = AutoModelForCausalLM.from_pretrained(
                     folder,
                     dtype=getattr(torch, dtype_name),
-                    device_map=device,  # weights go straight to the device, without a full CPU copy first
+                    # transformers 5 always loads with low CPU memory (meta init, mmapped safetensors);
+                    # on an accelerator the weights go straight to it, without a CPU copy first
+                    device_map=None if device == "cpu" else device,
                     use_safetensors=bool(safe),
                     trust_remote_code=spec.trust_remote_code,
                 )
