@@ -70,7 +70,8 @@ def _dtype_kwarg() -> str:
 def _quiet_transformers() -> Iterator[None]:
     """Silence transformers' and diffusers' notices while a pipeline is built or a LoRA is
     loaded (optional image processors, "no LoRA keys for the text encoder"): they are not
-    about anything the user can change. Errors still raise."""
+    about anything the user can change, and neither are their loading bars (restored after).
+    Errors still raise."""
     try:
         from transformers.utils import logging as hf_logging
     except ImportError:  # pragma: no cover
@@ -82,7 +83,8 @@ def _quiet_transformers() -> Iterator[None]:
     hf_logging.set_verbosity_error()
     df_logging.set_verbosity_error()
     try:
-        yield
+        with quiet_progress_bars("diffusers", "transformers"):
+            yield
     finally:
         hf_logging.set_verbosity(levels[0])
         df_logging.set_verbosity(levels[1])
@@ -295,7 +297,7 @@ class DiffusersImageBackend:
                 "import the module that defines it before running, or point -m at a diffusers pipeline folder"
             )
         try:
-            with _quiet_transformers(), quiet_progress_bars("diffusers", "transformers"):
+            with _quiet_transformers():
                 pipe = cls.from_pretrained(folder, **kwargs)
         except (OSError, ValueError, TypeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
