@@ -22,6 +22,15 @@ def engine() -> Any:
     return genmagic._magics.engine
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _unload_at_the_end() -> Any:
+    """This module builds its own tiny pipeline (image_fixtures' session fixtures are per
+    importing module): leave no model of it loaded for the modules after."""
+    yield
+    if getattr(genmagic, "_magics", None) is not None:
+        engine().models.unload()
+
+
 @pytest.fixture(scope="module")
 def bf16_text_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny GPT-2, saved in bfloat16 (its config says so, as for most recent LLMs)."""
@@ -131,14 +140,30 @@ def test_cache_evicts_before_loading_the_next_model() -> None:
         registry.unregister_backend("sized")
 
 
-def test_image_run_restores_progress_bar_settings(img_ip: Any) -> None:
+def test_runs_restore_progress_bar_settings(img_ip: Any) -> None:
     from diffusers.utils import logging as df_logging
+    from huggingface_hub import utils as hub_utils
     from transformers.utils import logging as hf_logging
 
+    def bars() -> tuple[bool, bool, bool]:
+        return (df_logging.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled(),
+                not hub_utils.are_progress_bars_disabled())
+
     engine().models.unload()
-    assert df_logging.is_progress_bar_enabled() and hf_logging.is_progress_bar_enabled()
-    run(img_ip, "%%imagine -m tiny-img --steps 2 --seed 1 --no-cache\na circle")
-    assert df_logging.is_progress_bar_enabled() and hf_logging.is_progress_bar_enabled()
+    before = bars()
+    df_logging.enable_progress_bar()  # what a user has unless they switched them off
+    hf_logging.enable_progress_bar()
+    hub_utils.enable_progress_bars()
+    try:
+        run(img_ip, "%%imagine -m tiny-img --steps 2 --seed 1 --no-cache\na circle")
+        assert bars() == (True, True, True)
+        run(img_ip, "%%generate -m tiny --seed 1 --max-new-tokens 2 --dtype bfloat16 --no-cache\nHi")
+        assert bars() == (True, True, True)
+    finally:
+        for enabled, off in zip(before, (df_logging.disable_progress_bar, hf_logging.disable_progress_bar,
+                                         hub_utils.disable_progress_bars), strict=True):
+            if not enabled:
+                off()
 
 
 def test_image_loras_a_run_no_longer_uses_are_unloaded(img_ip: Any, tiny_lora: Path, tiny_image_dir: Path,

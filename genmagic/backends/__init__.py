@@ -7,6 +7,7 @@ registry imports it to ask :meth:`Backend.detect`, and that must stay cheap.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,6 +67,11 @@ def quiet_progress_bars(*libraries: str) -> Iterator[None]:
     while a model loads, then restore what the user had (their own loads keep their bars)."""
     import importlib
 
+    # transformers' disable_progress_bar also switches huggingface_hub's off, and its enable does not
+    hub_utils: Any = None
+    with contextlib.suppress(ImportError):  # huggingface_hub comes with transformers and diffusers
+        hub_utils = importlib.import_module("huggingface_hub.utils")
+    hub_on = hub_utils is not None and not hub_utils.are_progress_bars_disabled()
     switched = []
     for name in (f"{library}.utils.logging" for library in libraries):
         try:
@@ -80,6 +86,8 @@ def quiet_progress_bars(*libraries: str) -> Iterator[None]:
     finally:
         for module in switched:
             module.enable_progress_bar()
+        if hub_on:
+            hub_utils.enable_progress_bars()
 
 
 def check_device(device: str) -> None:
