@@ -196,9 +196,10 @@ _FINGERPRINT_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".ji
 def hub_snapshot_commit(path: str | os.PathLike[str]) -> str | None:
     """The commit hash of a Hugging Face cache snapshot folder
     (``.../models--org--name/snapshots/<commit>``), else None."""
-    folder = Path(path).resolve()
-    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith(("models--", "datasets--")):
-        return folder.name
+    rest, commit = os.path.split(os.path.normpath(os.fspath(path)))
+    repo, snapshots = os.path.split(rest)
+    if snapshots == "snapshots" and os.path.basename(repo).startswith(("models--", "datasets--")):
+        return commit
     return None
 
 
