@@ -19,7 +19,7 @@ from traitlets import Bool, Int, Unicode
 
 from . import options as opts
 from .errors import GenmagicError, OptionError, PromptError
-from .prompt import assemble, interpolate
+from .prompt import assemble, split_line
 
 OptionsT = TypeVar("OptionsT", bound=opts.Options)
 ControlsT = TypeVar("ControlsT", bound=opts.Controls)
@@ -126,18 +126,15 @@ class GenMagics(Magics):
         return {"notebook": notebook, "cell_id": cell_id}
 
     def parse_line(self, magic: Any, line: str) -> Any:
-        """Parse a magic line with its generated parser. POSIX splitting, so quotes do not
-        stay in the values (``ma.parse_argstring`` would keep them)."""
-        try:
-            argv = ma.arg_split(self._prepare_line(line), posix=True, strict=True)
-        except ValueError as err:  # shlex: an unclosed quote, a trailing backslash
-            raise OptionError(f"cannot read the options line ({err}): close every quote; write \\\\ for a backslash") from None
-        return magic.parser.parse_args(argv)
+        """Parse a magic line with its generated parser: split first (POSIX: quotes do not stay in
+        the values), then fill ``{name}`` in each word, so a variable is always one value."""
+        actions = magic.parser._option_string_actions
 
-    def _prepare_line(self, line: str) -> str:
-        if "--no-interpolate" in line.split():
-            return line
-        return interpolate(line, self.ip.user_ns)
+        def takes_value(flag: str) -> bool:
+            action = actions.get(flag)
+            return action is not None and action.nargs != 0
+
+        return magic.parser.parse_args(split_line(line, self.ip.user_ns, takes_value))
 
     def _parse(
         self, magic: Any, line: str, cell: str | None, options_class: type[OptionsT], controls_class: type[ControlsT],

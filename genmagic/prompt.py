@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 import re
+import shlex
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .errors import PromptError
+from .errors import OptionError, PromptError
 
 
 class _Namespace(dict[str, Any]):
@@ -51,6 +52,31 @@ def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
             ) from None
 
     return _PLACEHOLDER.sub(fill, text)
+
+
+def split_line(
+    line: str, namespace: Mapping[str, Any] | None = None, takes_value: Callable[[str], bool] = lambda flag: False
+) -> list[str]:
+    """A magic line as argv: split POSIX-style first (quotes group words and are removed), then
+    ``{name}`` is filled in each word from ``namespace`` (unless it is None or the line says
+    ``--no-interpolate``). A filled value is always exactly one value: its spaces, quotes or
+    dashes never make more words or options. A filled value that starts with ``-`` right after
+    a flag that ``takes_value`` is joined to it (``--system=-x``) so argparse cannot take it for a flag.
+    """
+    try:
+        words = shlex.split(line, posix=True)
+    except ValueError as err:  # an unclosed quote, a trailing backslash
+        raise OptionError(f"cannot read the options line ({err}): close every quote; write \\\\ for a backslash") from None
+    if namespace is None or "--no-interpolate" in words:
+        return words
+    argv: list[str] = []
+    for word in words:
+        value = interpolate(word, namespace)
+        if value != word and value.startswith("-") and argv and argv[-1].startswith("-") and takes_value(argv[-1]):
+            argv[-1] += "=" + value
+        else:
+            argv.append(value)
+    return argv
 
 
 def assemble(cell: str | None, words: Sequence[str], namespace: Mapping[str, Any] | None = None) -> str:
