@@ -32,18 +32,18 @@ def _exit_code(result: Any, out: str | None, kept: str) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .display import StreamSink
+    from . import text_run
     from .engine import default_engine
+    from .sinks import StreamSink
 
     controls = opts.from_namespace(opts.TextControls, args)
     options = opts.from_namespace(opts.TextOptions, args)
     prompt = _read_prompt(args.prompt)
     if not prompt.strip():
         raise GenmagicError("the prompt is empty: pass it as an argument, or '-' to read it from stdin")
-    engine = default_engine()
-    request = engine.request("text", prompt, options, model=controls.model, given=opts.given(args, opts.TextOptions))
     sink = StreamSink(num=options.num)
-    result = engine.run(request, sink if controls.stream else None, cache=controls.cache)
+    result = text_run.run(default_engine(), prompt, options, controls, sink=sink if controls.stream else None,
+                          given=opts.given(args, opts.TextOptions))
     if not controls.stream or result.cached:
         sys.stdout.write("\n\n".join(result.texts))  # type: ignore[attr-defined]
     sink.close(result.ok)
@@ -59,6 +59,7 @@ def cmd_imagine(args: argparse.Namespace) -> int:
 
     from . import image_run as im
     from .engine import default_engine
+    from .sinks import TerminalImageSink
 
     controls = opts.from_namespace(opts.ImageControls, args)
     options = opts.from_namespace(opts.ImageOptions, args)
@@ -66,8 +67,8 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     if not prompt.strip() and not controls.from_image:
         raise GenmagicError("the prompt is empty: pass it as an argument, '-' to read it from stdin, or --from IMAGE.png")
     given = opts.given(args, opts.ImageOptions)
-    num = int(given.get("num", 1)) if controls.from_image else options.num
-    sink = im.TerminalImageSink(num) if controls.stream else None
+    num = (options.num if "num" in given else 1) if controls.from_image else options.num
+    sink = TerminalImageSink(num) if controls.stream else None
     result = im.run(default_engine(), prompt, options, controls, sink=sink, given=given)
     if sink is not None:
         sink.close(result.ok)

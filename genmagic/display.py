@@ -1,4 +1,6 @@
-"""Showing runs: live streaming into a cell or a terminal, sanitized markdown/HTML, tables.
+"""Showing results: sanitized markdown/HTML, text results, image grids, tables.
+
+The live views (sinks) are in :mod:`genmagic.sinks`.
 
 Everything the model wrote is treated as untrusted: markdown is rendered to HTML and
 HTML is cleaned with nh3 (no scripts, no event handlers, no ``javascript:`` URLs)
@@ -7,20 +9,19 @@ before it reaches the notebook.
 
 from __future__ import annotations
 
+import base64
 import functools
 import html
 import json
 import re
-import sys
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import OutputFormatError
-from .request import Event
+from .pngmeta import png_bytes
 
 if TYPE_CHECKING:
-    from .request import TextResult
+    from .results import ImageResult, TextResult
 
 
 # --------------------------------------------------------------------------- sanitizing
@@ -122,6 +123,75 @@ def text_result_bundle(result: TextResult) -> dict[str, Any]:
     return bundle
 
 
+# --------------------------------------------------------------------------- image results
+
+
+DISPLAY_MIN = 192  # small images are shown enlarged (nearest neighbour) to at least this many pixels
+
+
+def _image_footer(result: ImageResult) -> str:
+    req = result.request
+    opts = req.options
+    parts = [req.model]
+    if result.images:
+        parts.append(f"{result.images[0].width}x{result.images[0].height}")
+    parts.append(f"{getattr(opts, 'steps', '?')} steps")
+    if result.info.get("scheduler"):
+        parts.append(str(result.info["scheduler"]).removesuffix("Scheduler"))
+    parts.append(f"CFG {getattr(opts, 'guidance', '?'):g}")
+    if "generate" in result.timings and not result.cached:
+        parts.append(f"{result.timings['generate']:.1f} s")
+    if result.cached:
+        parts.append("cached")
+    if result.status != "ok":
+        parts.append(result.status)
+    if any(result.nsfw):
+        parts.append(f"{sum(result.nsfw)} flagged by the model's safety checker")
+    if result.history_id:
+        parts.append(f"history #{result.history_id}")
+    return " · ".join(parts)
+
+
+def image_result_bundle(result: ImageResult) -> dict[str, Any]:
+    captions = [f"seed {s}" + (" · flagged" if i < len(result.nsfw) and result.nsfw[i] else "")
+                for i, s in enumerate(result.seeds)]
+    return {"text/plain": repr(result), "text/html": grid_html(result.images, captions, _image_footer(result))}
+
+
+def display_png(image: Any) -> bytes:
+    """PNG bytes for showing ``image`` inline: small images enlarged with nearest neighbour."""
+    from PIL import Image
+
+    scale = max(1, -(-DISPLAY_MIN // max(1, max(image.size))))
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    return png_bytes(image)
+
+
+def grid_html(
+    images: list[Any], captions: list[str], note: str = "", note_color: str = "#888", enlarge: bool = True
+) -> str:
+    """Images side by side with captions. ``enlarge=False`` (live previews) sends the small PNG
+    and lets the browser scale it (``image-rendering: pixelated``): cheaper to encode."""
+    cells = []
+    for i, image in enumerate(images):
+        if enlarge:
+            data = base64.b64encode(display_png(image)).decode("ascii")
+            size = ""
+        else:
+            data = base64.b64encode(png_bytes(image)).decode("ascii")
+            scale = max(1, -(-DISPLAY_MIN // max(1, max(image.size))))
+            size = f' width="{image.width * scale}" height="{image.height * scale}"'
+        caption = html.escape(captions[i] if i < len(captions) else "")
+        cells.append(
+            '<figure style="display: inline-block; margin: 0 6px 6px 0; text-align: center">'
+            f'<img src="data:image/png;base64,{data}"{size} style="image-rendering: pixelated" alt="{caption}"/>'
+            f'<figcaption style="font-size: 0.8em; color: #666">{caption}</figcaption></figure>'
+        )
+    footer = f'<div style="color: {note_color}; font-size: 0.8em">{html.escape(note)}</div>' if note else ""
+    return f'<div class="genmagic-images">{"".join(cells)}</div>{footer}'
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -160,7 +230,7 @@ def shorten(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-# --------------------------------------------------------------------------- live sinks
+# --------------------------------------------------------------------------- environment
 
 
 def in_kernel() -> bool:
@@ -171,110 +241,3 @@ def in_kernel() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-class StreamSink:
-    """Writes token events to a text stream as they come (the CLI, terminal IPython)."""
-
-    cancelled = False
-
-    def __init__(self, stream: Any = None, num: int = 1) -> None:
-        self.stream = stream or sys.stdout
-        self.num = num
-        self.current = -1
-
-    def emit(self, event: Event) -> None:
-        if event.type == "token":
-            if self.num > 1 and event.index != self.current:
-                self.stream.write(("\n" if self.current >= 0 else "") + f"--- #{event.index + 1} ---\n")
-                self.current = event.index
-            self.stream.write(event.data)
-            self.stream.flush()
-        elif event.type == "status":
-            sys.stderr.write(f"{event.data}\n")
-
-    def close(self, success: bool, note: str = "") -> None:
-        if note:
-            self.stream.write(f"\n[{note}]")
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-class LiveView:
-    """One display in the cell: shown on the first update, then updated in place."""
-
-    def __init__(self) -> None:
-        from IPython.display import DisplayHandle
-
-        self.handle = DisplayHandle()
-        self.shown = False
-
-    def show(self, bundle: dict[str, Any]) -> None:
-        if self.shown:
-            self.handle.update(bundle, raw=True)
-        else:
-            self.handle.display(bundle, raw=True)
-            self.shown = True
-
-    def clear(self) -> None:
-        if self.shown:
-            self.handle.update({"text/plain": ""}, raw=True)
-
-
-class CellTextSink:
-    """Streams tokens into a cell with a display handle, updated at most every ``interval`` s.
-
-    The live view is cleared when the run succeeds (the result object is then shown as the
-    cell's value) and kept when it fails or is interrupted, so partial output is never lost.
-    """
-
-    cancelled = False
-
-    def __init__(self, num: int = 1, interval: float = 0.05) -> None:
-        self.texts = [""] * num
-        self.interval = interval
-        self.last = 0.0
-        self.view = LiveView()
-
-    def emit(self, event: Event) -> None:
-        if event.type != "token":
-            return
-        self.texts[event.index] += event.data
-        now = time.monotonic()
-        if now - self.last >= self.interval:
-            self._update()
-            self.last = now
-
-    def _bundle(self, note: str = "") -> dict[str, str]:
-        if len(self.texts) == 1:
-            plain = self.texts[0]
-            body = f'<pre style="white-space: pre-wrap">{html.escape(plain)}</pre>'
-        else:
-            plain = "\n\n".join(f"--- #{i + 1} ---\n{t}" for i, t in enumerate(self.texts))
-            cells = "".join(
-                f'<td style="vertical-align: top; text-align: left"><b>#{i + 1}</b>'
-                f'<pre style="white-space: pre-wrap">{html.escape(t)}</pre></td>'
-                for i, t in enumerate(self.texts)
-            )
-            body = f'<table style="width: 100%; table-layout: fixed"><tr>{cells}</tr></table>'
-        if note:
-            plain += f"\n[{note}]"
-            body += f'<div style="color: #c60">{html.escape(note)}</div>'
-        return {"text/plain": plain, "text/html": body}
-
-    def _update(self, note: str = "") -> None:
-        self.view.show(self._bundle(note))
-
-    def close(self, success: bool, note: str = "") -> None:
-        if success:
-            self.view.clear()
-        elif self.view.shown or any(self.texts):
-            self._update(note)
-
-
-def live_text_sink(num: int, stream: bool) -> Any:
-    from .request import NullSink
-
-    if not stream:
-        return NullSink()
-    return CellTextSink(num) if in_kernel() else StreamSink(num=num)

@@ -23,7 +23,8 @@ from .history import History
 from .modelcache import ModelCache
 from .options import Options, check_value
 from .registry import ModelSpec, Registry, get_backend, home_dir
-from .request import NullSink, Request, Result, Sink, Verdict, result_class
+from .request import NullSink, Request, Sink
+from .results import Result, Verdict, result_class
 
 
 class Check(Protocol):
@@ -207,8 +208,3 @@ def default_engine() -> Engine:
     elif _default.history.home != home_dir():  # GENMAGIC_HOME changed: keep the loaded models
         _default.history = History(home_dir())
     return _default
-
-
-def set_default_engine(engine: Engine | None) -> None:
-    global _default
-    _default = engine

@@ -7,7 +7,8 @@ import datetime as dt
 from .display import Table, shorten
 from .errors import GenmagicError
 from .history import History
-from .request import Request, Result, result_class
+from .request import Request
+from .results import Result, result_class
 
 
 def history_table(history: History, n: int = 20, search: str | None = None, kind: str | None = None) -> Table:

@@ -8,11 +8,9 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import re
-import string
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from IPython.core import magic_arguments as ma
 from IPython.core.error import UsageError
@@ -21,47 +19,10 @@ from traitlets import Bool, Int, Unicode
 
 from . import options as opts
 from .errors import GenmagicError, OptionError, PromptError
+from .prompt import assemble, split_line
 
-# --------------------------------------------------------------------------- prompt filling
-
-
-class _Namespace(dict[str, Any]):
-    def __missing__(self, key: str) -> Any:
-        raise PromptError(
-            f"unknown variable {key!r} in the prompt: define it first, write {{{{ and }}}} for literal braces, "
-            "or pass --no-interpolate"
-        )
-
-
-_PLACEHOLDER = re.compile(
-    r"\{\{|\}\}|\{([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\[\]{}]*\])*)(![rsa])?(:[^{}]*)?\}"
-)
-
-
-def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
-    """Fill ``{name}`` (also ``{name.attr}``, ``{name[0]}``, ``{name:fmt}``) from ``namespace``.
-
-    ``{{`` and ``}}`` are literal braces; any other brace (JSON in a prompt, say) is left alone.
-    """
-    if "{" not in text and "}" not in text:
-        return text
-    ns = _Namespace(namespace)
-
-    def fill(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token in ("{{", "}}"):
-            return token[0]
-        try:
-            return string.Formatter().vformat(token, (), ns)
-        except PromptError:
-            raise
-        except Exception as err:
-            raise PromptError(
-                f"cannot fill {token} in the prompt ({type(err).__name__}: {err}); "
-                "write {{ and }} for literal braces, or pass --no-interpolate"
-            ) from None
-
-    return _PLACEHOLDER.sub(fill, text)
+OptionsT = TypeVar("OptionsT", bound=opts.Options)
+ControlsT = TypeVar("ControlsT", bound=opts.Controls)
 
 
 def usage_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -165,18 +126,33 @@ class GenMagics(Magics):
         return {"notebook": notebook, "cell_id": cell_id}
 
     def parse_line(self, magic: Any, line: str) -> Any:
-        """Parse a magic line with its generated parser. POSIX splitting, so quotes do not
-        stay in the values (``ma.parse_argstring`` would keep them)."""
-        try:
-            argv = ma.arg_split(self._prepare_line(line), posix=True, strict=True)
-        except ValueError as err:  # shlex: an unclosed quote, a trailing backslash
-            raise OptionError(f"cannot read the options line ({err}): close every quote; write \\\\ for a backslash") from None
-        return magic.parser.parse_args(argv)
+        """Parse a magic line with its generated parser: split first (POSIX: quotes do not stay in
+        the values), then fill ``{name}`` in each word, so a variable is always one value."""
+        actions = magic.parser._option_string_actions
 
-    def _prepare_line(self, line: str) -> str:
-        if "--no-interpolate" in line.split():
-            return line
-        return interpolate(line, self.ip.user_ns)
+        def takes_value(flag: str) -> bool:
+            action = actions.get(flag)
+            return action is not None and action.nargs != 0
+
+        return magic.parser.parse_args(split_line(line, self.ip.user_ns, takes_value))
+
+    def _parse(
+        self, magic: Any, line: str, cell: str | None, options_class: type[OptionsT], controls_class: type[ControlsT],
+        example: str = "story", need_prompt: bool = True,
+    ) -> tuple[OptionsT, ControlsT, str, frozenset[str]]:
+        """A magic's options, controls, prompt and ``given`` (the option names set on the line).
+
+        ``need_prompt=False``: an empty prompt is fine when ``--from`` says where it comes from."""
+        args = self.parse_line(magic, line)
+        controls = opts.from_namespace(controls_class, args)
+        options = opts.from_namespace(options_class, args)
+        prompt = assemble(cell, args.prompt, self.ip.user_ns if getattr(controls, "interpolate", True) else None)
+        if not prompt.strip() and (need_prompt or not getattr(controls, "from_image", None)):
+            raise PromptError("the prompt is empty: write it in the cell below the magic line, or after the options")
+        out = getattr(controls, "out", None)
+        if out is not None and not out.isidentifier():
+            raise OptionError(f"--out needs a Python variable name, got {out!r}; e.g. --out {example}")
+        return options, controls, prompt, opts.given(args, options_class)
 
     def _bind(self, name: str | None, value: Any) -> None:
         if name:
@@ -198,36 +174,19 @@ class GenMagics(Magics):
         take the model's own defaults (its generation_config.json, then the registry's
         params) before the defaults shown here.
         """
-        args = self.parse_line(self.generate, line)
-        controls = opts.from_namespace(opts.TextControls, args)
-        options = opts.from_namespace(opts.TextOptions, args)
-        if cell is not None and cell.strip():
-            prompt = cell.strip("\n")
-            if controls.interpolate:
-                prompt = interpolate(prompt, self.ip.user_ns)
-            if args.prompt:
-                prompt = " ".join(args.prompt) + "\n" + prompt
-        else:
-            prompt = " ".join(args.prompt)
-        if not prompt.strip():
-            raise PromptError("the prompt is empty: write it in the cell below the magic line, or after the options")
-        if controls.out is not None and not controls.out.isidentifier():
-            raise OptionError(f"--out needs a Python variable name, got {controls.out!r}; e.g. --out story")
+        options, controls, prompt, given = self._parse(self.generate, line, cell, opts.TextOptions, opts.TextControls)
 
-        from .display import live_text_sink, strip_fence
+        from . import text_run
+        from .display import strip_fence
+        from .sinks import live_text_sink
 
-        engine = self.engine
         messages = tuple(self.conversation) if options.chat else ()
         model = controls.model or self.default_text_model or None
-        given = opts.given(args, opts.TextOptions)
-        request = engine.request("text", prompt, options, model=model, messages=messages, given=given)
         sink = live_text_sink(options.num, controls.stream and self.stream)
-        try:
-            result = engine.run(request, sink, cache=controls.cache, **self._where())
-        except BaseException:
-            sink.close(False, "failed")
-            raise
-        result.format = controls.format
+        result = text_run.run(
+            self.engine, prompt, options, controls, model=model, messages=messages, sink=sink, where=self._where(),
+            given=given,
+        )
         note = "" if result.ok else f"{result.status} after {sum(result.tokens)} tokens · history #{result.history_id}"
         sink.close(result.ok, note)
         self._bind(controls.out, result)
@@ -257,9 +216,28 @@ class GenMagics(Magics):
         the request stored in a PNG that genmagic saved. Default model: ``default_image_model``.
         Options left out take the registry's params for the model before the defaults shown here.
         """
-        from .image_run import run_magic
+        from . import image_run
+        from .sinks import live_image_sink
 
-        return run_magic(self, line, cell)
+        options, controls, prompt, given = self._parse(
+            self.imagine, line, cell, opts.ImageOptions, opts.ImageControls, "pictures", need_prompt=False
+        )
+        num = options.num if not controls.from_image else (options.num if "num" in given else 1)
+        sink = live_image_sink(num, controls.preview, controls.stream and self.stream)
+        # With --from, the model stored in the PNG comes before the session's default.
+        model = controls.model or (None if controls.from_image else self.default_image_model or None)
+        result = image_run.run(
+            self.engine, prompt, options, controls, model=model, namespace=self.ip.user_ns, sink=sink,
+            where=self._where(), given=given,
+        )
+        note = "" if result.ok else f"{result.status} · history #{result.history_id}"
+        if hasattr(sink, "close"):
+            sink.close(result.ok, note)
+        self._bind(controls.out, result)
+        if result.status == "interrupted":
+            print(f"genmagic: interrupted; the last preview is kept (history #{result.history_id})", file=sys.stderr)
+            raise KeyboardInterrupt
+        return result
 
     # -- %genmagic
     @line_magic

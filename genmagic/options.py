@@ -250,16 +250,19 @@ def magic_arguments(*classes: type[Options]) -> Callable[[Callable[..., Any]], C
     return decorate
 
 
-def from_namespace(cls: type[T], ns: argparse.Namespace | Mapping[str, Any], base: T | None = None) -> T:
-    """Build options from parsed arguments; values not given keep ``base`` or the defaults."""
-    values = given(ns, cls)
-    if base is not None:
-        return dataclasses.replace(base, **values)
-    return cls(**values)
+def from_namespace(cls: type[T], ns: argparse.Namespace | Mapping[str, Any]) -> T:
+    """Build options from parsed arguments; values not given keep the defaults."""
+    return cls(**explicit_values(ns, cls))
 
 
-def given(ns: argparse.Namespace | Mapping[str, Any], *classes: type[Options]) -> dict[str, Any]:
-    """The options of ``classes`` given explicitly on a parsed command line (not None)."""
+def given(ns: argparse.Namespace | Mapping[str, Any], *classes: type[Options]) -> frozenset[str]:
+    """The names of the options the user set explicitly: what ``given`` means everywhere
+    (the run layers, :meth:`genmagic.engine.Engine.request`)."""
+    return frozenset(explicit_values(ns, *classes))
+
+
+def explicit_values(ns: argparse.Namespace | Mapping[str, Any], *classes: type[Options]) -> dict[str, Any]:
+    """The options of ``classes`` given explicitly on a parsed command line (not None), with their values."""
     values = vars(ns) if isinstance(ns, argparse.Namespace) else dict(ns)
     return {
         f.name: tuple(values[f.name]) if isinstance(values[f.name], list) else values[f.name]

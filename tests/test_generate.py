@@ -157,9 +157,9 @@ def test_chat_with_real_template_and_system(ip: Any) -> None:
 
 
 def test_interrupt_keeps_partial_text_history_and_model(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from genmagic import display
+    from genmagic import sinks
 
-    class InterruptingSink(display.StreamSink):
+    class InterruptingSink(sinks.StreamSink):
         def __init__(self, num: int = 1) -> None:
             super().__init__(num=num)
             self.count = 0
@@ -170,7 +170,7 @@ def test_interrupt_keeps_partial_text_history_and_model(ip: Any, monkeypatch: py
             if self.count == 3:
                 _thread.interrupt_main()
 
-    monkeypatch.setattr(display, "live_text_sink", lambda num, stream: InterruptingSink(num))
+    monkeypatch.setattr(sinks, "live_text_sink", lambda num, stream: InterruptingSink(num))
     engine = genmagic._magics.engine
     run(ip, "%%generate -m tiny --seed 1 --max-new-tokens 2\nwarm up")
     loaded_before = engine.models.loaded()[-1].model

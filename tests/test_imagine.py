@@ -15,7 +15,7 @@ from image_fixtures import write_lora
 from IPython.core.error import UsageError
 
 import genmagic
-from genmagic.image_result import ImageResult
+from genmagic.results import ImageResult
 
 FAST = "-m tiny-img --steps 3"
 
@@ -318,8 +318,8 @@ def test_progress_and_preview_events(img_ip: Any) -> None:
 def test_cell_sink_shows_bar_and_previews_in_place() -> None:
     from PIL import Image
 
-    from genmagic.image_run import CellImageSink
     from genmagic.request import Event
+    from genmagic.sinks import CellImageSink
 
     sink = CellImageSink(num=2, preview_every=2)
     sink.emit(Event("progress", (3, 10), 1))
@@ -332,9 +332,9 @@ def test_cell_sink_shows_bar_and_previews_in_place() -> None:
 
 
 def test_interrupt_keeps_last_preview_history_and_pipeline(img_ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from genmagic import image_run
+    from genmagic import sinks
 
-    class InterruptingSink(image_run.TerminalImageSink):
+    class InterruptingSink(sinks.TerminalImageSink):
         preview_every = 2
         closed: Any = None
 
@@ -347,7 +347,7 @@ def test_interrupt_keeps_last_preview_history_and_pipeline(img_ip: Any, monkeypa
             InterruptingSink.closed = (success, note)
             super().close(success, note)
 
-    monkeypatch.setattr(image_run, "live_image_sink", lambda num, every, stream: InterruptingSink(num))
+    monkeypatch.setattr(sinks, "live_image_sink", lambda num, every, stream: InterruptingSink(num))
     run(img_ip, f"%%imagine {FAST} --seed 1\nwarm up")
     loaded_before = next(i.model for i in engine().models.loaded() if i.spec.alias == "tiny-img")
     with pytest.raises(KeyboardInterrupt):

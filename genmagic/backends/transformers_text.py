@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelNotFoundError, PromptError
 from ..options import TextOptions
-from ..request import Event, Request, Sink, TextResult
+from ..request import Event, Request, Sink
+from ..results import TextResult
 from . import Loaded, default_device, torch_threads
 from ._hub import fingerprint, local_folder, require_folder
 

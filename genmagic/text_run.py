@@ -1,0 +1,65 @@
+"""``%%generate``, ``genmagic generate`` and ``genmagic.generate()``: one way to build and run
+a text request from parsed options.
+
+The run layer of a modality has the same shape for text and images (:mod:`genmagic.image_run`)::
+
+    build_request(engine, prompt, options, model, ..., given=names) -> Request
+    run(engine, prompt, options, controls, *, model, sink, where, given, ...) -> Result
+
+``options`` change the output (they are in the cache key), ``controls`` say how the run is
+done (model, cache, format...). ``given`` is the set of option names the user set
+explicitly; the others take the model's defaults (``None``: every option was given).
+``sink`` receives the run's events; the run closes it with ``close(False, "failed")`` when
+the run raises, and the caller closes it otherwise (it knows what note to show). ``where``
+(notebook, cell id) goes into history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .request import NullSink
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .options import TextControls, TextOptions
+    from .request import Request
+    from .results import TextResult
+
+
+def build_request(
+    engine: Engine,
+    prompt: str,
+    options: TextOptions,
+    model: str | None = None,
+    messages: Sequence[tuple[str, str]] = (),
+    given: Collection[str] | None = None,
+) -> Request:
+    """The text request: ``messages`` are the earlier turns of a ``--chat`` conversation."""
+    return engine.request("text", prompt, options, model=model, messages=tuple(messages), given=given)
+
+
+def run(
+    engine: Engine,
+    prompt: str,
+    options: TextOptions,
+    controls: TextControls,
+    *,
+    model: str | None = None,
+    messages: Sequence[tuple[str, str]] = (),
+    sink: Any = None,
+    where: Mapping[str, Any] | None = None,
+    given: Collection[str] | None = None,
+) -> TextResult:
+    """Build the request, run it; the result shows itself in ``controls.format``."""
+    request = build_request(engine, prompt, options, model or controls.model, messages, given)
+    sink = sink if sink is not None else NullSink()
+    try:
+        result: TextResult = engine.run(request, sink, cache=controls.cache, **dict(where or {}))  # type: ignore[assignment]
+    except BaseException:
+        if hasattr(sink, "close"):
+            sink.close(False, "failed")
+        raise
+    result.format = controls.format
+    return result
