@@ -389,7 +389,9 @@ def test_python_api(tiny_image_dir: Path, tmp_path: Path) -> None:
     img = genmagic.imagine("a star", model=str(tiny_image_dir), steps=4, seed=1, init=str(path), strength=0.5)
     assert img.info["mode"] == "img2img" and img.sources == {"init": str(path)}
     saved = img.save(tmp_path / "out")
-    again_from = genmagic.imagine(from_image=str(saved[0]), cache=False)
+    with pytest.raises(genmagic.OptionError, match=r"made with --init '.*init.png'; pass --init with that image"):
+        genmagic.imagine(from_image=str(saved[0]), cache=False)  # a PNG does not choose files to open
+    again_from = genmagic.imagine(from_image=str(saved[0]), init=str(path), cache=False)
     assert pixels(again_from.images[0]) == pixels(img.images[0])
     with pytest.raises(genmagic.OptionError, match="unknown option 'temperature'"):
         genmagic.imagine("x", model=str(tiny_image_dir), temperature=1)
