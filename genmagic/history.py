@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -18,7 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import GenmagicError
+
 SCHEMA_VERSION = 1
+BLOB_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".json", ".txt", ".bin")
+_BLOB_NAME = re.compile("[0-9a-f]{64}(?:" + "|".join(re.escape(s) for s in BLOB_SUFFIXES) + ")")
+
+
+class HistoryError(GenmagicError):
+    """The history store cannot be used as it is (an altered row, a blob outside the store)."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -133,7 +143,7 @@ class History:
 
         digest = hashlib.sha256(data).hexdigest()
         name = digest + suffix
-        target = self.blob_dir / digest[:2] / name
+        target = self.blob_path(name)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -142,10 +152,30 @@ class History:
         return name
 
     def blob_path(self, name: str) -> Path:
-        return self.blob_dir / name[:2] / name
+        """Where blob ``name`` lives: ``blobs/<first two hex digits>/<sha256>.<ext>``.
+
+        Names come from the database, which anything may have written (and the lab sidebar
+        serves blobs), so a name that is not a sha256 plus a known extension, or a path that
+        leaves ``blobs/`` (``..``, an absolute path, a symlink), is a :class:`HistoryError`
+        before any file is opened.
+        """
+        if not isinstance(name, str) or not _BLOB_NAME.fullmatch(name):
+            raise HistoryError(
+                f"history blob name {str(name)[:80]!r} is not a sha256 with a known extension "
+                f"({', '.join(BLOB_SUFFIXES)}); {self.path} was altered"
+            )
+        path = self.blob_dir / name[:2] / name
+        base = self.blob_dir.resolve()
+        if not path.resolve().is_relative_to(base):
+            raise HistoryError(f"history blob {name} resolves outside {base} (a symlink); remove {path}")
+        return path
 
     def get_blob(self, name: str) -> bytes:
-        return self.blob_path(name).read_bytes()
+        path = self.blob_path(name)
+        # O_NOFOLLOW: a symlink put in place after the check above is not followed either.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read()
 
     # -- writes
     def record(self, result: Any, *, notebook: str | None = None, cell_id: str | None = None) -> int:
