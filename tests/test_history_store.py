@@ -85,3 +85,68 @@ def test_a_tampered_history_row_is_a_one_line_error(img_ip: Any, tmp_path: Path)
     with pytest.raises(UsageError, match="is not a sha256 with a known extension") as err:
         run(img_ip, f"%genmagic show {result.history_id}")
     assert "\n" not in str(err.value)
+
+
+# --------------------------------------------------------------------------- a database that cannot be used
+
+
+def corrupt_page_one(path: Path) -> None:
+    """Keep the 100-byte SQLite header, scramble the schema page behind it."""
+    data = bytearray(path.read_bytes())
+    data[100:4096] = bytes((i * 7 + 3) % 256 for i in range(100, 4096))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "scrambled schema page"])
+def test_a_corrupt_database_is_moved_aside_and_the_run_still_works(
+    ip: Any, genmagic_home: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    import genmagic
+
+    first = run(ip, "%%generate -m echo: --no-stream\nbefore")
+    genmagic._magics.engine.history.close()
+    db = genmagic_home / "history.sqlite"
+    with sqlite3.connect(db) as conn:  # fold the WAL in, so the damage is all there is
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if damage == "garbage":
+        db.write_bytes(b"this is not a database\n" * 200)
+    else:
+        corrupt_page_one(db)
+    engine = genmagic._magics.engine
+    engine.history = History(genmagic_home)  # a new kernel on the damaged file
+    capsys.readouterr()
+    result = run(ip, "%%generate -m echo: --no-stream\nafter")
+    assert result.ok and result.history_id == 1 and first.history_id == 1
+    (aside,) = genmagic_home.glob("history.sqlite.corrupt-2*[0-9]")
+    assert Path(f"{aside}-wal").exists()  # the old WAL went with it: never replayed into the new file
+    err = capsys.readouterr().err
+    assert f"the history database {db} was unreadable" in err and f"moved it to {aside.name}" in err
+    assert [r.prompt for r in History(genmagic_home).list()] == ["after"]
+
+
+@pytest.mark.parametrize("where", ["under a regular file", "/proc"])
+def test_an_unwritable_home_keeps_history_in_memory_with_a_hint(
+    img_ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    # Tests run as root, which ignores permission bits: make the folder impossible instead.
+    if where == "/proc":
+        home = Path("/proc/genmagic-home")
+    else:
+        (tmp_path / "a-file").write_text("")
+        home = tmp_path / "a-file" / "genmagic"
+    monkeypatch.setenv("GENMAGIC_HOME", str(home))
+    capsys.readouterr()
+    text = run(img_ip, "%%generate -m echo: --no-stream\nstill works")
+    image = run(img_ip, "%imagine -m tiny-img --steps 2 --seed 1 --no-stream a red circle")
+    assert text.ok and image.ok and (text.history_id, image.history_id) == (1, 2)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line, once
+    assert f"cannot write the history at {home / 'history.sqlite'}" in err
+    assert "in memory only" in err and "set GENMAGIC_HOME to a writable local folder" in err
+    import genmagic
+
+    history = genmagic._magics.engine.history
+    assert [r.prompt for r in history.list()] == ["a red circle", "still works"]
+    cached = run(img_ip, "%imagine -m tiny-img --steps 2 --seed 1 --no-stream a red circle")
+    assert cached.cached and cached.images[0].tobytes() == image.images[0].tobytes()
+    assert not home.exists()
