@@ -17,7 +17,7 @@ from typing import Any
 from IPython.core import magic_arguments as ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
-from traitlets import Bool, Int, Unicode
+from traitlets import Bool, Int, List, Unicode, observe
 
 from . import options as opts
 from .errors import GenmagicError, OptionError, PromptError
@@ -131,6 +131,14 @@ class GenMagics(Magics):
         config=True
     )
     stream = Bool(True, help="stream outputs into the cell as they are produced").tag(config=True)
+    allowed_image_hosts = List(Unicode(), help="hosts whose images model output may load ('*.example.org' "
+                               "for subdomains); any other remote image shows as a link that is not fetched").tag(config=True)
+
+    @observe("allowed_image_hosts")
+    def _image_hosts_changed(self, change: Any) -> None:
+        from . import display
+
+        display.configured_image_hosts = frozenset(h.strip().lower() for h in change["new"] if h.strip())
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
