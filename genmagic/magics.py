@@ -117,6 +117,7 @@ def _genmagic_parser() -> _Parser:
     show = sub.add_parser("show", help="the result of a run in history, as an object")
     show.add_argument("id", type=int)
     sub.add_parser("reset", help="forget this notebook's --chat conversation")
+    sub.add_parser("trust", help="trust a project genmagic.toml (default: the one found from here)").add_argument("path", nargs="?")
     return parser
 
 
@@ -273,7 +274,7 @@ class GenMagics(Magics):
     @line_magic
     @usage_errors
     def genmagic(self, line: str) -> Any:
-        """Manage models, history and conversations: %genmagic models | use | register | unload | history | show | reset"""
+        """Manage models, history and conversations: %genmagic models | use | register | unload | history | show | reset | trust"""
         parser = _genmagic_parser()
         try:
             try:
@@ -351,6 +352,11 @@ class GenMagics(Magics):
         from .history_view import result_from_history
 
         return result_from_history(self.engine.history, args.id)
+
+    def _cmd_trust(self, args: argparse.Namespace) -> None:
+        from .trust import trust_command
+
+        print(trust_command(args.path, self.engine.registry, "%genmagic trust"))
 
     def _cmd_reset(self, args: argparse.Namespace) -> None:
         turns = len(self.conversation) // 2
