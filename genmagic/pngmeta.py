@@ -120,6 +120,14 @@ def image_metadata(
 MAX_TEXT_CHARS = 256 * 1024
 
 
+def _is_record(data: Any) -> bool:
+    """The genmagic chunk's shape: tables where tables are expected (values are checked later)."""
+    if not isinstance(data, dict) or not isinstance(data.get("sources") or {}, dict):
+        return False
+    request = data.get("request") or {}
+    return isinstance(request, dict) and all(isinstance(request.get(k) or {}, dict) for k in ("options", "inputs"))
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The generation parameters stored in a PNG (by genmagic, or AUTOMATIC1111's text).
 
@@ -148,7 +156,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             data = json.loads(text["genmagic"])
         except ValueError:
             raise OptionError(f"--from {path}: its genmagic chunk is not valid JSON; the file was altered") from None
-        if not isinstance(data, dict) or not isinstance(data.get("request", {}), dict):
+        if not _is_record(data):
             raise OptionError(
                 f"--from {path}: its genmagic chunk is JSON but not a request record; the file was altered"
             )
@@ -257,7 +265,6 @@ def parameter_fields(line: str) -> dict[str, str]:
     """
     fields: dict[str, str] = {}
     pos, end = 0, len(line)
-    no_quote_from = end + 1  # a search for a closing quote from here (or later) fails
     while pos < end:
         colon = line.find(":", pos)
         if colon < 0:
@@ -266,11 +273,9 @@ def parameter_fields(line: str) -> dict[str, str]:
         start = colon + 1
         while start < end and line[start] == " ":
             start += 1
-        close = -1
-        if start < end and line[start] == '"' and start + 1 < no_quote_from:
-            close = _closing_quote(line, start + 1)
-            if close < 0:
-                no_quote_from = start + 1
+        # An opening quote follows a space or colon, so a search that finds no closing quote
+        # ran to the end at most once: no later value starts with an unescaped quote.
+        close = _closing_quote(line, start + 1) if start < end and line[start] == '"' else -1
         if close >= 0:
             try:
                 value = str(json.loads(line[start: close + 1]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsIndex
 
 import pytest
 from conftest import run
@@ -47,6 +47,7 @@ HOSTILE_TAILS = {
     "a backslash run": "k: " + "\\" * MIB,
     "colons": ":" * MIB,
     "spaces after a key": "k:" + " " * MIB,
+    "escaped quotes": 'k: "' + '\\"' * (MIB // 2),
 }
 
 
@@ -58,6 +59,39 @@ def test_a_1_mib_hostile_parameters_line_parses_in_one_pass(shape: str) -> None:
     meta = parse_parameters(text)
     assert meta["request"]["prompt"] == "a castle"
     assert meta["request"]["options"] == {"steps": 25, "seed": 7, "width": 64, "height": 32}
+
+
+class Scanned(str):
+    """A str that counts the characters its searches, indexing and slicing look at."""
+
+    looked = 0
+
+    def find(self, sub: str, start: SupportsIndex | None = None, end: SupportsIndex | None = None) -> int:  # type: ignore[override]
+        lo, hi = int(start or 0), len(self) if end is None else int(end)
+        found = str.find(self, sub, lo, hi)
+        Scanned.looked += max(1, (found + len(sub) if found >= 0 else hi) - lo)
+        return found
+
+    def rfind(self, sub: str, start: SupportsIndex | None = None, end: SupportsIndex | None = None) -> int:  # type: ignore[override]
+        lo, hi = int(start or 0), len(self) if end is None else int(end)
+        found = str.rfind(self, sub, lo, hi)
+        Scanned.looked += max(1, hi - (found if found >= 0 else lo))
+        return found
+
+    def __getitem__(self, key: Any) -> str:
+        part = str.__getitem__(self, key)
+        Scanned.looked += max(1, len(part))
+        return part
+
+
+@pytest.mark.parametrize("shape", sorted(HOSTILE_TAILS))
+def test_the_parser_looks_at_each_character_a_few_times(shape: str) -> None:
+    """The op count, not the clock: characters examined stay within a small multiple of the length."""
+    line = Scanned("Steps: 25, Seed: 7, " + HOSTILE_TAILS[shape])
+    Scanned.looked = 0
+    fields = parameter_fields(line)
+    assert fields["Steps"] == "25" and fields["Seed"] == "7"
+    assert Scanned.looked <= 5 * len(line)
 
 
 def test_parameter_fields_keeps_a1111_quoting() -> None:
@@ -77,7 +111,10 @@ def test_an_oversized_chunk_is_refused_before_parsing(tmp_path: Path) -> None:
         genmagic.read_metadata(path)
 
 
-@pytest.mark.parametrize("body", ["[1, 2]", '"text"', "7", "null", '{"request": [1]}'])
+@pytest.mark.parametrize("body", [
+    "[1, 2]", '"text"', "7", "null", '{"request": [1]}', '{"sources": ["/etc/passwd"]}',
+    '{"request": {"inputs": "x"}}', '{"request": {"options": "steps"}}',
+])
 def test_a_genmagic_chunk_that_is_json_but_no_record_is_a_one_line_error(tmp_path: Path, body: str) -> None:
     path = png_with(tmp_path / "odd.png", genmagic=body)
     with pytest.raises(genmagic.OptionError, match="genmagic chunk is JSON but not a request record") as err:
