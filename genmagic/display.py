@@ -50,21 +50,25 @@ def allowed_image_hosts() -> frozenset[str]:
     return configured_image_hosts | {h.strip().lower() for h in env.split(",") if h.strip()}
 
 
+def _http_host(url: str) -> str:
+    """The host of an absolute http(s) URL that every parser reads the same way, else ``""``."""
+    url = url.strip()
+    if _UNSAFE_URL.search(url):
+        return ""
+    try:
+        parts = urlsplit(url)
+        return (parts.hostname or "").lower() if parts.scheme.lower() in ("http", "https") else ""
+    except ValueError:
+        return ""
+
+
 def image_url_allowed(url: str, hosts: Collection[str] = ()) -> bool:
     """A ``data:`` raster image, or an http(s) URL on one of ``hosts``; nothing else loads."""
     url = url.strip()
     if url.lower().startswith("data:"):
         return url[5:].split(",", 1)[0].split(";", 1)[0].strip().lower() in _RASTER
-    if _UNSAFE_URL.search(url):
-        return False
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-    except ValueError:
-        return False
-    return parts.scheme.lower() in ("http", "https") and bool(host) and any(
-        fnmatch.fnmatchcase(host, pattern.lower()) for pattern in hosts
-    )
+    host = _http_host(url)
+    return bool(host) and any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in hosts)
 
 
 def _srcset_allowed(value: str, hosts: Collection[str]) -> bool:
@@ -82,7 +86,7 @@ def _attribute_filter(hosts: Collection[str], remote_img: bool) -> Callable[[str
         if attr in _FETCHED or (attr == "href" and tag not in ("a", "area")):
             if image_url_allowed(value, hosts):
                 return value
-            if remote_img and tag == "img" and attr == "src" and urlsplit(value.strip()).scheme in ("http", "https"):
+            if remote_img and tag == "img" and attr == "src" and _http_host(value):
                 return value
             return None
         if attr == "href" and value.strip().lower().startswith("data:"):
@@ -109,10 +113,9 @@ class _ImagesAsLinks(HTMLParser):
         if tag != "img" or image_url_allowed(src, self.hosts):
             self.out.append(self.get_starttag_text() or "")
             return
-        alt = values.get("alt", "")
-        parts = urlsplit(src)
-        if parts.scheme in ("http", "https") and parts.hostname and not _UNSAFE_URL.search(src):
-            label = html.escape(f"[image: {alt or parts.hostname}]")
+        alt, host = values.get("alt", ""), _http_host(src)
+        if host:
+            label = html.escape(f"[image: {alt or host}]")
             self.out.append(f'<a href="{html.escape(src)}" title="remote image, not loaded">{label}</a>')
         elif alt:
             self.out.append(html.escape(f"[image: {alt}]"))

@@ -20,7 +20,7 @@ import html
 import os
 import sys
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import options as opts
@@ -133,7 +133,7 @@ def build_request(
 
 
 def apply_from(
-    path: str, given: Mapping[str, Any], prompt: str, model: str | None, resolve: Any = None
+    path: str, given: Mapping[str, Any], prompt: str, model: str | None, resolve: Callable[[str], Any] | None = None
 ) -> tuple[str, opts.ImageOptions, str | None, dict[str, Any]]:
     """Options, prompt and model of the image stored in ``path``; ``given`` options override.
 
