@@ -1,4 +1,4 @@
-"""The command line: ``genmagic generate | imagine | models | history | show``.
+"""The command line: ``genmagic generate | imagine | models | history | show | trust``.
 
 Options come from the same definitions as the magics (:mod:`genmagic.options`).
 User mistakes print one line to stderr and exit with status 2.
@@ -133,6 +133,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trust(args: argparse.Namespace) -> int:
+    from .registry import Registry
+    from .trust import trust_command
+
+    print(trust_command(args.path, Registry(), "genmagic trust"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genmagic", description="Generative AI from the command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the output of one run in history")
     show.add_argument("id", type=int)
     show.set_defaults(func=cmd_show)
+
+    trust = sub.add_parser("trust", help="trust a project genmagic.toml, so it may turn on trust_remote_code/allow_pickle")
+    trust.add_argument("path", nargs="?", help="the file (default: the genmagic.toml found from here upwards)")
+    trust.set_defaults(func=cmd_trust)
 
     return parser
 

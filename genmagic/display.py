@@ -10,12 +10,16 @@ before it reaches the notebook.
 from __future__ import annotations
 
 import base64
+import fnmatch
 import functools
 import html
 import json
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
+from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .errors import OutputFormatError
 from .pngmeta import png_bytes
@@ -27,10 +31,126 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------- sanitizing
 
 
-def sanitize_html(text: str) -> str:
+# Where a browser fetches a URL by itself: model output must not make it do that (a markdown
+# image whose URL carries the notebook variables filled into the prompt is the usual leak).
+_FETCHED = frozenset({
+    "src", "srcset", "poster", "background", "lowsrc", "dynsrc", "data", "codebase", "archive",
+    "longdesc", "xlink:href", "ping", "action", "formaction", "manifest", "imagesrcset", "icon", "usemap",
+})
+_RASTER = frozenset({"image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp", "image/avif", "image/bmp"})
+_CSS_FETCH = re.compile(r"url\s*\(|image-set|@import|\\|expression\s*\(", re.I)
+_UNSAFE_URL = re.compile(r"[\x00-\x20\\]")  # browsers read a backslash as a slash; parsers differ
+
+configured_image_hosts: frozenset[str] = frozenset()  # set by GenMagics.allowed_image_hosts
+
+
+def allowed_image_hosts() -> frozenset[str]:
+    """Hosts whose images model output may show: ``GenMagics.allowed_image_hosts`` plus the
+    comma-separated ``$GENMAGIC_IMAGE_HOSTS`` (``*.example.org`` matches subdomains)."""
+    env = os.environ.get("GENMAGIC_IMAGE_HOSTS", "")
+    return configured_image_hosts | {h.strip().lower() for h in env.split(",") if h.strip()}
+
+
+def _http_host(url: str) -> str:
+    """The host of an absolute http(s) URL that every parser reads the same way, else ``""``."""
+    url = url.strip()
+    if _UNSAFE_URL.search(url):
+        return ""
+    try:
+        parts = urlsplit(url)
+        return (parts.hostname or "").lower() if parts.scheme.lower() in ("http", "https") else ""
+    except ValueError:
+        return ""
+
+
+def image_url_allowed(url: str, hosts: Collection[str] = ()) -> bool:
+    """A ``data:`` raster image, or an http(s) URL on one of ``hosts``; nothing else loads."""
+    url = url.strip()
+    if url.lower().startswith("data:"):
+        return url[5:].split(",", 1)[0].split(";", 1)[0].strip().lower() in _RASTER
+    host = _http_host(url)
+    return bool(host) and any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in hosts)
+
+
+def _srcset_allowed(value: str, hosts: Collection[str]) -> bool:
+    candidates = [c.split()[0] for c in value.split(",") if c.strip()]
+    return bool(candidates) and all(image_url_allowed(c, hosts) for c in candidates)
+
+
+def _attribute_filter(hosts: Collection[str], remote_img: bool) -> Callable[[str, str, str], str | None]:
+    """nh3's per-attribute hook: drop every URL the browser would fetch unless it may load.
+    With ``remote_img``, an ``<img src>`` on any http(s) host is kept for :class:`_ImagesAsLinks`."""
+
+    def keep(tag: str, attr: str, value: str) -> str | None:
+        if attr in ("srcset", "imagesrcset"):
+            return value if _srcset_allowed(value, hosts) else None
+        if attr in _FETCHED or (attr == "href" and tag not in ("a", "area")):
+            if image_url_allowed(value, hosts):
+                return value
+            if remote_img and tag == "img" and attr == "src" and _http_host(value):
+                return value
+            return None
+        if attr == "href" and value.strip().lower().startswith("data:"):
+            return None
+        if attr == "style" and _CSS_FETCH.search(value):
+            return None
+        return value
+
+    return keep
+
+
+class _ImagesAsLinks(HTMLParser):
+    """Re-emits nh3's (well-formed) output unchanged, except that an ``<img>`` that may not
+    load becomes a link to it (never fetched unless clicked) or, without a URL, its alt text."""
+
+    def __init__(self, hosts: Collection[str]) -> None:
+        super().__init__(convert_charrefs=False)
+        self.hosts = hosts
+        self.out: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        src = values.get("src", "")
+        if tag != "img" or image_url_allowed(src, self.hosts):
+            self.out.append(self.get_starttag_text() or "")
+            return
+        alt, host = values.get("alt", ""), _http_host(src)
+        if host:
+            label = html.escape(f"[image: {alt or host}]")
+            self.out.append(f'<a href="{html.escape(src)}" title="remote image, not loaded">{label}</a>')
+        elif alt:
+            self.out.append(html.escape(f"[image: {alt}]"))
+
+    handle_startendtag = handle_starttag
+
+    def handle_endtag(self, tag: str) -> None:
+        self.out.append(f"</{tag}>")
+
+    def handle_data(self, data: str) -> None:
+        self.out.append(data)
+
+    def handle_entityref(self, name: str) -> None:
+        self.out.append(f"&{name};")
+
+    def handle_charref(self, name: str) -> None:
+        self.out.append(f"&#{name};")
+
+
+def sanitize_html(text: str, image_hosts: Collection[str] | None = None) -> str:
+    """Model output as HTML that runs nothing and fetches nothing: nh3 removes scripts, event
+    handlers and ``javascript:`` URLs; images load only from ``data:`` URLs or the allowed
+    hosts (:func:`allowed_image_hosts`), any other image shows as a link that is not fetched;
+    ``srcset``, ``poster``, CSS ``url()`` and the like go unless they may load."""
     import nh3
 
-    return nh3.clean(text, url_schemes={"http", "https", "mailto"})
+    hosts = allowed_image_hosts() if image_hosts is None else frozenset(image_hosts)
+    schemes = {"http", "https", "mailto", "data"}
+    cleaned = nh3.clean(text, url_schemes=schemes, attribute_filter=_attribute_filter(hosts, remote_img=True))
+    parser = _ImagesAsLinks(hosts)
+    parser.feed(cleaned)
+    parser.close()
+    # The same cleaner once more, now strict: whatever the rewrite did, nothing remote loads.
+    return nh3.clean("".join(parser.out), url_schemes=schemes, attribute_filter=_attribute_filter(hosts, remote_img=False))
 
 
 @functools.cache

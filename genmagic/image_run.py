@@ -15,9 +15,10 @@ its key. ``--from image.png`` re-runs the request stored in a PNG's metadata.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import options as opts
@@ -128,40 +129,43 @@ def build_request(
 
 
 def apply_from(
-    path: str, overrides: Mapping[str, Any], prompt: str, model: str | None
+    path: str,
+    overrides: Mapping[str, Any],
+    prompt: str,
+    model: str | None,
+    resolve: Callable[[str], Any] | None = None,
 ) -> tuple[str, opts.ImageOptions, str | None, dict[str, Any]]:
     """Options, prompt and model of the image stored in ``path``; ``overrides`` (the options
     the user set explicitly, with their values) win.
 
-    The stored image is reproduced alone: its own seed, ``num`` 1.
+    The stored image is reproduced alone: its own seed, ``num`` 1. What a PNG may not choose
+    (device, files, a trust_remote_code model): :func:`genmagic.pngmeta.safe_options_from_png`.
     """
-    from .pngmeta import read_metadata
+    from .pngmeta import read_metadata, safe_options_from_png
 
     meta = read_metadata(path)
     stored = meta.get("request") or {}
-    values = dict(stored.get("options") or {})
-    if meta.get("seed") is not None:
-        values["seed"] = int(meta["seed"])
-    values["num"] = 1
     known = opts.field_names([opts.ImageOptions])
-    values = {k: v for k, v in values.items() if k in known}
+    values, model = safe_options_from_png(meta, known=known, given=overrides, model=model, resolve=resolve)
     options = opts.ImageOptions.from_dict(values).replace(**overrides)
-    return (prompt or str(stored.get("prompt", ""))), options, (model or stored.get("model") or None), meta
+    return (prompt or str(stored.get("prompt", ""))), options, model, meta
 
 
 def _stored_inputs(meta: Mapping[str, Any], init: Any, mask: Any, namespace: Mapping[str, Any] | None) -> tuple[Any, Any]:
     """For ``--from``: reload the init/mask the stored run used (from their recorded VAR/PATH)."""
+    from .pngmeta import stored_input_sources
     from .request import digest
 
     digests = (meta.get("request") or {}).get("inputs") or {}
-    sources = meta.get("sources") or {}
+    sources = stored_input_sources(meta, namespace)
     out = {"init": init, "mask": mask}
     for name in ("init", "mask"):
         if name in digests and out[name] is None:
             source = sources.get(name)
             flag = f"--{name}"
             if not source:
-                raise OptionError(f"this image was made with {flag}; pass {flag} with the same image to re-run it")
+                recorded = str((meta.get("sources") or {}).get(name) or "")  # a path is not opened unasked
+                raise OptionError(f"this image was made with {flag} {recorded!r}; pass {flag} with that image to re-run it")
             try:
                 image = resolve_image(source, flag, namespace)
             except OptionError:
@@ -205,7 +209,8 @@ def run(
     if controls.from_image:
         names = options.to_dict() if given is None else given
         overrides = {name: getattr(options, name) for name in names}
-        prompt, options, model, meta = apply_from(controls.from_image, overrides, prompt, model)
+        resolve = functools.partial(engine.registry.resolve, kind="image")
+        prompt, options, model, meta = apply_from(controls.from_image, overrides, prompt, model, resolve)
     sources = dict(sources or {})
     if init is None and controls.init is not None:
         init = resolve_image(controls.init, "--init", namespace)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from IPython.core import magic_arguments as ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
-from traitlets import Bool, Int, Unicode
+from traitlets import Bool, Int, List, Unicode, observe
 
 from . import options as opts
 from .errors import GenmagicError, OptionError, PromptError
@@ -78,6 +78,7 @@ def _genmagic_parser() -> _Parser:
     show = sub.add_parser("show", help="the result of a run in history, as an object")
     show.add_argument("id", type=int)
     sub.add_parser("reset", help="forget this notebook's --chat conversation")
+    sub.add_parser("trust", help="trust a project genmagic.toml (default: the one found from here)").add_argument("path", nargs="?")
     return parser
 
 
@@ -92,6 +93,14 @@ class GenMagics(Magics):
         config=True
     )
     stream = Bool(True, help="stream outputs into the cell as they are produced").tag(config=True)
+    allowed_image_hosts = List(Unicode(), help="hosts whose images model output may load ('*.example.org' "
+                               "for subdomains); any other remote image shows as a link that is not fetched").tag(config=True)
+
+    @observe("allowed_image_hosts")
+    def _image_hosts_changed(self, change: Any) -> None:
+        from . import display
+
+        display.configured_image_hosts = frozenset(h.strip().lower() for h in change["new"] if h.strip())
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -243,7 +252,7 @@ class GenMagics(Magics):
     @line_magic
     @usage_errors
     def genmagic(self, line: str) -> Any:
-        """Manage models, history and conversations: %genmagic models | use | register | unload | history | show | reset"""
+        """Manage models, history and conversations: %genmagic models | use | register | unload | history | show | reset | trust"""
         parser = _genmagic_parser()
         try:
             try:
@@ -321,6 +330,11 @@ class GenMagics(Magics):
         from .history_view import result_from_history
 
         return result_from_history(self.engine.history, args.id)
+
+    def _cmd_trust(self, args: argparse.Namespace) -> None:
+        from .trust import trust_command
+
+        print(trust_command(args.path, self.engine.registry, "%genmagic trust"))
 
     def _cmd_reset(self, args: argparse.Namespace) -> None:
         turns = len(self.conversation) // 2

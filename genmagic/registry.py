@@ -257,6 +257,7 @@ class Registry:
         self._loaded_stamp: tuple[Any, ...] | None = None
         self._specs: dict[str, ModelSpec] = {}
         self._defaults: dict[str, str] = {}
+        self._project: tuple[Path, frozenset[str]] | None = None  # the file, the kinds whose default it sets
 
     # -- files
     def config_files(self) -> list[tuple[str, Path]]:
@@ -273,14 +274,17 @@ class Registry:
             return
         specs = {s.alias: s for s in builtin_specs()}
         defaults = {"text": "tiny-text", "image": "tiny-image"}
+        project = None
         for origin, path in files:
             if not path.is_file():
                 continue
             data = _read_toml(path)
+            if origin == "project":
+                project = (path, frozenset(data.get("defaults") or {}))
             for spec in _specs_from_config(data, origin, path.parent):
                 specs[spec.alias] = spec
             defaults.update({k: str(v) for k, v in (data.get("defaults") or {}).items()})
-        self._specs, self._defaults, self._loaded_stamp = specs, defaults, stamp
+        self._specs, self._defaults, self._loaded_stamp, self._project = specs, defaults, stamp, project
 
     def specs(self) -> list[ModelSpec]:
         self._refresh()
@@ -383,6 +387,7 @@ class Registry:
     def resolve(self, name: str | None, kind: str) -> ModelSpec:
         """The spec for an alias, a local directory or a hub id, for a run of ``kind``."""
         self._refresh()
+        by_default = not name and kind not in self._session_defaults
         name = name or self.default(kind)
         spec = self._session.get(name) or self._specs.get(name)
         if spec is not None:
@@ -394,6 +399,10 @@ class Registry:
                 f"model {name!r} is a {spec.kind} model, not a {kind} model; "
                 f"pick a {kind} model from `%genmagic models`"
             )
+        if self._project and (spec.origin == "project" or (by_default and kind in self._project[1])):
+            from .trust import require_trusted  # an untrusted project file may not run model code
+
+            require_trusted(spec, self._project[0], (self._user_file or user_config_path()).parent, via_default=by_default)
         return spec
 
     def _resolve_source(self, name: str, kind: str) -> ModelSpec:

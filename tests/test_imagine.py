@@ -174,7 +174,7 @@ def test_not_a_text_to_image_pipeline(img_ip: Any, tiny_image_dir: Path, tmp_pat
 # --------------------------------------------------------------------------- img2img, inpainting, LoRA
 
 
-def test_img2img_from_variable_array_and_path_shares_weights(img_ip: Any, tmp_path: Path) -> None:
+def test_img2img_from_variable_array_and_path_shares_weights(img_ip: Any, tmp_path: Path, tiny_image_dir: Path) -> None:
     base = run(img_ip, f"%%imagine {FAST} --seed 5 --out i_base\na red circle")
     img = run(img_ip, "%%imagine -m tiny-img --steps 4 --strength 0.5 --seed 1 --init i_base\na blue circle")
     assert img.ok and img.info["mode"] == "img2img" and img.images[0].size == (64, 64)
@@ -189,7 +189,8 @@ def test_img2img_from_variable_array_and_path_shares_weights(img_ip: Any, tmp_pa
     assert pixels(from_file.images[0]) == pixels(img.images[0])
     stronger = run(img_ip, "%%imagine -m tiny-img --steps 4 --strength 0.9 --seed 1 --init i_base\na blue circle")
     assert stronger.request.key() != img.request.key()
-    state = next(item.model for item in engine().models.loaded() if item.spec.alias == "tiny-img")
+    # This module's pipeline: other modules that import image_fixtures build (and load) their own copy.
+    state = next(item.model for item in engine().models.loaded() if item.spec.source == str(tiny_image_dir))
     assert state.derived["img2img"].unet is state.pipe.unet
 
 
@@ -389,7 +390,9 @@ def test_python_api(tiny_image_dir: Path, tmp_path: Path) -> None:
     img = genmagic.imagine("a star", model=str(tiny_image_dir), steps=4, seed=1, init=str(path), strength=0.5)
     assert img.info["mode"] == "img2img" and img.sources == {"init": str(path)}
     saved = img.save(tmp_path / "out")
-    again_from = genmagic.imagine(from_image=str(saved[0]), cache=False)
+    with pytest.raises(genmagic.OptionError, match=r"made with --init '.*init.png'; pass --init with that image"):
+        genmagic.imagine(from_image=str(saved[0]), cache=False)  # a PNG does not choose files to open
+    again_from = genmagic.imagine(from_image=str(saved[0]), init=str(path), cache=False)
     assert pixels(again_from.images[0]) == pixels(img.images[0])
     with pytest.raises(genmagic.OptionError, match="unknown option 'temperature'"):
         genmagic.imagine("x", model=str(tiny_image_dir), temperature=1)
