@@ -51,10 +51,12 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     global _magics
-    from .magics import GenMagics
+    from .magics import GenMagics, empty_cell_as_line
 
     _magics = GenMagics(ipython)
     ipython.register_magics(_magics)
+    if empty_cell_as_line not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(empty_cell_as_line)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -66,6 +68,10 @@ def unload_ipython_extension(ipython: Any) -> None:
                 if getattr(func, "__self__", None) is _magics:
                     del magics[kind][name]
         _magics = None
+    from .magics import empty_cell_as_line
+
+    if empty_cell_as_line in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(empty_cell_as_line)
 
 
 def generate(

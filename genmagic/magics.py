@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -80,6 +81,23 @@ def _genmagic_parser() -> _Parser:
     sub.add_parser("reset", help="forget this notebook's --chat conversation")
     sub.add_parser("trust", help="trust a project genmagic.toml (default: the one found from here)").add_argument("path", nargs="?")
     return parser
+
+
+_EMPTY_CELL_MAGIC = re.compile(r"%%(generate|imagine)(?=[ \t]|$)")
+
+
+def empty_cell_as_line(lines: list[str]) -> list[str]:
+    """An IPython input transformer: ``%%imagine --from saved.png`` with nothing below it runs
+    as the line magic ``%imagine --from saved.png`` (the same call: the cell form takes the
+    prompt from the line's words too).
+
+    IPython refuses a cell magic with an empty body before the magic sees the line, but these
+    magics can take their prompt from the line or from ``--from``; when there is none, the
+    magic's own error says so.
+    """
+    if lines and _EMPTY_CELL_MAGIC.match(lines[0]) and not "".join(lines[1:]).strip():
+        return [lines[0][1:]]
+    return lines
 
 
 # --------------------------------------------------------------------------- magics
