@@ -80,12 +80,15 @@ def generate(
     *,
     stream: bool = False,
     cache: bool = True,
+    format: str = "markdown",
     messages: list[tuple[str, str]] | None = None,
     **options: Any,
 ) -> TextResult:
     """Generate text; ``options`` are the ``%%generate`` options (``temperature=0.7``, ``seed=1``, ...).
 
     Returns a :class:`~genmagic.results.TextResult`; ``stream=True`` prints tokens as they come.
+    ``format="json"``: an output that does not parse gives ``status == "error"`` (the reason in
+    ``.error``, the raw text in ``.text``), as in the magic and the CLI.
     """
     from . import text_run
     from .engine import default_engine
@@ -97,7 +100,7 @@ def generate(
     text_options = TextOptions(**values)
     sink = StreamSink(num=text_options.num) if stream else NullSink()
     result = text_run.run(
-        default_engine(), prompt, text_options, TextControls(cache=cache), model=model, messages=messages or (),
+        default_engine(), prompt, text_options, TextControls(cache=cache, format=format), model=model, messages=messages or (),
         sink=sink, given=set(values),
     )
     sink.close(result.ok)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import options as opts
-from .errors import GenmagicError
+from .errors import GenmagicError, OutputFormatError
 
 
 def _read_prompt(words: Sequence[str]) -> str:
@@ -47,6 +47,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not controls.stream or result.cached:
         sys.stdout.write("\n\n".join(result.texts))  # type: ignore[attr-defined]
     sink.close(result.ok)
+    if result.status == "error":  # -f json that does not parse: the raw text is above and in history
+        raise OutputFormatError(f"{result.error} (history #{result.history_id})")
     if controls.format == "json":
         import json
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
 from .backends import Loaded
@@ -130,8 +130,12 @@ class Engine:
         cache: bool = True,
         notebook: str | None = None,
         cell_id: str | None = None,
+        finish: Callable[[Result], None] | None = None,
     ) -> Result:
+        """Run ``request``; ``finish`` (the run layer's, e.g. ``-f json`` parsing) sees the result,
+        fresh or from the cache, before history records it, and may mark it failed (status, error)."""
         sink = sink or NullSink()
+        finish = finish or (lambda result: None)
         where = {"notebook": notebook, "cell_id": cell_id}
         started = time.perf_counter()
 
@@ -150,6 +154,7 @@ class Engine:
                 result.verdicts = verdicts + [Verdict(**_verdict_args(v)) for v in hit.verdicts if v.get("stage") == "output"]
                 result.timings = {**hit.timings, "total": time.perf_counter() - started, "cached_from": float(hit.id)}
                 result.info = hit.info
+                finish(result)
                 self.history.record(result, **where)
                 return result
 
@@ -175,6 +180,7 @@ class Engine:
         result.verdicts = verdicts + result.verdicts + [  # the backend's own flags (nsfw, ...) stay
             v for text in _output_texts(result) for v in self._screen(text, "output", request)
         ]
+        finish(result)
         self.history.record(result, **where)
         return result
 

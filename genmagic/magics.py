@@ -19,7 +19,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from traitlets import Bool, Int, List, Unicode, observe
 
 from . import options as opts
-from .errors import GenmagicError, OptionError, PromptError
+from .errors import GenmagicError, OptionError, OutputFormatError, PromptError
 from .prompt import assemble, split_line
 
 OptionsT = TypeVar("OptionsT", bound=opts.Options)
@@ -220,6 +220,8 @@ class GenMagics(Magics):
         if result.status == "interrupted":
             print(f"genmagic: interrupted; the partial text is kept (history #{result.history_id})", file=sys.stderr)
             raise KeyboardInterrupt
+        if result.status == "error":  # -f json that does not parse: the raw text is on --out and in history
+            raise OutputFormatError(f"{result.error} (history #{result.history_id})")
         if options.chat:
             self.conversation += [("user", prompt), ("assistant", result.text)]
         if controls.format == "code":

@@ -16,8 +16,9 @@ the run raises, and the caller closes it otherwise (it knows what note to show).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .request import NullSink
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .options import TextControls, TextOptions
     from .request import Request
-    from .results import TextResult
+    from .results import Result, TextResult
 
 
 def build_request(
@@ -52,14 +53,38 @@ def run(
     where: Mapping[str, Any] | None = None,
     given: Collection[str] | None = None,
 ) -> TextResult:
-    """Build the request, run it; the result shows itself in ``controls.format``."""
+    """Build the request, run it; the result shows itself in ``controls.format``. With
+    ``-f json`` an output that does not parse makes a failed run (status ``error``, see
+    :func:`check_format`): the caller reports it, the result and history keep the text."""
     request = build_request(engine, prompt, options, model or controls.model, messages, given)
     sink = sink if sink is not None else NullSink()
     try:
-        result: TextResult = engine.run(request, sink, cache=controls.cache, **dict(where or {}))  # type: ignore[assignment]
+        result: TextResult = engine.run(  # type: ignore[assignment]
+            request, sink, cache=controls.cache, finish=functools.partial(check_format, fmt=controls.format),
+            **dict(where or {}),
+        )
     except BaseException:
         if hasattr(sink, "close"):
             sink.close(False, "failed")
         raise
-    result.format = controls.format
     return result
+
+
+def check_format(result: Result, fmt: str) -> None:
+    """The engine's ``finish`` for text (before history records the run): the result shows
+    itself in ``fmt``; with ``-f json`` every sample must parse, or the run failed: status
+    ``error`` with the reason, the raw text kept on the result and in history."""
+    text_result = cast("TextResult", result)
+    text_result.format = fmt
+    if fmt != "json" or result.status != "ok":
+        return
+    from .display import parse_json
+    from .errors import OutputFormatError
+
+    for index, text in enumerate(text_result.texts):
+        try:
+            parse_json(text)
+        except OutputFormatError as err:
+            result.status = "error"
+            result.error = (f"sample {index + 1}: " if len(text_result.texts) > 1 else "") + str(err)
+            return
