@@ -21,10 +21,8 @@ def _read_prompt(words: Sequence[str]) -> str:
     return " ".join(words)
 
 
-def _exit_code(result: Any, out: str | None, kept: str) -> int:
-    """The shared end of a run on the command line: notes on stderr, 130 if interrupted."""
-    if out:
-        print(f"genmagic: --out has no meaning on the command line (history #{result.history_id})", file=sys.stderr)
+def _exit_code(result: Any, kept: str) -> int:
+    """The shared end of a run on the command line: 130 (and a note on stderr) if interrupted."""
     if result.status == "interrupted":
         print(f"genmagic: interrupted; {kept} kept in history #{result.history_id}", file=sys.stderr)
         return 130
@@ -53,7 +51,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         import json
 
         print(json.dumps(result.json(), indent=2, ensure_ascii=False))  # type: ignore[attr-defined]
-    return _exit_code(result, controls.out, "partial text")
+    return _exit_code(result, "partial text")
 
 
 def cmd_imagine(args: argparse.Namespace) -> int:
@@ -90,7 +88,7 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     if not written:
         print(f"genmagic: {len(result.images)} image(s) in history #{result.history_id}; pass -o out.png to write them",
               file=sys.stderr)
-    return _exit_code(result, controls.out, "the last preview")
+    return _exit_code(result, "the last preview")
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ Each modality's options are a frozen dataclass whose fields carry their flag, he
 bounds and choices in ``metadata``. That single definition drives:
 
 - the magic parser (:func:`magic_arguments` builds IPython ``@argument`` decorators),
-- the CLI (:func:`add_arguments` on an ``argparse`` parser),
+- the CLI (:func:`add_arguments` on an ``argparse`` parser; ``notebook_only`` options are left out),
 - validation (``__post_init__`` checks types and bounds, one-line errors naming the fix),
 - the Python API (:func:`split_kwargs`), and later the widgets (:func:`describe`).
 
@@ -39,6 +39,7 @@ class Spec:
     metavar: str | None = None
     example: str | None = None  # a valid value to show in error messages
     widget: bool = True  # shown in option panels
+    notebook_only: bool = False  # means something only in a notebook: left out of the command line
 
 
 def opt(default: Any = _MISSING, help: str = "", **spec: Any) -> Any:
@@ -195,11 +196,14 @@ def _argparse_type(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
     return convert
 
 
-def argument_specs(cls: type[Options]) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
-    """``(flags, kwargs)`` pairs for ``argparse.add_argument`` built from the definition."""
+def argument_specs(cls: type[Options], notebook: bool = True) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """``(flags, kwargs)`` pairs for ``argparse.add_argument`` built from the definition;
+    ``notebook=False`` leaves out the options marked ``notebook_only``."""
     out: list[tuple[tuple[str, ...], dict[str, Any]]] = []
     for f in cls.option_fields():
         spec: Spec = f.metadata["spec"]
+        if spec.notebook_only and not notebook:
+            continue
         typ = _base_type(f.type)
         kwargs: dict[str, Any] = {"dest": f.name, "default": None}
         help_text = spec.help
@@ -232,8 +236,9 @@ def argument_specs(cls: type[Options]) -> list[tuple[tuple[str, ...], dict[str, 
 
 
 def add_arguments(parser: argparse.ArgumentParser, *classes: type[Options]) -> None:
+    """The command line's arguments: every option but those marked ``notebook_only``."""
     for cls in classes:
-        for flags, kwargs in argument_specs(cls):
+        for flags, kwargs in argument_specs(cls, notebook=False):
             parser.add_argument(*flags, **kwargs)
 
 
@@ -304,6 +309,7 @@ def describe(cls: type[Options]) -> list[dict[str, Any]]:
                 "choices": list(spec.choices) if spec.choices else None,
                 "repeat": spec.repeat,
                 "widget": spec.widget,
+                "notebook_only": spec.notebook_only,
             }
         )
     return out
@@ -332,7 +338,7 @@ class TextOptions(Options):
     stop: tuple[str, ...] = opt((), "stop when this text appears (repeatable)", repeat=True, metavar="TEXT")
     system: str | None = opt(None, "system prompt", metavar="TEXT", example="'You are terse.'")
     truncate: bool = opt(False, "keep the end of a prompt longer than the model's context instead of failing")
-    chat: bool = opt(False, "continue this notebook's conversation (reset with %genmagic reset)")
+    chat: bool = opt(False, "continue this notebook's conversation (reset with %genmagic reset)", notebook_only=True)
 
     def deterministic(self) -> bool:
         return self.temperature == 0
@@ -345,10 +351,11 @@ class Controls(Options):
     kind: ClassVar[str] = "controls"
 
     model: str | None = opt(None, "model alias, local directory or hub id", flags=("-m",), metavar="NAME", widget=False)
-    out: str | None = opt(None, "bind the result object to this variable", metavar="VAR", widget=False)
+    out: str | None = opt(None, "bind the result object to this variable", metavar="VAR", widget=False, notebook_only=True)
     cache: bool = opt(True, "do not serve the result from the cache", negate=True)
     stream: bool = opt(True, "show the output only when it is complete", negate=True)
-    interpolate: bool = opt(True, "do not fill {name} from the notebook's variables", negate=True, widget=False)
+    interpolate: bool = opt(True, "do not fill {name} from the notebook's variables", negate=True, widget=False,
+                            notebook_only=True)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,13 @@ def test_hub_id_from_the_local_cache(tiny_text_dir: Path, tmp_path: Path) -> Non
     record = json.loads(subprocess.run([sys.executable, "-m", "genmagic.cli", "history", "--json"],
                                        capture_output=True, text=True, env=env).stdout)[0]
     assert record["model"] == "someorg/tiny-model" and record["status"] == "ok"
+
+
+def test_help_leaves_out_the_notebook_only_options() -> None:
+    for command in ("generate", "imagine"):
+        shown = cli(command, "--help")
+        assert shown.returncode == 0 and "--no-cache" in shown.stdout
+        for notebook_only in (r"--out\b(?!put)", "--no-interpolate", "notebook's variables", "--chat"):
+            assert not re.search(notebook_only, shown.stdout), (command, notebook_only)
+    refused = cli("generate", "--out", "story", "hi")
+    assert refused.returncode == 2 and "--out" in refused.stderr
