@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import options as opts
-from .errors import GenmagicError, OutputFormatError
+from .errors import GenmagicError, OutputFormatError, on_command_line
 
 
 def _read_prompt(words: Sequence[str]) -> str:
@@ -187,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with on_command_line():  # messages name `genmagic history`, not `%genmagic history`
+            return int(args.func(args))
     except GenmagicError as err:
         print(f"genmagic: error: {err}", file=sys.stderr)
         return 2

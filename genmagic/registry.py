@@ -24,7 +24,7 @@ from typing import Any
 
 import tomllib
 
-from .errors import ModelNotFoundError
+from .errors import ModelNotFoundError, command
 
 PACKAGE_MODELS = Path(__file__).parent / "models"
 ENTRY_POINT_GROUP = "genmagic.backends"
@@ -397,7 +397,7 @@ class Registry:
         if spec.kind and spec.kind != kind:
             raise ModelNotFoundError(
                 f"model {name!r} is a {spec.kind} model, not a {kind} model; "
-                f"pick a {kind} model from `%genmagic models`"
+                f"pick a {kind} model from {command('models')}"
             )
         if self._project and (spec.origin == "project" or (by_default and kind in self._project[1])):
             from .trust import require_trusted  # an untrusted project file may not run model code
@@ -430,5 +430,6 @@ class Registry:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
         hint = f"did you mean {', '.join(close)}?" if close else f"known {kind} models: {', '.join(known) or 'none'}"
         raise ModelNotFoundError(
-            f"unknown model {name!r}: {hint} (see `%genmagic models`, or `%genmagic register ALIAS PATH`)"
+            f"unknown model {name!r}: {hint} (see {command('models')}, or "
+            f"{command('register ALIAS PATH', shell='add the alias to genmagic.toml')})"
         )

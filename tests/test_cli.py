@@ -8,6 +8,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run
+from IPython.core.error import UsageError
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -81,3 +86,19 @@ def test_help_leaves_out_the_notebook_only_options() -> None:
             assert not re.search(notebook_only, shown.stdout), (command, notebook_only)
     refused = cli("generate", "--out", "story", "hi")
     assert refused.returncode == 2 and "--out" in refused.stderr
+
+
+def test_errors_name_the_command_line_commands(ip: Any) -> None:
+    unknown = cli("generate", "-m", "no-such-model", "hi")
+    assert "(see `genmagic models`, or add the alias to genmagic.toml)" in unknown.stderr
+    wrong_kind = cli("imagine", "-m", "tiny-text", "a circle")
+    assert wrong_kind.returncode == 2 and "model from `genmagic models`" in wrong_kind.stderr
+    missing = cli("show", "999")
+    assert missing.returncode == 2 and missing.stderr.rstrip().endswith("see `genmagic history`")
+    for shown in (unknown, wrong_kind, missing):
+        assert "%genmagic" not in shown.stderr
+    # the magics keep naming their own commands
+    with pytest.raises(UsageError, match=r"see `%genmagic models`, or `%genmagic register ALIAS PATH`"):
+        run(ip, "%generate -m no-such-model hi")
+    with pytest.raises(UsageError, match="see `%genmagic history`"):
+        run(ip, "%genmagic show 999")
