@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = opts.parse_args(parser, sys.argv[1:] if argv is None else argv)
     try:
         with on_command_line():  # messages name `genmagic history`, not `%genmagic history`
             return int(args.func(args))

@@ -41,7 +41,7 @@ def usage_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
-        raise UsageError(f"%genmagic: {message}; see %genmagic -h")
+        raise UsageError(f"%genmagic: {message} (see %genmagic -h)")
 
     def exit(self, status: int = 0, message: str | None = None) -> Any:
         if message:
@@ -161,7 +161,7 @@ class GenMagics(Magics):
             action = actions.get(flag)
             return action is not None and action.nargs != 0
 
-        return magic.parser.parse_args(split_line(line, self.ip.user_ns, takes_value))
+        return opts.parse_args(magic.parser, split_line(line, self.ip.user_ns, takes_value))
 
     def _parse(
         self, magic: Any, line: str, cell: str | None, options_class: type[OptionsT], controls_class: type[ControlsT],
@@ -279,7 +279,7 @@ class GenMagics(Magics):
                 argv = ma.arg_split(line, posix=True, strict=True)
             except ValueError as err:
                 raise OptionError(f"cannot read the line ({err}): close every quote") from None
-            args = parser.parse_args(argv)
+            args = opts.parse_args(parser, argv)
         except _HelpShown:
             return None
         if args.command is None:

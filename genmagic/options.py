@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+import difflib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -242,6 +243,37 @@ def add_arguments(parser: argparse.ArgumentParser, *classes: type[Options]) -> N
             parser.add_argument(*flags, **kwargs)
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)`` (the magics' and the CLI's), but an unknown option also names
+    the closest known one: "unrecognized arguments: --temprature 0.5; did you mean --temperature?".
+    The error goes through the (sub)command's own ``error`` (UsageError in a magic, exit 2 in the CLI)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        target = _subcommand(parser, args)
+        target.error(f"unrecognized arguments: {' '.join(extra)}{_did_you_mean(extra, target)}")
+    return args
+
+
+def _subcommand(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the subcommand ``args`` chose (``genmagic generate``), else ``parser``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _subcommand(chosen, args)
+    return parser
+
+
+def _did_you_mean(words: Iterable[str], parser: argparse.ArgumentParser) -> str:
+    flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
+    for word in words:
+        if word.startswith("-"):
+            close = difflib.get_close_matches(word.partition("=")[0], flags, n=1, cutoff=0.6)
+            if close:
+                return f"; did you mean {close[0]}?"
+    return ""
+
+
 def magic_arguments(*classes: type[Options]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Apply IPython ``@argument`` decorators generated from option definitions."""
     from IPython.core import magic_arguments as ma
@@ -288,7 +320,9 @@ def split_kwargs(kwargs: Mapping[str, Any], *classes: type[Options]) -> list[dic
                 break
         else:
             valid = sorted(set().union(*names))
-            raise OptionError(f"unknown option {key!r}; valid options: {', '.join(valid)}")
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise OptionError(f"unknown option {key!r}; {hint}valid options: {', '.join(valid)}")
     return parts
 
 

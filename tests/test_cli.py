@@ -102,3 +102,24 @@ def test_errors_name_the_command_line_commands(ip: Any) -> None:
         run(ip, "%generate -m no-such-model hi")
     with pytest.raises(UsageError, match="see `%genmagic history`"):
         run(ip, "%genmagic show 999")
+
+
+def test_an_unknown_option_names_the_closest_one(ip: Any) -> None:
+    typo = cli("generate", "--temprature", "0.5", "hi")
+    assert typo.returncode == 2
+    assert typo.stderr.splitlines()[-1] == (
+        "genmagic generate: error: unrecognized arguments: --temprature; did you mean --temperature?"
+    )
+    assert "did you mean --steps?" in cli("imagine", "--stepz", "3", "a circle").stderr
+    assert "did you mean --search?" in cli("history", "--serach", "x").stderr
+    # the magics, with the same parsers
+    with pytest.raises(UsageError, match=r"^unrecognized arguments: --temprature; did you mean --temperature\?$"):
+        run(ip, "%%generate -m tiny --temprature 0.5\nhi")
+    with pytest.raises(UsageError, match=r"did you mean --steps\?"):
+        run(ip, "%imagine --stepz 3 a circle")
+    with pytest.raises(UsageError, match=r"--serach x; did you mean --search\? \(see %genmagic -h\)$"):
+        run(ip, "%genmagic history --serach x")
+    import genmagic
+
+    with pytest.raises(genmagic.OptionError, match=r"unknown option 'temprature'; did you mean temperature\?"):
+        genmagic.generate("hi", model="echo:", temprature=0.5)
