@@ -68,15 +68,15 @@ def cmd_imagine(args: argparse.Namespace) -> int:
         raise GenmagicError("the prompt is empty: pass it as an argument, '-' to read it from stdin, or --from IMAGE.png")
     given = opts.given(args, opts.ImageOptions)
     num = (options.num if "num" in given else 1) if controls.from_image else options.num
+    paths = im.output_paths(args.output, num) if args.output else []  # a wrong -o fails before the run
     sink = TerminalImageSink(num) if controls.stream else None
     result = im.run(default_engine(), prompt, options, controls, sink=sink, given=given)
     if sink is not None:
         sink.close(result.ok)
     written: list[str] = []
     if args.output and result.images:
-        paths = im.output_paths(args.output, len(result.images))
         if paths:
-            for index, path in enumerate(paths):
+            for index, path in enumerate(paths[: len(result.images)]):
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
                 im.write_png(path, result.png(index))
                 written.append(path)
@@ -158,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     img = sub.add_parser("imagine", help="generate images (a progress bar on stderr; -o writes PNGs)")
     img.add_argument("prompt", nargs="*", help="the prompt; '-' or a pipe reads stdin")
     img.add_argument("-o", "--output", metavar="PATH",
-                     help="write the PNG(s) here: out.png (out-1.png, out-2.png... for several) or a folder/")
+                     help="write the PNG(s) here: out.png for one image; out-1.png ... out-N.png with -n N "
+                     "(out-01.png ... from 10); a folder/ keeps names from the prompt, seed and key. "
+                     "Every path written is printed on stdout, one per line")
     opts.add_arguments(img, opts.ImageOptions, opts.ImageControls)
     img.set_defaults(func=cmd_imagine)
 

@@ -257,12 +257,25 @@ def write_png(path: str, data: bytes) -> str:
     return str(write_atomic(Path(path), data))
 
 
+_OTHER_IMAGE_TYPES = (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif")
+
+
 def output_paths(output: str, count: int) -> list[str]:
-    """``-o out.png`` for one image; ``out-1.png``, ``out-2.png``... for several; a folder keeps names."""
-    if output.endswith(os.sep) or os.path.isdir(output):
+    """Where ``-o OUTPUT`` writes ``count`` images: ``out.png`` for one; ``out-1.png`` …
+    ``out-N.png`` for several, numbered to the same width so they sort (``out-01.png`` …
+    ``out-12.png``); ``[]`` for a folder (``dir/`` or an existing folder), where each PNG is
+    named from its prompt, seed and key. A name without ``.png`` gets it; a name ending in
+    another image type is an error, since the files are PNGs (they carry their parameters)."""
+    if output.endswith(("/", os.sep)) or os.path.isdir(output):
         return []
     root, ext = os.path.splitext(output)
-    ext = ext or ".png"
+    if ext.lower() in _OTHER_IMAGE_TYPES:
+        raise OptionError(
+            f"-o {output}: genmagic writes PNG files (they carry the generation parameters); use -o {root}.png"
+        )
+    if ext.lower() != ".png":
+        root, ext = output, ".png"
     if count == 1:
         return [root + ext]
-    return [f"{root}-{i + 1}{ext}" for i in range(count)]
+    width = len(str(count))
+    return [f"{root}-{i + 1:0{width}d}{ext}" for i in range(count)]
