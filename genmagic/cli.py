@@ -16,8 +16,10 @@ from .errors import GenmagicError, OutputFormatError, on_command_line
 
 
 def _read_prompt(words: Sequence[str]) -> str:
+    """The prompt: the words, or stdin (``-`` or a pipe) without its final newline(s), so
+    ``echo x | genmagic generate -`` is the same request (and cache key) as ``genmagic generate x``."""
     if list(words) == ["-"] or (not words and not sys.stdin.isatty()):
-        return sys.stdin.read()
+        return sys.stdin.read().rstrip("\r\n")
     return " ".join(words)
 
 

@@ -123,3 +123,16 @@ def test_an_unknown_option_names_the_closest_one(ip: Any) -> None:
 
     with pytest.raises(genmagic.OptionError, match=r"unknown option 'temprature'; did you mean temperature\?"):
         genmagic.generate("hi", model="echo:", temprature=0.5)
+
+
+def test_a_piped_prompt_is_the_same_request_as_the_words(tiny_text_dir: Path) -> None:
+    args = ("generate", "-m", str(tiny_text_dir), "--seed", "3", "--max-new-tokens", "4")
+    piped = cli(*args, "-", stdin="The fox\n")
+    typed = cli(*args, "The fox")
+    assert piped.returncode == typed.returncode == 0, piped.stderr + typed.stderr
+    typed_row, piped_row = json.loads(cli("history", "--json").stdout)
+    assert piped_row["prompt"] == "The fox" and typed_row["key"] == piped_row["key"]
+    assert typed_row["cached"] and typed.stdout == piped.stdout
+    # inner newlines stay: only the end of the input is trimmed
+    cli(*args, "-", stdin="line one\nline two\n\n")
+    assert json.loads(cli("history", "--json", "-n", "1").stdout)[0]["prompt"] == "line one\nline two"
