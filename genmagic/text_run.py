@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .request import NullSink
+from .request import Event, NullSink
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -55,6 +55,7 @@ def run(
     """Build the request, run it; the result shows itself in ``controls.format``."""
     request = build_request(engine, prompt, options, model or controls.model, messages, given)
     sink = sink if sink is not None else NullSink()
+    sink.emit(Event("start", request))  # a live view shows the model and each sample's seed from the start
     try:
         result: TextResult = engine.run(request, sink, cache=controls.cache, **dict(where or {}))  # type: ignore[assignment]
     except BaseException:
