@@ -77,8 +77,16 @@ WARN = "var(--jp-warn-color0, #b35a00)"  # a run that failed or was interrupted
 BORDER = "var(--jp-border-color2, #e0e0e0)"
 
 
+STRONG = "var(--jp-ui-font-color1, #212121)"
+
+
 def note_html(text: str, color: str = MUTED) -> str:
-    """A small line under an output: a footer, a status note."""
+    """A small line under an output: a footer, or (``WARN``) a status that needs attention, shown
+    in the strong text colour behind a warning-coloured mark (the warning colours are too light
+    for small text on a light theme)."""
+    if color == WARN:
+        return (f'<div class="genmagic-note" style="color: {STRONG}; font-size: 0.85em; margin-top: 4px">'
+                f'<span style="color: {WARN}">⚠</span> {html.escape(text)}</div>')
     return f'<div class="genmagic-note" style="color: {color}; font-size: 0.85em; margin-top: 4px">{html.escape(text)}</div>'
 
 
