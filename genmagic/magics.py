@@ -43,7 +43,7 @@ def _end_live_view(shell: Any, sink: Any, result: Any, note: str) -> None:
     and the value the magic returns is then not shown a second time in this cell: the saved
     notebook holds the result once (no emptied view before it), and nothing jumps at the end.
     ``Out``, ``_`` and ``--out`` still get the result; displaying it in a later cell shows it."""
-    if not sink.close(result.ok, note, result._repr_mimebundle_() if result.ok else None):
+    if not sink.close(result.ok, note, result._repr_mimebundle_ if result.ok else None):
         return
 
     def shown_already() -> None:  # IPython's display hook calls this instead of rendering the result

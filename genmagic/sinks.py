@@ -4,11 +4,11 @@ Text: :class:`CellTextSink` (a display handle updated in place), :class:`StreamS
 (stdout). Images: :class:`CellImageSink` (a progress bar and previews), :class:`TerminalImageSink`
 (a tqdm bar on stderr). ``live_text_sink`` / ``live_image_sink`` pick one for where the code
 runs. Every sink has ``emit(event)``, ``cancelled`` and ``close(success, note, final=None)``
-(True when a live view now shows ``final``, the result's bundle).
+(``final`` gives the result's bundle; True when a live view now shows it).
 
 While a model loads (the ``loading`` / ``loaded`` events) every sink says so, with the time
 it has taken so far. A cell's live view ends as the result itself (``close(True, note, final)``
-shows the result's bundle in place): the streamed text is already in the style it ends in, and
+shows ``final()``, the result's bundle, in place): the streamed text is already in the style it ends in, and
 the saved notebook holds the result once, with no emptied view before it.
 """
 
@@ -24,6 +24,8 @@ from typing import Any
 
 from . import display
 from .request import Event, NullSink
+
+Bundle = Callable[[], dict[str, Any]]  # gives a display bundle (only called when it is shown)
 
 # --------------------------------------------------------------------------- loading
 
@@ -162,13 +164,13 @@ class LiveView:
                 self.handle.display(bundle, raw=True)
                 self.shown = True
 
-    def finish(self, success: bool, final: dict[str, Any] | None, kept: Callable[[], dict[str, Any]]) -> bool:
-        """End the view: ``final`` (the result's bundle) in place when the run succeeded, else what
-        ``kept()`` gives (the partial output, marked). True when the view now shows ``final``."""
+    def finish(self, success: bool, final: Bundle | None, kept: Bundle) -> bool:
+        """End the view: ``final()`` (the result's bundle) in place when the run succeeded, else
+        ``kept()`` (the partial output, marked). True when the view now shows ``final()``."""
         if not self.shown:
             return False
         if success and final is not None:
-            self.show(final)
+            self.show(final())
             return True
         self.show(kept())
         return False
@@ -228,7 +230,7 @@ class CellTextSink:
     def _update(self, note: str = "", color: str = display.WARN) -> None:
         self.view.show(self.bundle(note, color))
 
-    def close(self, success: bool, note: str = "", final: dict[str, Any] | None = None) -> bool:
+    def close(self, success: bool, note: str = "", final: Bundle | None = None) -> bool:
         """End the live view: ``final`` in place on success (True: the view now shows it), else
         the text so far with ``note`` (marked when the run failed)."""
         self.loading.stop()
@@ -321,7 +323,7 @@ class CellImageSink:
         self.last = time.monotonic()
         self.view.show(self.bundle(note))
 
-    def close(self, success: bool, note: str = "", final: dict[str, Any] | None = None) -> bool:
+    def close(self, success: bool, note: str = "", final: Bundle | None = None) -> bool:
         """End the live view: ``final`` in place on success (True: the view now shows it), else
         the last preview marked with ``note``."""
         self.loading.stop()
