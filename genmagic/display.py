@@ -73,11 +73,8 @@ def parse_json(text: str) -> Any:
 # JupyterLab's theme variables (light, dark, high contrast), with fallbacks for the classic
 # notebook, nbviewer and GitHub, which do not define them.
 MUTED = "var(--jp-ui-font-color2, #616161)"  # footers, captions
-WARN = "var(--jp-warn-color0, #b35a00)"  # a run that failed or was interrupted
-BORDER = "var(--jp-border-color2, #e0e0e0)"
-
-
-STRONG = "var(--jp-ui-font-color1, #212121)"
+WARN = "var(--jp-warn-color0, #b35a00)"  # the mark of a run that failed or was interrupted
+STRONG = "var(--jp-ui-font-color1, #212121)"  # the text of that note
 
 
 def note_html(text: str, color: str = MUTED) -> str:
@@ -162,7 +159,7 @@ def text_plain(texts: Sequence[str]) -> str:
     return texts[0] if len(texts) == 1 else "\n\n".join(f"--- #{i + 1} ---\n{t}" for i, t in enumerate(texts))
 
 
-def text_seeds(seed: int | None, num: int) -> list[int | None]:
+def sample_seeds(seed: int | None, num: int) -> list[int | None]:
     """The seed of each of ``num`` samples: ``seed + i`` (none when decoding is greedy)."""
     return [None if seed is None else seed + i for i in range(num)]
 
@@ -189,7 +186,7 @@ def text_footer(result: TextResult) -> str:
 
 def text_result_bundle(result: TextResult) -> dict[str, Any]:
     texts = result.texts or [""]
-    body = text_body_html(texts, result.format, text_seeds(result.request.seed, len(texts)))
+    body = text_body_html(texts, result.format, sample_seeds(result.request.seed, len(texts)))
     # No text/markdown: a frontend would render the raw, unsanitized markdown.
     return {"text/plain": text_plain(texts), "text/html": body + note_html(text_footer(result))}
 

@@ -201,7 +201,7 @@ class CellTextSink:
     def emit(self, event: Event) -> None:
         if event.type == "start":
             self.model = event.data.model
-            self.seeds = display.text_seeds(event.data.seed, len(self.texts))
+            self.seeds = display.sample_seeds(event.data.seed, len(self.texts))
             return
         if self.loading.handle(event):
             if event.type == "loading":
@@ -277,7 +277,7 @@ class CellImageSink:
 
     def emit(self, event: Event) -> None:
         if event.type == "start":
-            self.seeds = display.text_seeds(event.data.seed, self.num)
+            self.seeds = display.sample_seeds(event.data.seed, self.num)
             return
         if self.loading.handle(event):
             if event.type == "loading":
