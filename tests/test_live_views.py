@@ -214,3 +214,12 @@ def test_models_table_has_a_legend_and_short_paths(ip: Any, tmp_path: Path, monk
     assert text.splitlines()[-1].startswith("* the default model")
     assert "* the default model" in table._repr_mimebundle_()["text/html"]
     assert display.short_path("gpt2") == "gpt2" and display.short_path("/opt/m") == "/opt/m"
+
+
+def test_cli_models_table_has_the_legend_and_short_paths() -> None:
+    from test_cli import cli
+
+    out = cli("models")
+    assert out.returncode == 0, out.stderr
+    assert "<genmagic>/models/tiny-text" in out.stdout and str(Path.home()) not in out.stdout
+    assert out.stdout.rstrip().splitlines()[-1].startswith("* the default model")
