@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Callable, Collection, Sequence
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -164,10 +165,12 @@ def markdown_html(text: str) -> str:
     return sanitize_html(_markdown().render(text))
 
 
-_FENCE = re.compile(r"^\s*```[\w-]*\s*\n(.*?)\n\s*```\s*$", re.S)
+_FENCE = re.compile(r"^\s*```[\w-]*[ \t]*\n(.*?)(\n\s*```\s*)?$", re.S)
 
 
 def strip_fence(text: str) -> str:
+    """The code inside a fenced block; a fence not closed yet (streaming, or cut by
+    --max-new-tokens) counts too."""
     match = _FENCE.match(text)
     return match.group(1) if match else text.strip()
 
@@ -185,10 +188,103 @@ def parse_json(text: str) -> Any:
         ) from None
 
 
+# --------------------------------------------------------------------------- colours
+
+# JupyterLab's theme variables (light, dark, high contrast), with fallbacks for the classic
+# notebook, nbviewer and GitHub, which do not define them.
+MUTED = "var(--jp-ui-font-color2, #616161)"  # footers, captions
+WARN = "var(--jp-warn-color0, #b35a00)"  # the mark of a run that failed or was interrupted
+STRONG = "var(--jp-ui-font-color1, #212121)"  # the text of that note
+
+
+def note_html(text: str, color: str = MUTED) -> str:
+    """A small line under an output: a footer, or (``WARN``) a status that needs attention, shown
+    in the strong text colour behind a warning-coloured mark (the warning colours are too light
+    for small text on a light theme)."""
+    if color == WARN:
+        return (f'<div class="genmagic-note" style="color: {STRONG}; font-size: 0.85em; margin-top: 4px">'
+                f'<span style="color: {WARN}">⚠</span> {html.escape(text)}</div>')
+    return f'<div class="genmagic-note" style="color: {color}; font-size: 0.85em; margin-top: 4px">{html.escape(text)}</div>'
+
+
 # --------------------------------------------------------------------------- results
 
 
-def _footer(result: TextResult) -> str:
+_MARKDOWN_SIGNS = [
+    re.compile(r"^ {0,3}#{1,6} \S", re.M),  # a heading
+    re.compile(r"^ {0,3}(```|~~~)", re.M),  # a code fence
+    re.compile(r"^ {0,3}([-*+]|\d{1,3}[.)]) \S.*\n {0,3}([-*+]|\d{1,3}[.)]) \S", re.M),  # two list items in a row
+    re.compile(r"(\*\*|__)\S[^\n]*?\S\1"),  # bold
+    re.compile(r"(?<![*\w])\*\S[^*\n]*?\S\*(?![*\w])"),  # *emphasis*
+    re.compile(r"`[^`\n]+`"),  # inline code
+    re.compile(r"\[[^\]\n]+\]\([^)\s]+\)"),  # a link
+    re.compile(r"^ {0,3}\|?[^\n|]*\|[^\n]*\n {0,3}\|? *:?-{3,}:? *(\| *:?-{3,}:? *)*\|? *$", re.M),  # a table
+]
+
+
+def looks_like_markdown(text: str) -> bool:
+    """Whether ``text`` uses markdown on purpose: a heading, a fence, a list, bold or emphasis,
+    inline code, a link or a table. Conservative: a tab, a single ``-`` line or plain line
+    breaks do not count (markdown would turn them into a code block or one paragraph)."""
+    return any(sign.search(text) for sign in _MARKDOWN_SIGNS)
+
+
+def resolve_format(text: str, fmt: str) -> str:
+    """``auto`` becomes ``markdown`` or ``text`` for this output; other formats stay."""
+    if fmt != "auto":
+        return fmt
+    return "markdown" if looks_like_markdown(text) else "text"
+
+
+def _plain_html(text: str) -> str:
+    """Text as the model wrote it: line breaks and spaces kept, in the notebook's own font."""
+    return f'<div class="genmagic-text" style="white-space: pre-wrap; overflow-wrap: anywhere">{html.escape(text)}</div>'
+
+
+def render_text(text: str, fmt: str, live: bool = False) -> str:
+    """One output as HTML. ``live``: a partial output while it streams, shown in the style
+    the finished one will have (JSON is pretty-printed only at the end)."""
+    fmt = resolve_format(text, fmt)
+    if fmt == "markdown":
+        return markdown_html(text)
+    if fmt == "html":
+        return sanitize_html(text)
+    if fmt == "json":
+        try:
+            shown = text if live else json.dumps(parse_json(text), indent=2, ensure_ascii=False)
+        except OutputFormatError:
+            shown = text
+        return f"<pre>{html.escape(shown)}</pre>"
+    if fmt == "code":
+        return f"<pre><code>{html.escape(strip_fence(text))}</code></pre>"
+    return _plain_html(text)
+
+
+def text_body_html(texts: Sequence[str], fmt: str, seeds: Sequence[int | None] = (), live: bool = False) -> str:
+    """The outputs of a text run: one, or ``-n`` side by side headed by their number and seed."""
+    if len(texts) == 1:
+        return render_text(texts[0], fmt, live)
+    cells = []
+    for i, t in enumerate(texts):
+        seed = seeds[i] if i < len(seeds) else None
+        label = f' <small style="color: {MUTED}">seed {seed}</small>' if seed is not None else ""
+        cells.append(
+            f'<td style="vertical-align: top; text-align: left; width: {100 // len(texts)}%">'
+            f"<div><b>#{i + 1}</b>{label}</div>{render_text(t, fmt, live)}</td>"
+        )
+    return f'<table style="width: 100%; table-layout: fixed"><tr>{"".join(cells)}</tr></table>'
+
+
+def text_plain(texts: Sequence[str]) -> str:
+    return texts[0] if len(texts) == 1 else "\n\n".join(f"--- #{i + 1} ---\n{t}" for i, t in enumerate(texts))
+
+
+def sample_seeds(seed: int | None, num: int) -> list[int | None]:
+    """The seed of each of ``num`` samples: ``seed + i`` (none when decoding is greedy)."""
+    return [None if seed is None else seed + i for i in range(num)]
+
+
+def text_footer(result: TextResult) -> str:
     req = result.request
     parts = [req.model]
     if req.seed is not None:
@@ -208,39 +304,11 @@ def _footer(result: TextResult) -> str:
     return " · ".join(parts)
 
 
-def _render_one(text: str, fmt: str) -> str:
-    if fmt == "markdown":
-        return markdown_html(text)
-    if fmt == "html":
-        return sanitize_html(text)
-    if fmt == "json":
-        try:
-            return f"<pre>{html.escape(json.dumps(parse_json(text), indent=2, ensure_ascii=False))}</pre>"
-        except OutputFormatError:
-            return f"<pre>{html.escape(text)}</pre>"
-    if fmt == "code":
-        return f"<pre><code>{html.escape(strip_fence(text))}</code></pre>"
-    return f'<pre style="white-space: pre-wrap">{html.escape(text)}</pre>'
-
-
 def text_result_bundle(result: TextResult) -> dict[str, Any]:
-    fmt = result.format
     texts = result.texts or [""]
-    if len(texts) == 1:
-        body = _render_one(texts[0], fmt)
-    else:
-        cells = "".join(
-            f'<td style="vertical-align: top; text-align: left; width: {100 // len(texts)}%">'
-            f"<div><b>#{i + 1}</b> <small>seed {(result.request.seed or 0) + i}</small></div>"
-            f"{_render_one(t, fmt)}</td>"
-            for i, t in enumerate(texts)
-        )
-        body = f'<table style="width: 100%; table-layout: fixed"><tr>{cells}</tr></table>'
-    footer = f'<div style="color: #888; font-size: 0.8em">{html.escape(_footer(result))}</div>'
-    plain = texts[0] if len(texts) == 1 else "\n\n".join(f"--- #{i + 1} ---\n{t}" for i, t in enumerate(texts))
-    bundle: dict[str, Any] = {"text/plain": plain, "text/html": body + footer}
+    body = text_body_html(texts, result.format, sample_seeds(result.request.seed, len(texts)))
     # No text/markdown: a frontend would render the raw, unsanitized markdown.
-    return bundle
+    return {"text/plain": text_plain(texts), "text/html": body + note_html(text_footer(result))}
 
 
 # --------------------------------------------------------------------------- image results
@@ -289,7 +357,7 @@ def display_png(image: Any) -> bytes:
 
 
 def grid_html(
-    images: list[Any], captions: list[str], note: str = "", note_color: str = "#888", enlarge: bool = True
+    images: list[Any], captions: list[str], note: str = "", note_color: str = MUTED, enlarge: bool = True
 ) -> str:
     """Images side by side with captions. ``enlarge=False`` (live previews) sends the small PNG
     and lets the browser scale it (``image-rendering: pixelated``): cheaper to encode."""
@@ -306,16 +374,16 @@ def grid_html(
         cells.append(
             '<figure style="display: inline-block; margin: 0 6px 6px 0; text-align: center">'
             f'<img src="data:image/png;base64,{data}"{size} style="image-rendering: pixelated" alt="{caption}"/>'
-            f'<figcaption style="font-size: 0.8em; color: #666">{caption}</figcaption></figure>'
+            f'<figcaption style="font-size: 0.85em; color: {MUTED}">{caption}</figcaption></figure>'
         )
-    footer = f'<div style="color: {note_color}; font-size: 0.8em">{html.escape(note)}</div>' if note else ""
+    footer = note_html(note, note_color) if note else ""
     return f'<div class="genmagic-images">{"".join(cells)}</div>{footer}'
 
 
 # --------------------------------------------------------------------------- tables
 
 
-def table_bundle(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, str]:
+def table_bundle(headers: Sequence[str], rows: Sequence[Sequence[Any]], note: str = "") -> dict[str, str]:
     cells = [[str(c) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
@@ -325,24 +393,43 @@ def table_bundle(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[
     body = "".join(
         "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in r) + "</tr>" for r in cells
     )
-    return {"text/plain": "\n".join(text), "text/html": f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"}
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return {"text/plain": "\n".join(text + ([note] if note else [])), "text/html": table + (note_html(note) if note else "")}
 
 
 class Table:
-    """A small table with a text and an HTML repr (``%genmagic models`` / ``history``)."""
+    """A small table with a text and an HTML repr (``%genmagic models`` / ``history``);
+    ``note`` is a line under it (a legend)."""
 
-    def __init__(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    def __init__(self, headers: Sequence[str], rows: Sequence[Sequence[Any]], note: str = "") -> None:
         self.headers = list(headers)
         self.rows = [list(r) for r in rows]
+        self.note = note
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return table_bundle(self.headers, self.rows)
+        return table_bundle(self.headers, self.rows, self.note)
 
     def __repr__(self) -> str:
-        return table_bundle(self.headers, self.rows)["text/plain"]
+        return table_bundle(self.headers, self.rows, self.note)["text/plain"]
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+DEFAULT_MARK = "*"
+DEFAULT_LEGEND = "* the default model of its kind (used when -m is not given)"
+
+
+def short_path(source: str) -> str:
+    """A model source for a table: ``<genmagic>/models/tiny-text`` inside the package,
+    ``~/...`` under the home folder, anything else (hub ids, other paths) as it is."""
+    path = Path(source)
+    if not path.is_absolute():
+        return source
+    for base, name in ((Path(__file__).parent, "<genmagic>"), (Path.home(), "~")):
+        if path.is_relative_to(base):
+            return f"{name}/{path.relative_to(base).as_posix()}"
+    return source
 
 
 def shorten(text: str, width: int = 60) -> str:

@@ -23,7 +23,7 @@ from .history import History
 from .modelcache import ModelCache
 from .options import Options, check_value
 from .registry import ModelSpec, Registry, get_backend, home_dir
-from .request import NullSink, Request, Sink
+from .request import Event, NullSink, Request, Sink
 from .results import Result, Verdict, result_class
 
 
@@ -161,8 +161,13 @@ class Engine:
         spec = self.registry.resolve(request.model, request.kind)
         backend = get_backend(spec.backend)
         t_load = time.perf_counter()
+        cold = not self.models.is_loaded(spec)
+        if cold:  # a live view says so while it loads (a 7B model takes a while)
+            sink.emit(Event("loading", spec.alias))
         loaded: Loaded = self.models.get(spec, request.options)
         load_s = time.perf_counter() - t_load
+        if cold:
+            sink.emit(Event("loaded", load_s))
         try:
             result = backend.generate(loaded, request, sink)
         except GenmagicError as err:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import options as opts
 from .errors import OptionError, PromptError
-from .request import NullSink
+from .request import Event, NullSink
 from .results import ImageResult, pending_sources, write_atomic
 
 if TYPE_CHECKING:
@@ -235,6 +235,7 @@ def run(
             file=sys.stderr,
         )
     sink = sink if sink is not None else NullSink()
+    sink.emit(Event("start", request))  # a live view shows the model and each image's seed from the start
     token = pending_sources.set(sources)
     try:
         result: ImageResult = engine.run(request, sink, cache=controls.cache, **dict(where or {}))  # type: ignore[assignment]

@@ -39,6 +39,26 @@ def usage_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _end_live_view(shell: Any, sink: Any, result: Any, note: str) -> None:
+    """Close the run's live view. On success a view that was shown becomes the result itself,
+    and the value the magic returns is then not shown a second time in this cell: the saved
+    notebook holds the result once (no emptied view before it), and nothing jumps at the end.
+    ``Out``, ``_`` and ``--out`` still get the result; displaying it in a later cell shows it."""
+    if not sink.close(result.ok, note, result._repr_mimebundle_ if result.ok else None):
+        return
+
+    def shown_already() -> None:  # IPython's display hook calls this instead of rendering the result
+        forget()
+
+    def forget(*_: Any) -> None:
+        vars(result).pop("_ipython_display_", None)
+        if forget in shell.events.callbacks["post_execute"]:
+            shell.events.unregister("post_execute", forget)
+
+    vars(result)["_ipython_display_"] = shown_already  # on this object only, until the cell ends
+    shell.events.register("post_execute", forget)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
         raise UsageError(f"%genmagic: {message} (see %genmagic -h)")
@@ -204,18 +224,21 @@ class GenMagics(Magics):
         options, controls, prompt, given = self._parse(self.generate, line, cell, opts.TextOptions, opts.TextControls)
 
         from . import text_run
-        from .display import strip_fence
+        from .display import strip_fence, text_footer
         from .sinks import live_text_sink
 
         messages = tuple(self.conversation) if options.chat else ()
         model = controls.model or self.default_text_model or None
-        sink = live_text_sink(options.num, controls.stream and self.stream)
+        sink = live_text_sink(options.num, controls.stream and self.stream, controls.format)
         result = text_run.run(
             self.engine, prompt, options, controls, model=model, messages=messages, sink=sink, where=self._where(),
             given=given,
         )
         note = "" if result.ok else f"{result.status} after {sum(result.tokens)} tokens · history #{result.history_id}"
-        sink.close(result.ok, note)
+        if result.ok and controls.format == "json":  # the JSON as written stays; the parsed value is the output
+            sink.close(True, text_footer(result))
+        else:
+            _end_live_view(self.ip, sink, result, note)
         self._bind(controls.out, result)
         if result.status == "interrupted":
             print(f"genmagic: interrupted; the partial text is kept (history #{result.history_id})", file=sys.stderr)
@@ -260,8 +283,7 @@ class GenMagics(Magics):
             where=self._where(), given=given,
         )
         note = "" if result.ok else f"{result.status} · history #{result.history_id}"
-        if hasattr(sink, "close"):
-            sink.close(result.ok, note)
+        _end_live_view(self.ip, sink, result, note)
         self._bind(controls.out, result)
         if result.status == "interrupted":
             print(f"genmagic: interrupted; the last preview is kept (history #{result.history_id})", file=sys.stderr)
@@ -288,7 +310,7 @@ class GenMagics(Magics):
         return getattr(self, "_cmd_" + args.command)(args)
 
     def _cmd_models(self, args: argparse.Namespace) -> Any:
-        from .display import Table
+        from .display import DEFAULT_LEGEND, DEFAULT_MARK, Table, short_path
 
         engine = self.engine
         rows = []
@@ -298,13 +320,13 @@ class GenMagics(Magics):
         }
         for spec in sorted(engine.registry.specs(), key=lambda s: (s.kind, s.alias)):
             loaded = engine.models.is_loaded(spec)
-            mark = "*" if defaults.get(spec.kind) == spec.alias else ""
+            mark = DEFAULT_MARK if defaults.get(spec.kind) == spec.alias else ""
             rows.append(
                 [
                     spec.alias + mark,
                     spec.kind,
                     spec.backend,
-                    spec.source + (" +" + ",".join(spec.adapters) if spec.adapters else ""),
+                    short_path(spec.source) + (" +" + ",".join(map(short_path, spec.adapters)) if spec.adapters else ""),
                     spec.origin,
                     "yes" if loaded else "no",
                     f"{loaded.nbytes / 2**20:.1f} MB" if loaded else "",
@@ -314,9 +336,9 @@ class GenMagics(Magics):
         for loaded in engine.models.loaded():
             if (loaded.spec.source, loaded.spec.adapters) not in known:
                 spec = loaded.spec
-                rows.append([spec.alias, spec.kind, spec.backend, spec.source, spec.origin, "yes",
+                rows.append([spec.alias, spec.kind, spec.backend, short_path(spec.source), spec.origin, "yes",
                              f"{loaded.nbytes / 2**20:.1f} MB"])
-        return Table(["alias", "kind", "backend", "source", "from", "loaded", "memory"], rows)
+        return Table(["alias", "kind", "backend", "source", "from", "loaded", "memory"], rows, DEFAULT_LEGEND)
 
     def _cmd_use(self, args: argparse.Namespace) -> None:
         self.engine.registry.set_default(args.kind, args.name, persist=args.save)

@@ -396,7 +396,12 @@ class Controls(Options):
 class TextControls(Controls):
     kind: ClassVar[str] = "text-controls"
 
-    format: str = opt("markdown", "how to show the output", flags=("-f",), choices=("markdown", "text", "code", "json", "html"))
+    format: str = opt(
+        "auto",
+        "how to show the output: auto renders markdown when the output uses it (headings, lists, fences, "
+        "emphasis, links, tables) and plain text otherwise, line breaks kept",
+        flags=("-f",), choices=("auto", "markdown", "text", "code", "json", "html"),
+    )
 
 
 def options_class(kind: str) -> type[Options]:

@@ -93,8 +93,10 @@ class Event:
     """Something a backend reports while it runs.
 
     ``type`` is one of ``"token"`` (``data``: text), ``"progress"`` (``data``: (done, total)),
-    ``"preview"`` (``data``: a PIL image).
-    ``index`` says which sample (of ``--num``) it belongs to.
+    ``"preview"`` (``data``: a PIL image) from the backend; ``"start"`` (``data``: the
+    :class:`Request`, so a live view knows the model and seeds) from the run layer; ``"loading"``
+    (``data``: the model alias) and ``"loaded"`` (``data``: seconds) from the engine around a cold
+    model load. ``index`` says which sample (of ``--num``) it belongs to.
     """
 
     type: str
@@ -117,8 +119,8 @@ class NullSink:
     def emit(self, event: Event) -> None:
         pass
 
-    def close(self, success: bool, note: str = "") -> None:
-        pass
+    def close(self, success: bool, note: str = "", final: Any = None) -> bool:
+        return False
 
 
 class ListSink:
@@ -137,8 +139,8 @@ class ListSink:
     def emit(self, event: Event) -> None:
         self.events.append(event)
 
-    def close(self, success: bool, note: str = "") -> None:
-        pass
+    def close(self, success: bool, note: str = "", final: Any = None) -> bool:
+        return False
 
 
 __all__ = ["Digest", "Event", "ListSink", "NullSink", "Request", "Result", "Sink", "TextResult", "Verdict",

@@ -86,7 +86,7 @@ class Result:
 class TextResult(Result):
     texts: list[str] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)  # new tokens per sample
-    format: str = "markdown"  # how the result shows itself: markdown | text | code | json | html
+    format: str = "auto"  # how the result shows itself: auto | markdown | text | code | json | html
 
     @property
     def text(self) -> str:

@@ -20,7 +20,7 @@ import functools
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from .request import NullSink
+from .request import Event, NullSink
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -58,6 +58,7 @@ def run(
     :func:`check_format`): the caller reports it, the result and history keep the text."""
     request = build_request(engine, prompt, options, model or controls.model, messages, given)
     sink = sink if sink is not None else NullSink()
+    sink.emit(Event("start", request))  # a live view shows the model and each sample's seed from the start
     try:
         result: TextResult = engine.run(  # type: ignore[assignment]
             request, sink, cache=controls.cache, finish=functools.partial(check_format, fmt=controls.format),

@@ -27,7 +27,7 @@ def test_describe_gives_types_and_values_a_panel_can_use() -> None:
     assert text["seed"]["type"] == "int" and text["seed"]["default"] is None  # int | None: the base type
     assert text["stop"]["repeat"] and text["stop"]["default"] == ()
     controls = {d["name"]: d for d in opts.describe(opts.TextControls)}
-    assert controls["format"]["choices"] == ["markdown", "text", "code", "json", "html"]
+    assert controls["format"]["choices"] == ["auto", "markdown", "text", "code", "json", "html"]
     assert controls["interpolate"]["widget"] is False  # notebook-only: no panel control
 
 

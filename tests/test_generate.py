@@ -245,11 +245,11 @@ def test_interrupt_keeps_partial_text_history_and_model(ip: Any, monkeypatch: py
 
         def emit(self, event: Any) -> None:
             super().emit(event)
-            self.count += 1
+            self.count += event.type == "token"
             if self.count == 3:
                 _thread.interrupt_main()
 
-    monkeypatch.setattr(sinks, "live_text_sink", lambda num, stream: InterruptingSink(num))
+    monkeypatch.setattr(sinks, "live_text_sink", lambda num, stream, fmt: InterruptingSink(num))
     engine = genmagic._magics.engine
     run(ip, "%%generate -m tiny --seed 1 --max-new-tokens 2\nwarm up")
     loaded_before = engine.models.loaded()[-1].model

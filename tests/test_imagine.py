@@ -344,9 +344,9 @@ def test_interrupt_keeps_last_preview_history_and_pipeline(img_ip: Any, monkeypa
             if event.type == "progress" and event.data[0] == 5:
                 _thread.interrupt_main()
 
-        def close(self, success: bool, note: str = "") -> None:
+        def close(self, success: bool, note: str = "", final: Any = None) -> bool:
             InterruptingSink.closed = (success, note)
-            super().close(success, note)
+            return super().close(success, note)
 
     monkeypatch.setattr(sinks, "live_image_sink", lambda num, every, stream: InterruptingSink(num))
     run(img_ip, f"%%imagine {FAST} --seed 1\nwarm up")
