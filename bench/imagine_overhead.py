@@ -50,7 +50,7 @@ def main() -> None:
     from IPython.testing.globalipapp import start_ipython
 
     import genmagic.display
-    from genmagic.image_run import CellImageSink
+    from genmagic.sinks import CellImageSink
 
     genmagic.display.in_kernel = lambda: True  # render the live view (bar + previews) as in a notebook
     display_s = [0.0]

@@ -18,16 +18,18 @@ from typing import TYPE_CHECKING, Any
 from .errors import GenmagicError, ModelNotFoundError, OptionError, OutputFormatError, PromptError
 
 if TYPE_CHECKING:
-    from .image_result import ImageResult
-    from .request import TextResult
+    from .results import ImageResult, Result, TextResult
 
 __version__ = "0.1.0"
 __all__ = [
     "GenmagicError",
+    "ImageResult",
     "ModelNotFoundError",
     "OptionError",
     "OutputFormatError",
     "PromptError",
+    "Result",
+    "TextResult",
     "generate",
     "imagine",
     "load_ipython_extension",
@@ -38,12 +40,23 @@ __all__ = [
 _magics: Any = None
 
 
+def __getattr__(name: str) -> Any:
+    """``genmagic.TextResult``, ``genmagic.ImageResult``, ``genmagic.Result``, imported on first use."""
+    if name in ("ImageResult", "Result", "TextResult"):
+        from . import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'genmagic' has no attribute {name!r}")
+
+
 def load_ipython_extension(ipython: Any) -> None:
     global _magics
-    from .magics import GenMagics
+    from .magics import GenMagics, empty_cell_as_line
 
     _magics = GenMagics(ipython)
     ipython.register_magics(_magics)
+    if empty_cell_as_line not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(empty_cell_as_line)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -55,6 +68,10 @@ def unload_ipython_extension(ipython: Any) -> None:
                 if getattr(func, "__self__", None) is _magics:
                     del magics[kind][name]
         _magics = None
+    from .magics import empty_cell_as_line
+
+    if empty_cell_as_line in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(empty_cell_as_line)
 
 
 def generate(
@@ -63,28 +80,31 @@ def generate(
     *,
     stream: bool = False,
     cache: bool = True,
+    format: str = "markdown",
     messages: list[tuple[str, str]] | None = None,
     **options: Any,
 ) -> TextResult:
     """Generate text; ``options`` are the ``%%generate`` options (``temperature=0.7``, ``seed=1``, ...).
 
-    Returns a :class:`~genmagic.request.TextResult`; ``stream=True`` prints tokens as they come.
+    Returns a :class:`~genmagic.results.TextResult`; ``stream=True`` prints tokens as they come.
+    ``format="json"``: an output that does not parse gives ``status == "error"`` (the reason in
+    ``.error``, the raw text in ``.text``), as in the magic and the CLI.
     """
-    from .display import StreamSink
+    from . import text_run
     from .engine import default_engine
-    from .options import TextOptions, split_kwargs
+    from .options import TextControls, TextOptions, split_kwargs
     from .request import NullSink
+    from .sinks import StreamSink
 
     (values,) = split_kwargs(options, TextOptions)
     text_options = TextOptions(**values)
-    engine = default_engine()
-    request = engine.request(
-        "text", prompt, text_options, model=model, messages=tuple(messages or ()), given=values
-    )
     sink = StreamSink(num=text_options.num) if stream else NullSink()
-    result = engine.run(request, sink, cache=cache)
+    result = text_run.run(
+        default_engine(), prompt, text_options, TextControls(cache=cache, format=format), model=model, messages=messages or (),
+        sink=sink, given=set(values),
+    )
     sink.close(result.ok)
-    return result  # type: ignore[return-value]
+    return result
 
 
 def imagine(
@@ -103,11 +123,12 @@ def imagine(
 
     ``init``/``mask`` take a PIL image, a numpy array or a file path (img2img, inpainting);
     ``from_image`` re-runs the request stored in a PNG saved by genmagic. Returns an
-    :class:`~genmagic.image_result.ImageResult`; ``progress=True`` shows a progress bar.
+    :class:`~genmagic.results.ImageResult`; ``progress=True`` shows a progress bar.
     """
     from . import image_run as im
     from .engine import default_engine
     from .options import ImageControls, ImageOptions, split_kwargs
+    from .sinks import TerminalImageSink
 
     (values,) = split_kwargs(options, ImageOptions)
     image_options = ImageOptions(**values)
@@ -115,9 +136,9 @@ def imagine(
     init_image = im.resolve_image(init, "init=") if init is not None else None
     mask_image = im.resolve_image(mask, "mask=") if mask is not None else None
     sources = {name: os.path.abspath(value) for name, value in (("init", init), ("mask", mask)) if isinstance(value, str)}
-    sink = im.TerminalImageSink(image_options.num) if progress else None
+    sink = TerminalImageSink(image_options.num) if progress else None
     result = im.run(
-        default_engine(), prompt, image_options, controls, sink=sink, init=init_image, mask=mask_image, given=values,
+        default_engine(), prompt, image_options, controls, sink=sink, init=init_image, mask=mask_image, given=set(values),
         sources=sources,
     )
     if sink is not None:

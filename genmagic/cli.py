@@ -1,4 +1,4 @@
-"""The command line: ``genmagic generate | imagine | models | history | show``.
+"""The command line: ``genmagic generate | imagine | models | history | show | trust``.
 
 Options come from the same definitions as the magics (:mod:`genmagic.options`).
 User mistakes print one line to stderr and exit with status 2.
@@ -12,19 +12,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import options as opts
-from .errors import GenmagicError
+from .errors import GenmagicError, OutputFormatError, on_command_line
 
 
 def _read_prompt(words: Sequence[str]) -> str:
+    """The prompt: the words, or stdin (``-`` or a pipe) without its final newline(s), so
+    ``echo x | genmagic generate -`` is the same request (and cache key) as ``genmagic generate x``."""
     if list(words) == ["-"] or (not words and not sys.stdin.isatty()):
-        return sys.stdin.read()
+        return sys.stdin.read().rstrip("\r\n")
     return " ".join(words)
 
 
-def _exit_code(result: Any, out: str | None, kept: str) -> int:
-    """The shared end of a run on the command line: notes on stderr, 130 if interrupted."""
-    if out:
-        print(f"genmagic: --out has no meaning on the command line (history #{result.history_id})", file=sys.stderr)
+def _exit_code(result: Any, kept: str) -> int:
+    """The shared end of a run on the command line: 130 (and a note on stderr) if interrupted."""
     if result.status == "interrupted":
         print(f"genmagic: interrupted; {kept} kept in history #{result.history_id}", file=sys.stderr)
         return 130
@@ -32,26 +32,28 @@ def _exit_code(result: Any, out: str | None, kept: str) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .display import StreamSink
+    from . import text_run
     from .engine import default_engine
+    from .sinks import StreamSink
 
     controls = opts.from_namespace(opts.TextControls, args)
     options = opts.from_namespace(opts.TextOptions, args)
     prompt = _read_prompt(args.prompt)
     if not prompt.strip():
         raise GenmagicError("the prompt is empty: pass it as an argument, or '-' to read it from stdin")
-    engine = default_engine()
-    request = engine.request("text", prompt, options, model=controls.model, given=opts.given(args, opts.TextOptions))
     sink = StreamSink(num=options.num)
-    result = engine.run(request, sink if controls.stream else None, cache=controls.cache)
+    result = text_run.run(default_engine(), prompt, options, controls, sink=sink if controls.stream else None,
+                          given=opts.given(args, opts.TextOptions))
     if not controls.stream or result.cached:
         sys.stdout.write("\n\n".join(result.texts))  # type: ignore[attr-defined]
     sink.close(result.ok)
+    if result.status == "error":  # -f json that does not parse: the raw text is above and in history
+        raise OutputFormatError(f"{result.error} (history #{result.history_id})")
     if controls.format == "json":
         import json
 
         print(json.dumps(result.json(), indent=2, ensure_ascii=False))  # type: ignore[attr-defined]
-    return _exit_code(result, controls.out, "partial text")
+    return _exit_code(result, "partial text")
 
 
 def cmd_imagine(args: argparse.Namespace) -> int:
@@ -59,6 +61,7 @@ def cmd_imagine(args: argparse.Namespace) -> int:
 
     from . import image_run as im
     from .engine import default_engine
+    from .sinks import TerminalImageSink
 
     controls = opts.from_namespace(opts.ImageControls, args)
     options = opts.from_namespace(opts.ImageOptions, args)
@@ -66,16 +69,16 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     if not prompt.strip() and not controls.from_image:
         raise GenmagicError("the prompt is empty: pass it as an argument, '-' to read it from stdin, or --from IMAGE.png")
     given = opts.given(args, opts.ImageOptions)
-    num = int(given.get("num", 1)) if controls.from_image else options.num
-    sink = im.TerminalImageSink(num) if controls.stream else None
+    num = (options.num if "num" in given else 1) if controls.from_image else options.num
+    paths = im.output_paths(args.output, num) if args.output else []  # a wrong -o fails before the run
+    sink = TerminalImageSink(num) if controls.stream else None
     result = im.run(default_engine(), prompt, options, controls, sink=sink, given=given)
     if sink is not None:
         sink.close(result.ok)
     written: list[str] = []
     if args.output and result.images:
-        paths = im.output_paths(args.output, len(result.images))
         if paths:
-            for index, path in enumerate(paths):
+            for index, path in enumerate(paths[: len(result.images)]):
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
                 im.write_png(path, result.png(index))
                 written.append(path)
@@ -87,19 +90,20 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     if not written:
         print(f"genmagic: {len(result.images)} image(s) in history #{result.history_id}; pass -o out.png to write them",
               file=sys.stderr)
-    return _exit_code(result, controls.out, "the last preview")
+    return _exit_code(result, "the last preview")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .display import Table
+    from .display import DEFAULT_LEGEND, DEFAULT_MARK, Table, short_path
     from .engine import default_engine
 
     registry = default_engine().registry
     rows = [
-        [s.alias + ("*" if registry.default(s.kind) == s.alias else ""), s.kind, s.backend, s.source, s.origin]
+        [s.alias + (DEFAULT_MARK if registry.default(s.kind) == s.alias else ""), s.kind, s.backend,
+         short_path(s.source), s.origin]
         for s in sorted(registry.specs(), key=lambda s: (s.kind, s.alias))
     ]
-    print(repr(Table(["alias", "kind", "backend", "source", "from"], rows)))
+    print(repr(Table(["alias", "kind", "backend", "source", "from"], rows, DEFAULT_LEGEND)))
     return 0
 
 
@@ -132,6 +136,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trust(args: argparse.Namespace) -> int:
+    from .registry import Registry
+    from .trust import trust_command
+
+    print(trust_command(args.path, Registry(), "genmagic trust"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genmagic", description="Generative AI from the command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     img = sub.add_parser("imagine", help="generate images (a progress bar on stderr; -o writes PNGs)")
     img.add_argument("prompt", nargs="*", help="the prompt; '-' or a pipe reads stdin")
     img.add_argument("-o", "--output", metavar="PATH",
-                     help="write the PNG(s) here: out.png (out-1.png, out-2.png... for several) or a folder/")
+                     help="write the PNG(s) here: out.png for one image; out-1.png ... out-N.png with -n N "
+                     "(out-01.png ... from 10); a folder/ keeps names from the prompt, seed and key. "
+                     "Every path written is printed on stdout, one per line")
     opts.add_arguments(img, opts.ImageOptions, opts.ImageControls)
     img.set_defaults(func=cmd_imagine)
 
@@ -167,14 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id", type=int)
     show.set_defaults(func=cmd_show)
 
+    trust = sub.add_parser("trust", help="trust a project genmagic.toml, so it may turn on trust_remote_code/allow_pickle")
+    trust.add_argument("path", nargs="?", help="the file (default: the genmagic.toml found from here upwards)")
+    trust.set_defaults(func=cmd_trust)
+
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = opts.parse_args(parser, sys.argv[1:] if argv is None else argv)
     try:
-        return int(args.func(args))
+        with on_command_line():  # messages name `genmagic history`, not `%genmagic history`
+            return int(args.func(args))
     except GenmagicError as err:
         print(f"genmagic: error: {err}", file=sys.stderr)
         return 2

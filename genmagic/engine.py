@@ -15,7 +15,7 @@ import dataclasses
 import os
 import random
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
 from .backends import Loaded
@@ -24,7 +24,8 @@ from .history import History
 from .modelcache import ModelCache
 from .options import Options, check_value
 from .registry import ModelSpec, Registry, get_backend, home_dir
-from .request import NullSink, Request, Result, Sink, Verdict, result_class
+from .request import Event, NullSink, Request, Sink
+from .results import Result, Verdict, result_class
 
 
 class Check(Protocol):
@@ -134,8 +135,12 @@ class Engine:
         cache: bool = True,
         notebook: str | None = None,
         cell_id: str | None = None,
+        finish: Callable[[Result], None] | None = None,
     ) -> Result:
+        """Run ``request``; ``finish`` (the run layer's, e.g. ``-f json`` parsing) sees the result,
+        fresh or from the cache, before history records it, and may mark it failed (status, error)."""
         sink = sink or NullSink()
+        finish = finish or (lambda result: None)
         where = {"notebook": notebook, "cell_id": cell_id}
         started = time.perf_counter()
 
@@ -160,13 +165,19 @@ class Engine:
                 result.verdicts = verdicts + [Verdict(**_verdict_args(v)) for v in hit.verdicts if v.get("stage") == "output"]
                 result.timings = {**hit.timings, "total": time.perf_counter() - started, "cached_from": float(hit.id)}
                 result.info = hit.info
+                finish(result)
                 self.history.record(result, **where)
                 return result
 
         try:  # a model that fails to load leaves an error row, like any failed run
             t_load = time.perf_counter()
+            cold = not self.models.holds(spec, request.options, fingerprint)
+            if cold:  # a live view says so while it loads (a 7B model takes a while)
+                sink.emit(Event("loading", spec.alias))
             loaded: Loaded = self.models.get(spec, request.options, fingerprint)
             load_s = time.perf_counter() - t_load
+            if cold:
+                sink.emit(Event("loaded", load_s))
             result = backend.generate(loaded, request, sink)
         except Exception as err:
             failed = result_class(request.kind)(request=request, status="error", error=_one_line(err), verdicts=verdicts)
@@ -177,6 +188,7 @@ class Engine:
         result.verdicts = verdicts + result.verdicts + [  # the backend's own flags (nsfw, ...) stay
             v for text in _output_texts(result) for v in self._screen(text, "output", request)
         ]
+        finish(result)
         self.history.record(result, **where)
         return result
 
@@ -218,8 +230,3 @@ def default_engine() -> Engine:
     elif _default.history.home != home_dir():  # GENMAGIC_HOME changed: keep the loaded models
         _default.history = History(home_dir())
     return _default
-
-
-def set_default_engine(engine: Engine | None) -> None:
-    global _default
-    _default = engine

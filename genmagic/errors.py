@@ -7,6 +7,10 @@ CLI prints it and exits with status 2; the Python API lets it propagate.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 
 class GenmagicError(Exception):
     """A user-facing error: one line, names the value and says how to fix it."""
@@ -30,3 +34,27 @@ class OutputFormatError(GenmagicError, ValueError):
 
 class BlockedError(GenmagicError):
     """A safety check blocked the prompt or the output."""
+
+
+# Where the user is: messages name the management commands they can type there.
+_management = contextvars.ContextVar("genmagic_management", default="%genmagic")
+
+
+def command(words: str, shell: str | None = None) -> str:
+    """A management command as the user types it where they are, for messages: ```%genmagic
+    models``` in a notebook (and from Python), ```genmagic models``` on the command line, where
+    ``shell`` (if given) replaces a command that only the magic has."""
+    prefix = _management.get()
+    if shell is not None and prefix == "genmagic":
+        return shell
+    return f"`{prefix} {words}`"
+
+
+@contextlib.contextmanager
+def on_command_line() -> Iterator[None]:
+    """Messages raised inside name the shell's commands (``genmagic history``), not the magic's."""
+    token = _management.set("genmagic")
+    try:
+        yield
+    finally:
+        _management.reset(token)

@@ -9,16 +9,28 @@ once: every write is one short ``BEGIN IMMEDIATE`` transaction with a busy timeo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import GenmagicError
+
 SCHEMA_VERSION = 1
+BLOB_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".json", ".txt", ".bin")
+_BLOB_NAME = re.compile("[0-9a-f]{64}(?:" + "|".join(re.escape(s) for s in BLOB_SUFFIXES) + ")")
+
+
+class HistoryError(GenmagicError):
+    """The history store cannot be used as it is (an altered row, a blob outside the store)."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -81,6 +93,20 @@ def _loads(text: str | None, default: Any) -> Any:
     return json.loads(text) if text else default
 
 
+# SQLite's result codes for a file that is not (or no longer) a database, and for one
+# that cannot be written here.
+_CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+_UNWRITABLE = ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_PROTOCOL")
+
+
+def _error_name(err: sqlite3.Error) -> str:
+    return str(getattr(err, "sqlite_errorname", "") or "")
+
+
+def _warn(message: str) -> None:
+    print(f"genmagic: {message}", file=sys.stderr)
+
+
 class History:
     def __init__(self, home: str | os.PathLike[str]) -> None:
         self.home = Path(home)
@@ -88,20 +114,73 @@ class History:
         self.blob_dir = self.home / "blobs"
         self._local = threading.local()
         self._ready = False
+        self._memory: sqlite3.Connection | None = None  # set when the home cannot be written
+        self._open_lock = threading.Lock()
 
     # -- connection
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            self.home.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            with self._open_lock:
+                conn = self._open()
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        """The database file, moved aside first when it is corrupt (as IPython does with its
+        history); a home that cannot be written gives an in-memory store and a warning."""
+        if self._memory is not None:
+            return self._memory
+        try:
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError as err:
+                if _error_name(err) not in _CORRUPT:
+                    raise
+                self._move_aside(err)
+                return self._connect()
+        except OSError as err:
+            return self._in_memory(f"{type(err).__name__}: {err}")
+        except sqlite3.Error as err:
+            if not _error_name(err).startswith(_UNWRITABLE):
+                raise
+            return self._in_memory(str(err))
+
+    def _connect(self) -> sqlite3.Connection:
+        self.home.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
             conn.execute("PRAGMA busy_timeout = 60000")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            self._local.conn, self._local.pid = conn, os.getpid()
             if not self._ready:
                 self._migrate(conn)
                 self._ready = True
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _move_aside(self, err: sqlite3.Error) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):  # a stale WAL must not be replayed into the new file
+            with contextlib.suppress(FileNotFoundError):  # another kernel moved it already
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+        _warn(f"the history database {self.path} was unreadable ({err}); moved it to {aside.name} and started a new one")
+
+    def _in_memory(self, reason: str) -> sqlite3.Connection:
+        import tempfile
+
+        _warn(
+            f"cannot write the history at {self.path} ({reason}); this session keeps its history in memory only. "
+            "To keep it, set GENMAGIC_HOME to a writable local folder, e.g. export GENMAGIC_HOME=/tmp/$USER-genmagic"
+        )
+        self.blob_dir = Path(tempfile.mkdtemp(prefix="genmagic-blobs-"))
+        # One connection shared by the session's threads: writes are short, and a kernel runs one at a time.
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        self._migrate(conn)
+        self._memory = conn
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -123,7 +202,7 @@ class History:
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        if conn is not None and conn is not self._memory:  # closing the in-memory store would empty it
             conn.close()
             self._local.conn = None
 
@@ -133,7 +212,7 @@ class History:
 
         digest = hashlib.sha256(data).hexdigest()
         name = digest + suffix
-        target = self.blob_dir / digest[:2] / name
+        target = self.blob_path(name)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -142,10 +221,30 @@ class History:
         return name
 
     def blob_path(self, name: str) -> Path:
-        return self.blob_dir / name[:2] / name
+        """Where blob ``name`` lives: ``blobs/<first two hex digits>/<sha256>.<ext>``.
+
+        Names come from the database, which anything may have written (and the lab sidebar
+        serves blobs), so a name that is not a sha256 plus a known extension, or a path that
+        leaves ``blobs/`` (``..``, an absolute path, a symlink), is a :class:`HistoryError`
+        before any file is opened.
+        """
+        if not isinstance(name, str) or not _BLOB_NAME.fullmatch(name):
+            raise HistoryError(
+                f"history blob name {str(name)[:80]!r} is not a sha256 with a known extension "
+                f"({', '.join(BLOB_SUFFIXES)}); {self.path} was altered"
+            )
+        path = self.blob_dir / name[:2] / name
+        base = self.blob_dir.resolve()
+        if not path.resolve().is_relative_to(base):
+            raise HistoryError(f"history blob {name} resolves outside {base} (a symlink); remove {path}")
+        return path
 
     def get_blob(self, name: str) -> bytes:
-        return self.blob_path(name).read_bytes()
+        path = self.blob_path(name)
+        # O_NOFOLLOW: a symlink put in place after the check above is not followed either.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read()
 
     # -- writes
     def record(self, result: Any, *, notebook: str | None = None, cell_id: str | None = None) -> int:

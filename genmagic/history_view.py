@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 from .display import Table, shorten
-from .errors import GenmagicError
+from .errors import GenmagicError, command
 from .history import History
-from .request import Request, Result, result_class
+from .request import Request
+from .results import Result, result_class
 
 
 def history_table(history: History, n: int = 20, search: str | None = None, kind: str | None = None) -> Table:
@@ -33,7 +34,7 @@ def history_table(history: History, n: int = 20, search: str | None = None, kind
 def result_from_history(history: History, rid: int) -> Result:
     rec = history.get(rid)
     if rec is None:
-        raise GenmagicError(f"no run #{rid} in the history at {history.path}; see %genmagic history")
+        raise GenmagicError(f"no run #{rid} in the history at {history.path}; see {command('history')}")
     request = Request.from_dict(rec.request)
     if rec.outputs is None:
         result = result_class(rec.kind)(request=request)

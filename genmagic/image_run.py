@@ -1,5 +1,5 @@
 """``%%imagine``, ``genmagic imagine`` and ``genmagic.imagine()``: one way to build and run
-an image request, plus the live views (a progress bar and a preview every few steps).
+an image request from parsed options (the same shape as :mod:`genmagic.text_run`).
 
 (This module is not called ``imagine.py``: that name would shadow ``genmagic.imagine()``.)
 
@@ -15,20 +15,19 @@ its key. ``--from image.png`` re-runs the request stored in a PNG's metadata.
 
 from __future__ import annotations
 
-import html
+import functools
 import os
 import sys
-import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import options as opts
 from .errors import OptionError, PromptError
 from .request import Event, NullSink, stored_fingerprint
+from .results import ImageResult, pending_sources, write_atomic
 
 if TYPE_CHECKING:
     from .engine import Engine
-    from .image_result import ImageResult
     from .request import Request
 
 
@@ -39,8 +38,6 @@ def to_pil(value: Any, flag: str, name: str) -> Any:
     """A PIL image from a PIL image, a numpy array (H×W, H×W×3/4; uint8 or floats in 0..1),
     or an earlier ImageResult; a one-line OptionError otherwise."""
     from PIL import Image
-
-    from .image_result import ImageResult
 
     if isinstance(value, ImageResult):
         if not value.images:
@@ -132,39 +129,43 @@ def build_request(
 
 
 def apply_from(
-    path: str, given: Mapping[str, Any], prompt: str, model: str | None
+    path: str,
+    overrides: Mapping[str, Any],
+    prompt: str,
+    model: str | None,
+    resolve: Callable[[str], Any] | None = None,
 ) -> tuple[str, opts.ImageOptions, str | None, dict[str, Any]]:
-    """Options, prompt and model of the image stored in ``path``; ``given`` options override.
+    """Options, prompt and model of the image stored in ``path``; ``overrides`` (the options
+    the user set explicitly, with their values) win.
 
-    The stored image is reproduced alone: its own seed, ``num`` 1.
+    The stored image is reproduced alone: its own seed, ``num`` 1. What a PNG may not choose
+    (device, files, a trust_remote_code model): :func:`genmagic.pngmeta.safe_options_from_png`.
     """
-    from .pngmeta import read_metadata
+    from .pngmeta import read_metadata, safe_options_from_png
 
     meta = read_metadata(path)
     stored = meta.get("request") or {}
-    values = dict(stored.get("options") or {})
-    if meta.get("seed") is not None:
-        values["seed"] = int(meta["seed"])
-    values["num"] = 1
     known = opts.field_names([opts.ImageOptions])
-    values = {k: v for k, v in values.items() if k in known}
-    options = opts.ImageOptions.from_dict(values).replace(**given)
-    return (prompt or str(stored.get("prompt", ""))), options, (model or stored.get("model") or None), meta
+    values, model = safe_options_from_png(meta, known=known, given=overrides, model=model, resolve=resolve)
+    options = opts.ImageOptions.from_dict(values).replace(**overrides)
+    return (prompt or str(stored.get("prompt", ""))), options, model, meta
 
 
 def _stored_inputs(meta: Mapping[str, Any], init: Any, mask: Any, namespace: Mapping[str, Any] | None) -> tuple[Any, Any]:
     """For ``--from``: reload the init/mask the stored run used (from their recorded VAR/PATH)."""
+    from .pngmeta import stored_input_sources
     from .request import digest
 
     digests = (meta.get("request") or {}).get("inputs") or {}
-    sources = meta.get("sources") or {}
+    sources = stored_input_sources(meta, namespace)
     out = {"init": init, "mask": mask}
     for name in ("init", "mask"):
         if name in digests and out[name] is None:
             source = sources.get(name)
             flag = f"--{name}"
             if not source:
-                raise OptionError(f"this image was made with {flag}; pass {flag} with the same image to re-run it")
+                recorded = str((meta.get("sources") or {}).get(name) or "")  # a path is not opened unasked
+                raise OptionError(f"this image was made with {flag} {recorded!r}; pass {flag} with that image to re-run it")
             try:
                 image = resolve_image(source, flag, namespace)
             except OptionError:
@@ -178,118 +179,6 @@ def _stored_inputs(meta: Mapping[str, Any], init: Any, mask: Any, namespace: Map
                 )
             out[name] = normal
     return out["init"], out["mask"]
-
-
-# --------------------------------------------------------------------------- live views
-
-
-def _progress_text(index: int, num: int, done: int, total: int) -> str:
-    head = f"image {index + 1}/{num} · " if num > 1 else ""
-    return f"{head}step {done}/{total}"
-
-
-class CellImageSink:
-    """A progress bar and the latest preview(s) in one display, updated in place.
-
-    The view is cleared when the run succeeds (the result shows itself as the cell's value)
-    and kept, marked, when it fails or is interrupted.
-    """
-
-    cancelled = False
-
-    def __init__(self, num: int = 1, preview_every: int = 5, interval: float = 0.25) -> None:
-        from .display import LiveView
-
-        self.num = num
-        self.preview_every = preview_every
-        self.interval = interval
-        self.previews: list[Any] = [None] * num
-        self.index, self.done, self.total = 0, 0, 0
-        self.view = LiveView()
-        self.last = 0.0
-
-    def emit(self, event: Event) -> None:
-        if event.type == "progress":
-            self.index = event.index
-            self.done, self.total = event.data
-            final = self.done == self.total and event.index == self.num - 1
-            now = time.monotonic()
-            if now - self.last >= self.interval or final:
-                self._update()
-        elif event.type == "preview":
-            if event.index >= len(self.previews):
-                self.previews += [None] * (event.index + 1 - len(self.previews))
-                self.num = len(self.previews)
-            self.previews[event.index] = event.data
-            self._update()
-
-    def bundle(self, note: str = "") -> dict[str, str]:
-        from .image_result import grid_html
-
-        text = _progress_text(self.index, self.num, self.done, self.total)
-        overall = self.index * max(self.total, 1) + self.done
-        bar = (
-            f'<progress value="{overall}" max="{self.num * max(self.total, 1)}" style="width: 240px"></progress> '
-            f"<span style=\"font-size: 0.85em\">{html.escape(text)}</span>"
-        )
-        shown = [(i, p) for i, p in enumerate(self.previews) if p is not None]
-        captions = [f"#{i + 1}" for i, _ in shown]
-        grid = grid_html([p for _, p in shown], captions, note, "#c60", enlarge=False) if shown or note else ""
-        plain = text + (f" [{note}]" if note else "")
-        return {"text/plain": plain, "text/html": f"<div>{bar}</div>{grid}"}
-
-    def _update(self, note: str = "") -> None:
-        self.last = time.monotonic()
-        self.view.show(self.bundle(note))
-
-    def close(self, success: bool, note: str = "") -> None:
-        if success:
-            self.view.clear()
-        elif self.view.shown:
-            self._update(note)
-
-
-class TerminalImageSink:
-    """A tqdm progress bar on stderr (the CLI, terminal IPython); no previews."""
-
-    cancelled = False
-    preview_every = 0
-
-    def __init__(self, num: int = 1, stream: Any = None) -> None:
-        self.num = num
-        self.stream = stream or sys.stderr
-        self.bar: Any = None
-        self.index = -1
-
-    def emit(self, event: Event) -> None:
-        if event.type != "progress":
-            return
-        from tqdm.auto import tqdm
-
-        done, total = event.data
-        if event.index != self.index:
-            if self.bar is not None:
-                self.bar.close()
-            desc = f"image {event.index + 1}/{self.num}" if self.num > 1 else "denoising"
-            self.bar = tqdm(total=total, desc=desc, unit="step", file=self.stream, leave=False)
-            self.index = event.index
-        self.bar.update(done - self.bar.n)
-
-    def close(self, success: bool, note: str = "") -> None:
-        started = self.bar is not None
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        if note and started:
-            self.stream.write(f"[{note}]\n")
-
-
-def live_image_sink(num: int, preview_every: int, stream: bool) -> Any:
-    from .display import in_kernel
-
-    if not stream:
-        return NullSink()
-    return CellImageSink(num, preview_every) if in_kernel() else TerminalImageSink(num)
 
 
 # --------------------------------------------------------------------------- running
@@ -307,17 +196,21 @@ def run(
     init: Any = None,
     mask: Any = None,
     where: Mapping[str, Any] | None = None,
-    given: Mapping[str, Any] | None = None,
+    given: Collection[str] | None = None,
     sources: Mapping[str, str] | None = None,
 ) -> ImageResult:
-    """Build the request (``--from``, ``--init``, ``--mask``), run it, save it with ``--save``."""
+    """Build the request (``--from``, ``--init``, ``--mask``), run it, save it with ``--save``.
+
+    ``given``: the option names the user set explicitly (``None``: all of them); with
+    ``--from`` they override the PNG's options, otherwise the model's defaults fill the rest.
+    """
     model = model or controls.model
     meta: dict[str, Any] | None = None
     if controls.from_image:
-        if given is None:  # the options that differ from the defaults
-            defaults = opts.ImageOptions()
-            given = {k: getattr(options, k) for k in options.to_dict() if getattr(options, k) != getattr(defaults, k)}
-        prompt, options, model, meta = apply_from(controls.from_image, given, prompt, model)
+        names = options.to_dict() if given is None else given
+        overrides = {name: getattr(options, name) for name in names}
+        resolve = functools.partial(engine.registry.resolve, kind="image")
+        prompt, options, model, meta = apply_from(controls.from_image, overrides, prompt, model, resolve)
     sources = dict(sources or {})
     if init is None and controls.init is not None:
         init = resolve_image(controls.init, "--init", namespace)
@@ -335,16 +228,14 @@ def run(
     if mask is not None:
         mask = to_pil(mask, "--mask", "mask")
     # With --from every option comes from the PNG: the model's defaults do not apply.
-    explicit = None if controls.from_image or given is None else set(given)
-    request = build_request(engine, prompt, options, model, init, mask, given=explicit)
+    request = build_request(engine, prompt, options, model, init, mask, given=None if controls.from_image else given)
     if meta is not None and stored_fingerprint(meta.get("request", {})) not in ("", request.fingerprint):
         print(
             f"genmagic: {request.model} has changed since {controls.from_image} was made; the pixels may differ",
             file=sys.stderr,
         )
-    from .image_result import pending_sources
-
     sink = sink if sink is not None else NullSink()
+    sink.emit(Event("start", request))  # a live view shows the model and each image's seed from the start
     token = pending_sources.set(sources)
     try:
         result: ImageResult = engine.run(request, sink, cache=controls.cache, **dict(where or {}))  # type: ignore[assignment]
@@ -360,64 +251,32 @@ def run(
     return result
 
 
-def run_magic(magics: Any, line: str, cell: str | None = None) -> Any:
-    """The body of ``%%imagine`` (see :meth:`genmagic.magics.GenMagics.imagine`)."""
-
-    from .magics import interpolate
-
-    # posix=True: quotes group words and are removed (--negative "blurry, dark" → blurry, dark);
-    # ma.parse_argstring would keep them in the value.
-    args = magics.parse_line(magics.imagine, line)
-    controls = opts.from_namespace(opts.ImageControls, args)
-    options = opts.from_namespace(opts.ImageOptions, args)
-    namespace = magics.shell.user_ns
-    if cell is not None and cell.strip():
-        prompt = cell.strip("\n")
-        if controls.interpolate:
-            prompt = interpolate(prompt, namespace)
-        if args.prompt:
-            prompt = " ".join(args.prompt) + "\n" + prompt
-    else:
-        prompt = " ".join(args.prompt)
-    if not prompt.strip() and not controls.from_image:
-        raise PromptError("the prompt is empty: write it in the cell below the magic line, or after the options")
-    if controls.out is not None and not controls.out.isidentifier():
-        raise OptionError(f"--out needs a Python variable name, got {controls.out!r}; e.g. --out pictures")
-
-    given = opts.given(args, opts.ImageOptions)
-    num = options.num if not controls.from_image else int(given.get("num", 1))
-    sink = live_image_sink(num, controls.preview, controls.stream and magics.stream)
-    # With --from, the model stored in the PNG comes before the session's default.
-    model = controls.model or (None if controls.from_image else magics.default_image_model or None)
-    result = run(
-        magics.engine, prompt, options, controls, model=model, namespace=namespace, sink=sink,
-        where=magics._where(), given=given,
-    )
-    note = "" if result.ok else f"{result.status} · history #{result.history_id}"
-    if hasattr(sink, "close"):
-        sink.close(result.ok, note)
-    magics._bind(controls.out, result)
-    if result.status == "interrupted":
-        print(f"genmagic: interrupted; the last preview is kept (history #{result.history_id})", file=sys.stderr)
-        raise KeyboardInterrupt
-    return result
-
-
 def write_png(path: str, data: bytes) -> str:
     """Write PNG bytes through a temporary file, so an error leaves nothing half-written."""
     from pathlib import Path
 
-    from .image_result import write_atomic
-
     return str(write_atomic(Path(path), data))
 
 
+_OTHER_IMAGE_TYPES = (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif")
+
+
 def output_paths(output: str, count: int) -> list[str]:
-    """``-o out.png`` for one image; ``out-1.png``, ``out-2.png``... for several; a folder keeps names."""
-    if output.endswith(os.sep) or os.path.isdir(output):
+    """Where ``-o OUTPUT`` writes ``count`` images: ``out.png`` for one; ``out-1.png`` …
+    ``out-N.png`` for several, numbered to the same width so they sort (``out-01.png`` …
+    ``out-12.png``); ``[]`` for a folder (``dir/`` or an existing folder), where each PNG is
+    named from its prompt, seed and key. A name without ``.png`` gets it; a name ending in
+    another image type is an error, since the files are PNGs (they carry their parameters)."""
+    if output.endswith(("/", os.sep)) or os.path.isdir(output):
         return []
     root, ext = os.path.splitext(output)
-    ext = ext or ".png"
+    if ext.lower() in _OTHER_IMAGE_TYPES:
+        raise OptionError(
+            f"-o {output}: genmagic writes PNG files (they carry the generation parameters); use -o {root}.png"
+        )
+    if ext.lower() != ".png":
+        root, ext = output, ".png"
     if count == 1:
         return [root + ext]
-    return [f"{root}-{i + 1}{ext}" for i in range(count)]
+    width = len(str(count))
+    return [f"{root}-{i + 1:0{width}d}{ext}" for i in range(count)]

@@ -9,59 +9,21 @@ import argparse
 import functools
 import os
 import re
-import string
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from IPython.core import magic_arguments as ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
-from traitlets import Bool, Int, Unicode
+from traitlets import Bool, Int, List, Unicode, observe
 
 from . import options as opts
-from .errors import GenmagicError, OptionError, PromptError
+from .errors import GenmagicError, OptionError, OutputFormatError, PromptError
+from .prompt import assemble, split_line
 
-# --------------------------------------------------------------------------- prompt filling
-
-
-class _Namespace(dict[str, Any]):
-    def __missing__(self, key: str) -> Any:
-        raise PromptError(
-            f"unknown variable {key!r} in the prompt: define it first, write {{{{ and }}}} for literal braces, "
-            "or pass --no-interpolate"
-        )
-
-
-_PLACEHOLDER = re.compile(
-    r"\{\{|\}\}|\{([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\[\]{}]*\])*)(![rsa])?(:[^{}]*)?\}"
-)
-
-
-def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
-    """Fill ``{name}`` (also ``{name.attr}``, ``{name[0]}``, ``{name:fmt}``) from ``namespace``.
-
-    ``{{`` and ``}}`` are literal braces; any other brace (JSON in a prompt, say) is left alone.
-    """
-    if "{" not in text and "}" not in text:
-        return text
-    ns = _Namespace(namespace)
-
-    def fill(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token in ("{{", "}}"):
-            return token[0]
-        try:
-            return string.Formatter().vformat(token, (), ns)
-        except PromptError:
-            raise
-        except Exception as err:
-            raise PromptError(
-                f"cannot fill {token} in the prompt ({type(err).__name__}: {err}); "
-                "write {{ and }} for literal braces, or pass --no-interpolate"
-            ) from None
-
-    return _PLACEHOLDER.sub(fill, text)
+OptionsT = TypeVar("OptionsT", bound=opts.Options)
+ControlsT = TypeVar("ControlsT", bound=opts.Controls)
 
 
 def usage_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -77,9 +39,29 @@ def usage_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _end_live_view(shell: Any, sink: Any, result: Any, note: str) -> None:
+    """Close the run's live view. On success a view that was shown becomes the result itself,
+    and the value the magic returns is then not shown a second time in this cell: the saved
+    notebook holds the result once (no emptied view before it), and nothing jumps at the end.
+    ``Out``, ``_`` and ``--out`` still get the result; displaying it in a later cell shows it."""
+    if not sink.close(result.ok, note, result._repr_mimebundle_ if result.ok else None):
+        return
+
+    def shown_already() -> None:  # IPython's display hook calls this instead of rendering the result
+        forget()
+
+    def forget(*_: Any) -> None:
+        vars(result).pop("_ipython_display_", None)
+        if forget in shell.events.callbacks["post_execute"]:
+            shell.events.unregister("post_execute", forget)
+
+    vars(result)["_ipython_display_"] = shown_already  # on this object only, until the cell ends
+    shell.events.register("post_execute", forget)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
-        raise UsageError(f"%genmagic: {message}; see %genmagic -h")
+        raise UsageError(f"%genmagic: {message} (see %genmagic -h)")
 
     def exit(self, status: int = 0, message: str | None = None) -> Any:
         if message:
@@ -117,7 +99,25 @@ def _genmagic_parser() -> _Parser:
     show = sub.add_parser("show", help="the result of a run in history, as an object")
     show.add_argument("id", type=int)
     sub.add_parser("reset", help="forget this notebook's --chat conversation")
+    sub.add_parser("trust", help="trust a project genmagic.toml (default: the one found from here)").add_argument("path", nargs="?")
     return parser
+
+
+_EMPTY_CELL_MAGIC = re.compile(r"%%(generate|imagine)(?=[ \t]|$)")
+
+
+def empty_cell_as_line(lines: list[str]) -> list[str]:
+    """An IPython input transformer: ``%%imagine --from saved.png`` with nothing below it runs
+    as the line magic ``%imagine --from saved.png`` (the same call: the cell form takes the
+    prompt from the line's words too).
+
+    IPython refuses a cell magic with an empty body before the magic sees the line, but these
+    magics can take their prompt from the line or from ``--from``; when there is none, the
+    magic's own error says so.
+    """
+    if lines and _EMPTY_CELL_MAGIC.match(lines[0]) and not "".join(lines[1:]).strip():
+        return [lines[0][1:]]
+    return lines
 
 
 # --------------------------------------------------------------------------- magics
@@ -131,6 +131,14 @@ class GenMagics(Magics):
         config=True
     )
     stream = Bool(True, help="stream outputs into the cell as they are produced").tag(config=True)
+    allowed_image_hosts = List(Unicode(), help="hosts whose images model output may load ('*.example.org' "
+                               "for subdomains); any other remote image shows as a link that is not fetched").tag(config=True)
+
+    @observe("allowed_image_hosts")
+    def _image_hosts_changed(self, change: Any) -> None:
+        from . import display
+
+        display.configured_image_hosts = frozenset(h.strip().lower() for h in change["new"] if h.strip())
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -165,18 +173,33 @@ class GenMagics(Magics):
         return {"notebook": notebook, "cell_id": cell_id}
 
     def parse_line(self, magic: Any, line: str) -> Any:
-        """Parse a magic line with its generated parser. POSIX splitting, so quotes do not
-        stay in the values (``ma.parse_argstring`` would keep them)."""
-        try:
-            argv = ma.arg_split(self._prepare_line(line), posix=True, strict=True)
-        except ValueError as err:  # shlex: an unclosed quote, a trailing backslash
-            raise OptionError(f"cannot read the options line ({err}): close every quote; write \\\\ for a backslash") from None
-        return magic.parser.parse_args(argv)
+        """Parse a magic line with its generated parser: split first (POSIX: quotes do not stay in
+        the values), then fill ``{name}`` in each word, so a variable is always one value."""
+        actions = magic.parser._option_string_actions
 
-    def _prepare_line(self, line: str) -> str:
-        if "--no-interpolate" in line.split():
-            return line
-        return interpolate(line, self.ip.user_ns)
+        def takes_value(flag: str) -> bool:
+            action = actions.get(flag)
+            return action is not None and action.nargs != 0
+
+        return opts.parse_args(magic.parser, split_line(line, self.ip.user_ns, takes_value))
+
+    def _parse(
+        self, magic: Any, line: str, cell: str | None, options_class: type[OptionsT], controls_class: type[ControlsT],
+        example: str = "story", need_prompt: bool = True,
+    ) -> tuple[OptionsT, ControlsT, str, frozenset[str]]:
+        """A magic's options, controls, prompt and ``given`` (the option names set on the line).
+
+        ``need_prompt=False``: an empty prompt is fine when ``--from`` says where it comes from."""
+        args = self.parse_line(magic, line)
+        controls = opts.from_namespace(controls_class, args)
+        options = opts.from_namespace(options_class, args)
+        prompt = assemble(cell, args.prompt, self.ip.user_ns if getattr(controls, "interpolate", True) else None)
+        if not prompt.strip() and (need_prompt or not getattr(controls, "from_image", None)):
+            raise PromptError("the prompt is empty: write it in the cell below the magic line, or after the options")
+        out = getattr(controls, "out", None)
+        if out is not None and not out.isidentifier():
+            raise OptionError(f"--out needs a Python variable name, got {out!r}; e.g. --out {example}")
+        return options, controls, prompt, opts.given(args, options_class)
 
     def _bind(self, name: str | None, value: Any) -> None:
         if name:
@@ -198,42 +221,30 @@ class GenMagics(Magics):
         take the model's own defaults (its generation_config.json, then the registry's
         params) before the defaults shown here.
         """
-        args = self.parse_line(self.generate, line)
-        controls = opts.from_namespace(opts.TextControls, args)
-        options = opts.from_namespace(opts.TextOptions, args)
-        if cell is not None and cell.strip():
-            prompt = cell.strip("\n")
-            if controls.interpolate:
-                prompt = interpolate(prompt, self.ip.user_ns)
-            if args.prompt:
-                prompt = " ".join(args.prompt) + "\n" + prompt
-        else:
-            prompt = " ".join(args.prompt)
-        if not prompt.strip():
-            raise PromptError("the prompt is empty: write it in the cell below the magic line, or after the options")
-        if controls.out is not None and not controls.out.isidentifier():
-            raise OptionError(f"--out needs a Python variable name, got {controls.out!r}; e.g. --out story")
+        options, controls, prompt, given = self._parse(self.generate, line, cell, opts.TextOptions, opts.TextControls)
 
-        from .display import live_text_sink, strip_fence
+        from . import text_run
+        from .display import strip_fence, text_footer
+        from .sinks import live_text_sink
 
-        engine = self.engine
         messages = tuple(self.conversation) if options.chat else ()
         model = controls.model or self.default_text_model or None
-        given = opts.given(args, opts.TextOptions)
-        request = engine.request("text", prompt, options, model=model, messages=messages, given=given)
-        sink = live_text_sink(options.num, controls.stream and self.stream)
-        try:
-            result = engine.run(request, sink, cache=controls.cache, **self._where())
-        except BaseException:
-            sink.close(False, "failed")
-            raise
-        result.format = controls.format
+        sink = live_text_sink(options.num, controls.stream and self.stream, controls.format)
+        result = text_run.run(
+            self.engine, prompt, options, controls, model=model, messages=messages, sink=sink, where=self._where(),
+            given=given,
+        )
         note = "" if result.ok else f"{result.status} after {sum(result.tokens)} tokens · history #{result.history_id}"
-        sink.close(result.ok, note)
+        if result.ok and controls.format == "json":  # the JSON as written stays; the parsed value is the output
+            sink.close(True, text_footer(result))
+        else:
+            _end_live_view(self.ip, sink, result, note)
         self._bind(controls.out, result)
         if result.status == "interrupted":
             print(f"genmagic: interrupted; the partial text is kept (history #{result.history_id})", file=sys.stderr)
             raise KeyboardInterrupt
+        if result.status == "error":  # -f json that does not parse: the raw text is on --out and in history
+            raise OutputFormatError(f"{result.error} (history #{result.history_id})")
         if options.chat:
             self.conversation += [("user", prompt), ("assistant", result.text)]
         if controls.format == "code":
@@ -257,22 +268,40 @@ class GenMagics(Magics):
         the request stored in a PNG that genmagic saved. Default model: ``default_image_model``.
         Options left out take the registry's params for the model before the defaults shown here.
         """
-        from .image_run import run_magic
+        from . import image_run
+        from .sinks import live_image_sink
 
-        return run_magic(self, line, cell)
+        options, controls, prompt, given = self._parse(
+            self.imagine, line, cell, opts.ImageOptions, opts.ImageControls, "pictures", need_prompt=False
+        )
+        num = options.num if not controls.from_image else (options.num if "num" in given else 1)
+        sink = live_image_sink(num, controls.preview, controls.stream and self.stream)
+        # With --from, the model stored in the PNG comes before the session's default.
+        model = controls.model or (None if controls.from_image else self.default_image_model or None)
+        result = image_run.run(
+            self.engine, prompt, options, controls, model=model, namespace=self.ip.user_ns, sink=sink,
+            where=self._where(), given=given,
+        )
+        note = "" if result.ok else f"{result.status} · history #{result.history_id}"
+        _end_live_view(self.ip, sink, result, note)
+        self._bind(controls.out, result)
+        if result.status == "interrupted":
+            print(f"genmagic: interrupted; the last preview is kept (history #{result.history_id})", file=sys.stderr)
+            raise KeyboardInterrupt
+        return result
 
     # -- %genmagic
     @line_magic
     @usage_errors
     def genmagic(self, line: str) -> Any:
-        """Manage models, history and conversations: %genmagic models | use | register | unload | history | show | reset"""
+        """Manage models, history and conversations: %genmagic models | use | register | unload | history | show | reset | trust"""
         parser = _genmagic_parser()
         try:
             try:
                 argv = ma.arg_split(line, posix=True, strict=True)
             except ValueError as err:
                 raise OptionError(f"cannot read the line ({err}): close every quote") from None
-            args = parser.parse_args(argv)
+            args = opts.parse_args(parser, argv)
         except _HelpShown:
             return None
         if args.command is None:
@@ -281,7 +310,7 @@ class GenMagics(Magics):
         return getattr(self, "_cmd_" + args.command)(args)
 
     def _cmd_models(self, args: argparse.Namespace) -> Any:
-        from .display import Table
+        from .display import DEFAULT_LEGEND, DEFAULT_MARK, Table, short_path
 
         engine = self.engine
         rows = []
@@ -292,13 +321,13 @@ class GenMagics(Magics):
         memory = engine.models.memory_by_alias(engine.registry.specs())  # once per loaded model
         for spec in sorted(engine.registry.specs(), key=lambda s: (s.kind, s.alias)):
             loaded = engine.models.is_loaded(spec)
-            mark = "*" if defaults.get(spec.kind) == spec.alias else ""
+            mark = DEFAULT_MARK if defaults.get(spec.kind) == spec.alias else ""
             rows.append(
                 [
                     spec.alias + mark,
                     spec.kind,
                     spec.backend,
-                    spec.source + (" +" + ",".join(spec.adapters) if spec.adapters else ""),
+                    short_path(spec.source) + (" +" + ",".join(map(short_path, spec.adapters)) if spec.adapters else ""),
                     spec.origin,
                     "yes" if loaded else "no",
                     memory.get(spec.alias, ""),
@@ -308,9 +337,9 @@ class GenMagics(Magics):
         for loaded in engine.models.loaded():
             if (loaded.spec.source, loaded.spec.adapters) not in known:
                 spec = loaded.spec
-                rows.append([spec.alias, spec.kind, spec.backend, spec.source, spec.origin, "yes",
+                rows.append([spec.alias, spec.kind, spec.backend, short_path(spec.source), spec.origin, "yes",
                              f"{loaded.nbytes / 2**20:.1f} MB"])
-        return Table(["alias", "kind", "backend", "source", "from", "loaded", "memory"], rows)
+        return Table(["alias", "kind", "backend", "source", "from", "loaded", "memory"], rows, DEFAULT_LEGEND)
 
     def _cmd_use(self, args: argparse.Namespace) -> None:
         self.engine.registry.set_default(args.kind, args.name, persist=args.save)
@@ -344,6 +373,11 @@ class GenMagics(Magics):
         from .history_view import result_from_history
 
         return result_from_history(self.engine.history, args.id)
+
+    def _cmd_trust(self, args: argparse.Namespace) -> None:
+        from .trust import trust_command
+
+        print(trust_command(args.path, self.engine.registry, "%genmagic trust"))
 
     def _cmd_reset(self, args: argparse.Namespace) -> None:
         turns = len(self.conversation) // 2

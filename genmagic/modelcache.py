@@ -66,6 +66,11 @@ class ModelCache:
             self._evict(0, keep=key)  # the estimate may have been low
             return loaded
 
+    def holds(self, spec: ModelSpec, options: Options, fingerprint: str) -> bool:
+        """Whether :meth:`get` would answer without loading."""
+        with self._lock:
+            return self._key(spec, options, fingerprint) in self._items
+
     def _evict(self, incoming: int, keep: tuple[Any, ...] | None = None) -> None:
         """Unload the least recently used models until ``incoming`` more bytes fit the budget
         (a model larger than the budget still loads, alone)."""

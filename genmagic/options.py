@@ -4,7 +4,7 @@ Each modality's options are a frozen dataclass whose fields carry their flag, he
 bounds and choices in ``metadata``. That single definition drives:
 
 - the magic parser (:func:`magic_arguments` builds IPython ``@argument`` decorators),
-- the CLI (:func:`add_arguments` on an ``argparse`` parser),
+- the CLI (:func:`add_arguments` on an ``argparse`` parser; ``notebook_only`` options are left out),
 - validation (``__post_init__`` checks types and bounds, one-line errors naming the fix),
 - the Python API (:func:`split_kwargs`), and later the widgets (:func:`describe`).
 
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+import difflib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -39,6 +40,7 @@ class Spec:
     metavar: str | None = None
     example: str | None = None  # a valid value to show in error messages
     widget: bool = True  # shown in option panels
+    notebook_only: bool = False  # means something only in a notebook: left out of the command line
 
 
 def opt(default: Any = _MISSING, help: str = "", **spec: Any) -> Any:
@@ -195,11 +197,14 @@ def _argparse_type(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
     return convert
 
 
-def argument_specs(cls: type[Options]) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
-    """``(flags, kwargs)`` pairs for ``argparse.add_argument`` built from the definition."""
+def argument_specs(cls: type[Options], notebook: bool = True) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """``(flags, kwargs)`` pairs for ``argparse.add_argument`` built from the definition;
+    ``notebook=False`` leaves out the options marked ``notebook_only``."""
     out: list[tuple[tuple[str, ...], dict[str, Any]]] = []
     for f in cls.option_fields():
         spec: Spec = f.metadata["spec"]
+        if spec.notebook_only and not notebook:
+            continue
         typ = _base_type(f.type)
         kwargs: dict[str, Any] = {"dest": f.name, "default": None}
         help_text = spec.help
@@ -232,9 +237,41 @@ def argument_specs(cls: type[Options]) -> list[tuple[tuple[str, ...], dict[str, 
 
 
 def add_arguments(parser: argparse.ArgumentParser, *classes: type[Options]) -> None:
+    """The command line's arguments: every option but those marked ``notebook_only``."""
     for cls in classes:
-        for flags, kwargs in argument_specs(cls):
+        for flags, kwargs in argument_specs(cls, notebook=False):
             parser.add_argument(*flags, **kwargs)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)`` (the magics' and the CLI's), but an unknown option also names
+    the closest known one: "unrecognized arguments: --temprature 0.5; did you mean --temperature?".
+    The error goes through the (sub)command's own ``error`` (UsageError in a magic, exit 2 in the CLI)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        target = _subcommand(parser, args)
+        target.error(f"unrecognized arguments: {' '.join(extra)}{_did_you_mean(extra, target)}")
+    return args
+
+
+def _subcommand(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the subcommand ``args`` chose (``genmagic generate``), else ``parser``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _subcommand(chosen, args)
+    return parser
+
+
+def _did_you_mean(words: Iterable[str], parser: argparse.ArgumentParser) -> str:
+    flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
+    for word in words:
+        if word.startswith("-"):
+            close = difflib.get_close_matches(word.partition("=")[0], flags, n=1, cutoff=0.6)
+            if close:
+                return f"; did you mean {close[0]}?"
+    return ""
 
 
 def magic_arguments(*classes: type[Options]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -250,16 +287,19 @@ def magic_arguments(*classes: type[Options]) -> Callable[[Callable[..., Any]], C
     return decorate
 
 
-def from_namespace(cls: type[T], ns: argparse.Namespace | Mapping[str, Any], base: T | None = None) -> T:
-    """Build options from parsed arguments; values not given keep ``base`` or the defaults."""
-    values = given(ns, cls)
-    if base is not None:
-        return dataclasses.replace(base, **values)
-    return cls(**values)
+def from_namespace(cls: type[T], ns: argparse.Namespace | Mapping[str, Any]) -> T:
+    """Build options from parsed arguments; values not given keep the defaults."""
+    return cls(**explicit_values(ns, cls))
 
 
-def given(ns: argparse.Namespace | Mapping[str, Any], *classes: type[Options]) -> dict[str, Any]:
-    """The options of ``classes`` given explicitly on a parsed command line (not None)."""
+def given(ns: argparse.Namespace | Mapping[str, Any], *classes: type[Options]) -> frozenset[str]:
+    """The names of the options the user set explicitly: what ``given`` means everywhere
+    (the run layers, :meth:`genmagic.engine.Engine.request`)."""
+    return frozenset(explicit_values(ns, *classes))
+
+
+def explicit_values(ns: argparse.Namespace | Mapping[str, Any], *classes: type[Options]) -> dict[str, Any]:
+    """The options of ``classes`` given explicitly on a parsed command line (not None), with their values."""
     values = vars(ns) if isinstance(ns, argparse.Namespace) else dict(ns)
     return {
         f.name: tuple(values[f.name]) if isinstance(values[f.name], list) else values[f.name]
@@ -280,7 +320,9 @@ def split_kwargs(kwargs: Mapping[str, Any], *classes: type[Options]) -> list[dic
                 break
         else:
             valid = sorted(set().union(*names))
-            raise OptionError(f"unknown option {key!r}; valid options: {', '.join(valid)}")
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise OptionError(f"unknown option {key!r}; {hint}valid options: {', '.join(valid)}")
     return parts
 
 
@@ -301,6 +343,7 @@ def describe(cls: type[Options]) -> list[dict[str, Any]]:
                 "choices": list(spec.choices) if spec.choices else None,
                 "repeat": spec.repeat,
                 "widget": spec.widget,
+                "notebook_only": spec.notebook_only,
             }
         )
     return out
@@ -329,7 +372,7 @@ class TextOptions(Options):
     stop: tuple[str, ...] = opt((), "stop when this text appears (repeatable)", repeat=True, metavar="TEXT")
     system: str | None = opt(None, "system prompt", metavar="TEXT", example="'You are terse.'")
     truncate: bool = opt(False, "keep the end of a prompt longer than the model's context instead of failing")
-    chat: bool = opt(False, "continue this notebook's conversation (reset with %genmagic reset)")
+    chat: bool = opt(False, "continue this notebook's conversation (reset with %genmagic reset)", notebook_only=True)
     device: str | None = opt(None, "torch device (default: cuda, then mps, then cpu)", metavar="DEVICE", example="cpu", widget=False)
     dtype: str | None = opt(None, "weights dtype (default: the model's own, as its config says; auto = the same)", choices=("auto", "float32", "float16", "bfloat16"), widget=False)
 
@@ -344,17 +387,23 @@ class Controls(Options):
     kind: ClassVar[str] = "controls"
 
     model: str | None = opt(None, "model alias, local directory or hub id", flags=("-m",), metavar="NAME", widget=False)
-    out: str | None = opt(None, "bind the result object to this variable", metavar="VAR", widget=False)
+    out: str | None = opt(None, "bind the result object to this variable", metavar="VAR", widget=False, notebook_only=True)
     cache: bool = opt(True, "do not serve the result from the cache", negate=True)
     stream: bool = opt(True, "show the output only when it is complete", negate=True)
-    interpolate: bool = opt(True, "do not fill {name} from the notebook's variables", negate=True, widget=False)
+    interpolate: bool = opt(True, "do not fill {name} from the notebook's variables", negate=True, widget=False,
+                            notebook_only=True)
 
 
 @dataclass(frozen=True)
 class TextControls(Controls):
     kind: ClassVar[str] = "text-controls"
 
-    format: str = opt("markdown", "how to show the output", flags=("-f",), choices=("markdown", "text", "code", "json", "html"))
+    format: str = opt(
+        "auto",
+        "how to show the output: auto renders markdown when the output uses it (headings, lists, fences, "
+        "emphasis, links, tables) and plain text otherwise, line breaks kept",
+        flags=("-f",), choices=("auto", "markdown", "text", "code", "json", "html"),
+    )
 
 
 def options_class(kind: str) -> type[Options]:

@@ -17,12 +17,11 @@ import io
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextlib import suppress
 from typing import Any
 
 from .errors import OptionError
-from .request import stored_fingerprint
 
 FORMAT_VERSION = 1
 
@@ -64,7 +63,7 @@ def parameters_text(
         f"CFG scale: {_num(float(options.get('guidance', 0)))}",
         f"Seed: {seed}",
         f"Size: {size[0]}x{size[1]}",
-        f"Model hash: {stored_fingerprint(request_data)[:10]}",
+        f"Model hash: {str(request_data.get('fingerprint', request_data.get('revision', '')) or '')[:10]}",
         f"Model: {request_data.get('model', '')}",
     ]
     if request_data.get("inputs", {}).get("init"):
@@ -116,11 +115,26 @@ def image_metadata(
     }
 
 
+# A generation record is a prompt and a few options: far below this. Longer text is not
+# one, and it is refused before it is parsed (Pillow itself reads up to 64 MiB of text).
+MAX_TEXT_CHARS = 256 * 1024
+
+
+def _is_record(data: Any) -> bool:
+    """The genmagic chunk's shape: tables where tables are expected (values are checked later)."""
+    if not isinstance(data, dict) or not isinstance(data.get("sources") or {}, dict):
+        return False
+    request = data.get("request") or {}
+    return isinstance(request, dict) and all(isinstance(request.get(k) or {}, dict) for k in ("options", "inputs"))
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The generation parameters stored in a PNG (by genmagic, or AUTOMATIC1111's text).
 
     Returns ``{"request": {...}, "index", "seed", "size", "parameters", ...}``; the request
-    re-runs with ``%%imagine --from PATH`` or ``genmagic imagine --from PATH``.
+    re-runs with ``%%imagine --from PATH`` or ``genmagic imagine --from PATH``. The file is
+    untrusted input: a chunk over :data:`MAX_TEXT_CHARS`, or one of the wrong shape, is a
+    one-line :class:`OptionError`.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -129,13 +143,23 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             text = dict(getattr(im, "text", {}) or {})
     except FileNotFoundError:
         raise OptionError(f"--from {path}: no such file; pass the path of a PNG saved by genmagic") from None
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise OptionError(f"--from {path}: cannot read it as an image ({err}); pass a PNG saved by genmagic") from None
+    for key in ("genmagic", "parameters"):
+        if len(text.get(key, "")) > MAX_TEXT_CHARS:
+            raise OptionError(
+                f"--from {path}: its {key!r} text chunk holds {len(text[key]):,} characters, over the "
+                f"{MAX_TEXT_CHARS:,} a generation record can have; the file is not a genmagic or A1111 image"
+            )
     if "genmagic" in text:
         try:
-            data: dict[str, Any] = json.loads(text["genmagic"])
+            data = json.loads(text["genmagic"])
         except ValueError:
             raise OptionError(f"--from {path}: its genmagic chunk is not valid JSON; the file was altered") from None
+        if not _is_record(data):
+            raise OptionError(
+                f"--from {path}: its genmagic chunk is JSON but not a request record; the file was altered"
+            )
         data["parameters"] = text.get("parameters", "")
         return data
     if "parameters" in text:
@@ -145,7 +169,126 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     )
 
 
-_FIELD = re.compile(r'\s*([\w \-/]+):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+# --------------------------------------------------------------------------- what --from may take
+
+# The machine's choices, never the file's.
+MACHINE_OPTIONS = frozenset({"device", "dtype"})
+_TRUST_FLAGS = ("trust_remote_code", "allow_pickle")
+
+
+def _needs_naming(flag: str, value: str, why: str) -> OptionError:
+    return OptionError(f"this image was made with {flag} {value}; pass {flag} {value} yourself to re-run it ({why})")
+
+
+def safe_options_from_png(
+    meta: Mapping[str, Any],
+    *,
+    known: Collection[str],
+    given: Collection[str] = (),
+    model: str | None = None,
+    resolve: Callable[[str], Any] | None = None,
+) -> tuple[dict[str, Any], str | None]:
+    """The option values and the model that ``--from`` takes from a PNG's metadata.
+
+    A PNG is untrusted input: it gives the prompt, the generation options (checked like
+    typed ones by the caller), the seed (``num`` 1) and the model name, but never
+
+    - the device or dtype (:data:`MACHINE_OPTIONS`: they belong to this machine);
+    - files to read: a stored ``--lora`` path is refused unless ``given`` names ``lora``
+      (``--init``/``--mask`` paths: see :func:`stored_input_sources`);
+    - a model whose registry entry sets ``trust_remote_code`` or ``allow_pickle``, unless the
+      user names the model (``model``). ``resolve(name)`` returns that entry (a ModelSpec).
+
+    Anything else is an :class:`OptionError` that says what to pass.
+    """
+    stored = meta.get("request") or {}
+    values = stored.get("options") or {}
+    if not isinstance(values, Mapping):
+        raise OptionError("the image's stored options are not a table; the file was altered")
+    values = {k: v for k, v in values.items() if k in known and k not in MACHINE_OPTIONS}
+    if values.get("lora") and "lora" not in given:
+        loras = values["lora"] if isinstance(values["lora"], (list, tuple)) else [values["lora"]]
+        raise _needs_naming("--lora", " --lora ".join(map(str, loras)), "a PNG does not choose files to read")
+    if meta.get("seed") is not None:
+        try:
+            values["seed"] = int(meta["seed"])
+        except (TypeError, ValueError):
+            raise OptionError(f"the image's stored seed {meta['seed']!r} is not a number; the file was altered") from None
+    values["num"] = 1
+    stored_model = str(stored.get("model") or "") or None
+    if model is None and stored_model and resolve is not None:
+        spec = resolve(stored_model)
+        flags = [name for name in _TRUST_FLAGS if getattr(spec, name, False)]
+        if flags:
+            raise _needs_naming(
+                "-m", stored_model, f"its registry entry sets {' and '.join(flags)}, and a PNG may not pick such a model"
+            )
+    return values, model or stored_model
+
+
+def stored_input_sources(meta: Mapping[str, Any], namespace: Mapping[str, Any] | None) -> dict[str, str]:
+    """The recorded ``--init``/``--mask`` sources that ``--from`` may reload by itself:
+    notebook variables that hold an image now (their digest is checked afterwards), never a
+    path: a PNG does not choose files to open."""
+    sources = meta.get("sources") or {}
+    if not isinstance(sources, Mapping) or namespace is None:
+        return {}
+    return {
+        name: source
+        for name, source in sources.items()
+        if isinstance(source, str) and source.isidentifier() and source in namespace
+        and not isinstance(namespace[source], (str, os.PathLike))
+    }
+
+
+_KEY = re.compile(r"[\w \-/]+")
+
+
+def _closing_quote(line: str, start: int) -> int:
+    """Index of the first unescaped ``"`` at or after ``start``, or -1."""
+    pos = start
+    while (pos := line.find('"', pos)) >= 0:
+        backslashes = 0
+        while pos - backslashes - 1 >= start and line[pos - backslashes - 1] == "\\":
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return pos
+        pos += 1
+    return -1
+
+
+def parameter_fields(line: str) -> dict[str, str]:
+    """``Key: value, Key: "quoted, value", ...`` → a dict, in one left-to-right pass.
+
+    The cursor only moves forward, and each character is looked at a bounded number of
+    times (a regex with a ``[^,]*`` tail, as A1111 uses, is quadratic on hostile text).
+    """
+    fields: dict[str, str] = {}
+    pos, end = 0, len(line)
+    while pos < end:
+        colon = line.find(":", pos)
+        if colon < 0:
+            break
+        key = line[max(pos, line.rfind(",", pos, colon) + 1): colon].strip()
+        start = colon + 1
+        while start < end and line[start] == " ":
+            start += 1
+        # An opening quote follows a space or colon, so a search that finds no closing quote
+        # ran to the end at most once: no later value starts with an unescaped quote.
+        close = _closing_quote(line, start + 1) if start < end and line[start] == '"' else -1
+        if close >= 0:
+            try:
+                value = str(json.loads(line[start: close + 1]))
+            except ValueError:
+                value = line[start + 1: close]
+            comma = line.find(",", close + 1)
+        else:
+            comma = line.find(",", start)
+            value = line[start: comma if comma >= 0 else end].strip()
+        if _KEY.fullmatch(key):
+            fields[key] = value
+        pos = comma + 1 if comma >= 0 else end
+    return fields
 
 
 def parse_parameters(text: str) -> dict[str, Any]:
@@ -161,7 +304,7 @@ def parse_parameters(text: str) -> dict[str, Any]:
             in_negative = True
             line = line[len("Negative prompt:"):].strip()
         (negative_lines if in_negative else prompt_lines).append(line)
-    fields = {m.group(1).strip(): m.group(2).strip().strip('"') for m in _FIELD.finditer(last)}
+    fields = parameter_fields(last)
     options: dict[str, Any] = {}
     if negative_lines:
         options["negative"] = "\n".join(negative_lines)

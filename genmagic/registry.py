@@ -24,7 +24,7 @@ from typing import Any
 
 import tomllib
 
-from .errors import ModelNotFoundError
+from .errors import ModelNotFoundError, command
 
 PACKAGE_MODELS = Path(__file__).parent / "models"
 ENTRY_POINT_GROUP = "genmagic.backends"
@@ -298,6 +298,7 @@ class Registry:
         self._loaded_stamp: tuple[Any, ...] | None = None
         self._specs: dict[str, ModelSpec] = {}
         self._defaults: dict[str, str] = {}
+        self._project: tuple[Path, frozenset[str]] | None = None  # the file, the kinds whose default it sets
 
     # -- files
     def config_files(self) -> list[tuple[str, Path]]:
@@ -314,14 +315,17 @@ class Registry:
             return
         specs = {s.alias: s for s in builtin_specs()}
         defaults = {"text": "tiny-text", "image": "tiny-image"}
+        project = None
         for origin, path in files:
             if not path.is_file():
                 continue
             data = _read_toml(path)
+            if origin == "project":
+                project = (path, frozenset(data.get("defaults") or {}))
             for spec in _specs_from_config(data, origin, path.parent, str(path)):
                 specs[spec.alias] = spec
             defaults.update({k: str(v) for k, v in (data.get("defaults") or {}).items()})
-        self._specs, self._defaults, self._loaded_stamp = specs, defaults, stamp
+        self._specs, self._defaults, self._loaded_stamp, self._project = specs, defaults, stamp, project
 
     def specs(self) -> list[ModelSpec]:
         self._refresh()
@@ -424,6 +428,7 @@ class Registry:
     def resolve(self, name: str | None, kind: str) -> ModelSpec:
         """The spec for an alias, a local directory or a hub id, for a run of ``kind``."""
         self._refresh()
+        by_default = not name and kind not in self._session_defaults
         name = name or self.default(kind)
         spec = self._session.get(name) or self._specs.get(name)
         if spec is not None:
@@ -440,8 +445,12 @@ class Registry:
         if spec.kind and spec.kind != kind:
             raise ModelNotFoundError(
                 f"model {name!r} is {_a(spec.kind)} model, not {_a(kind)} model; "
-                f"pick {_a(kind)} model from `%genmagic models`"
+                f"pick {_a(kind)} model from {command('models')}"
             )
+        if self._project and (spec.origin == "project" or (by_default and kind in self._project[1])):
+            from .trust import require_trusted  # an untrusted project file may not run model code
+
+            require_trusted(spec, self._project[0], (self._user_file or user_config_path()).parent, via_default=by_default)
         return spec
 
     def _resolve_source(self, name: str, kind: str) -> ModelSpec:
@@ -469,7 +478,8 @@ class Registry:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
         hint = f"did you mean {', '.join(close)}?" if close else f"known {kind} models: {', '.join(known) or 'none'}"
         raise ModelNotFoundError(
-            f"unknown model {name!r}: {hint} (see `%genmagic models`, or `%genmagic register ALIAS PATH`)"
+            f"unknown model {name!r}: {hint} (see {command('models')}, or "
+            f"{command('register ALIAS PATH', shell='add the alias to genmagic.toml')})"
         )
 
 

@@ -1,20 +1,23 @@
-"""The objects every run passes around: Request, Event, Verdict and the results.
+"""The objects every run passes around: Request, Event and the Sink protocol.
 
 A :class:`Request` is frozen and fully describes one run; :meth:`Request.key` is a
 content hash that includes the model's weight fingerprint (and its adapters'), so a
-changed model never serves a stale cache entry. Results keep the request, timings and safety
-verdicts and know how to show themselves (the rendering lives in :mod:`genmagic.display`).
+changed model never serves a stale cache entry. The results are in :mod:`genmagic.results`
+(re-exported here).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .options import Options
+
+# The result types live in genmagic.results; these names stay importable from here.
+from .results import Result, TextResult, Verdict, result_class
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,10 @@ class Event:
     """Something a backend reports while it runs.
 
     ``type`` is one of ``"token"`` (``data``: text), ``"progress"`` (``data``: (done, total)),
-    ``"preview"`` (``data``: a PIL image), ``"status"`` (``data``: text).
-    ``index`` says which sample (of ``--num``) it belongs to.
+    ``"preview"`` (``data``: a PIL image) from the backend; ``"start"`` (``data``: the
+    :class:`Request`, so a live view knows the model and seeds) from the run layer; ``"loading"``
+    (``data``: the model alias) and ``"loaded"`` (``data``: seconds) from the engine around a cold
+    model load. ``index`` says which sample (of ``--num``) it belongs to.
     """
 
     type: str
@@ -130,8 +135,8 @@ class NullSink:
     def emit(self, event: Event) -> None:
         pass
 
-    def close(self, success: bool, note: str = "") -> None:
-        pass
+    def close(self, success: bool, note: str = "", final: Any = None) -> bool:
+        return False
 
 
 class ListSink:
@@ -150,105 +155,9 @@ class ListSink:
     def emit(self, event: Event) -> None:
         self.events.append(event)
 
-    def close(self, success: bool, note: str = "") -> None:
-        pass
+    def close(self, success: bool, note: str = "", final: Any = None) -> bool:
+        return False
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """One safety check's finding. Kept on the result and in history, never dropped."""
-
-    check: str
-    category: str
-    score: float
-    action: str  # allow | redact | warn | block | review
-    spans: tuple[tuple[int, int], ...] = ()
-    stage: str = "prompt"  # prompt | output
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "check": self.check,
-            "category": self.category,
-            "score": self.score,
-            "action": self.action,
-            "spans": [list(s) for s in self.spans],
-            "stage": self.stage,
-        }
-
-
-@dataclass
-class Result:
-    """What a run produced. ``status``: ok | interrupted | error | blocked."""
-
-    request: Request
-    status: str = "ok"
-    timings: dict[str, float] = field(default_factory=dict)
-    verdicts: list[Verdict] = field(default_factory=list)
-    cached: bool = False
-    history_id: int | None = None
-    error: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)  # backend provenance: device, dtype, ...
-
-    def to_record(self, put_blob: Callable[[bytes, str], str]) -> Any:
-        """The outputs as JSON for the history store; binary outputs go through ``put_blob``."""
-        raise NotImplementedError
-
-    @classmethod
-    def from_record(cls, request: Request, outputs: Any, get_blob: Callable[[str], bytes]) -> Result:
-        """Rebuild a result from :meth:`to_record`'s JSON (for the cache)."""
-        raise NotImplementedError
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-@dataclass
-class TextResult(Result):
-    texts: list[str] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)  # new tokens per sample
-    format: str = "markdown"  # how the result shows itself: markdown | text | code | json | html
-
-    @property
-    def text(self) -> str:
-        return self.texts[0] if self.texts else ""
-
-    def to_record(self, put_blob: Callable[[bytes, str], str]) -> Any:
-        return {"texts": self.texts, "tokens": self.tokens}
-
-    @classmethod
-    def from_record(cls, request: Request, outputs: Any, get_blob: Callable[[str], bytes]) -> TextResult:
-        return cls(request=request, texts=list(outputs["texts"]), tokens=list(outputs.get("tokens", [])))
-
-    def json(self) -> Any:
-        """The text parsed as JSON (a ``OutputFormatError`` with the position otherwise)."""
-        from .display import parse_json
-
-        return parse_json(self.text)
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return (
-            f"TextResult(model={self.request.model!r}, status={self.status!r}, "
-            f"seed={self.request.seed}, texts={[t[:40] + ('…' if len(t) > 40 else '') for t in self.texts]!r})"
-        )
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from .display import text_result_bundle
-
-        return text_result_bundle(self)
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text("\n\n".join(self.texts) if len(self.texts) > 1 else self.text)
-
-
-def result_class(kind: str) -> type[Result]:
-    if kind == "text":
-        return TextResult
-    if kind == "image":
-        from .image_result import ImageResult
-
-        return ImageResult
-    raise KeyError(kind)
+__all__ = ["Digest", "Event", "ListSink", "NullSink", "Request", "Result", "Sink", "TextResult", "Verdict",
+           "digest", "result_class"]

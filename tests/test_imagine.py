@@ -15,7 +15,7 @@ from image_fixtures import write_lora
 from IPython.core.error import UsageError
 
 import genmagic
-from genmagic.image_result import ImageResult
+from genmagic.results import ImageResult
 
 FAST = "-m tiny-img --steps 3"
 
@@ -174,7 +174,7 @@ def test_not_a_text_to_image_pipeline(img_ip: Any, tiny_image_dir: Path, tmp_pat
 # --------------------------------------------------------------------------- img2img, inpainting, LoRA
 
 
-def test_img2img_from_variable_array_and_path_shares_weights(img_ip: Any, tmp_path: Path) -> None:
+def test_img2img_from_variable_array_and_path_shares_weights(img_ip: Any, tmp_path: Path, tiny_image_dir: Path) -> None:
     base = run(img_ip, f"%%imagine {FAST} --seed 5 --out i_base\na red circle")
     img = run(img_ip, "%%imagine -m tiny-img --steps 4 --strength 0.5 --seed 1 --init i_base\na blue circle")
     assert img.ok and img.info["mode"] == "img2img" and img.images[0].size == (64, 64)
@@ -189,7 +189,8 @@ def test_img2img_from_variable_array_and_path_shares_weights(img_ip: Any, tmp_pa
     assert pixels(from_file.images[0]) == pixels(img.images[0])
     stronger = run(img_ip, "%%imagine -m tiny-img --steps 4 --strength 0.9 --seed 1 --init i_base\na blue circle")
     assert stronger.request.key() != img.request.key()
-    state = next(item.model for item in engine().models.loaded() if item.spec.alias == "tiny-img")
+    # This module's pipeline: other modules that import image_fixtures build (and load) their own copy.
+    state = next(item.model for item in engine().models.loaded() if item.spec.source == str(tiny_image_dir))
     assert state.derived["img2img"].unet is state.pipe.unet
 
 
@@ -318,8 +319,8 @@ def test_progress_and_preview_events(img_ip: Any) -> None:
 def test_cell_sink_shows_bar_and_previews_in_place() -> None:
     from PIL import Image
 
-    from genmagic.image_run import CellImageSink
     from genmagic.request import Event
+    from genmagic.sinks import CellImageSink
 
     sink = CellImageSink(num=2, preview_every=2)
     sink.emit(Event("progress", (3, 10), 1))
@@ -332,9 +333,9 @@ def test_cell_sink_shows_bar_and_previews_in_place() -> None:
 
 
 def test_interrupt_keeps_last_preview_history_and_pipeline(img_ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from genmagic import image_run
+    from genmagic import sinks
 
-    class InterruptingSink(image_run.TerminalImageSink):
+    class InterruptingSink(sinks.TerminalImageSink):
         preview_every = 2
         closed: Any = None
 
@@ -343,11 +344,11 @@ def test_interrupt_keeps_last_preview_history_and_pipeline(img_ip: Any, monkeypa
             if event.type == "progress" and event.data[0] == 5:
                 _thread.interrupt_main()
 
-        def close(self, success: bool, note: str = "") -> None:
+        def close(self, success: bool, note: str = "", final: Any = None) -> bool:
             InterruptingSink.closed = (success, note)
-            super().close(success, note)
+            return super().close(success, note)
 
-    monkeypatch.setattr(image_run, "live_image_sink", lambda num, every, stream: InterruptingSink(num))
+    monkeypatch.setattr(sinks, "live_image_sink", lambda num, every, stream: InterruptingSink(num))
     run(img_ip, f"%%imagine {FAST} --seed 1\nwarm up")
     loaded_before = next(i.model for i in engine().models.loaded() if i.spec.alias == "tiny-img")
     with pytest.raises(KeyboardInterrupt):
@@ -389,7 +390,9 @@ def test_python_api(tiny_image_dir: Path, tmp_path: Path) -> None:
     img = genmagic.imagine("a star", model=str(tiny_image_dir), steps=4, seed=1, init=str(path), strength=0.5)
     assert img.info["mode"] == "img2img" and img.sources == {"init": str(path)}
     saved = img.save(tmp_path / "out")
-    again_from = genmagic.imagine(from_image=str(saved[0]), cache=False)
+    with pytest.raises(genmagic.OptionError, match=r"made with --init '.*init.png'; pass --init with that image"):
+        genmagic.imagine(from_image=str(saved[0]), cache=False)  # a PNG does not choose files to open
+    again_from = genmagic.imagine(from_image=str(saved[0]), init=str(path), cache=False)
     assert pixels(again_from.images[0]) == pixels(img.images[0])
     with pytest.raises(genmagic.OptionError, match="unknown option 'temperature'"):
         genmagic.imagine("x", model=str(tiny_image_dir), temperature=1)

@@ -68,3 +68,31 @@ def test_a_project_defined_pipeline_class_loads_by_name(tiny_image_dir: Path, tm
     assert json.loads((folder / "model_index.json").read_text())["_class_name"] == "GenmagicTinyPipeline"
     result = genmagic.imagine("a red circle", model=str(folder), steps=2, seed=1)
     assert result.ok and result.info["pipeline"] == "GenmagicTinyPipeline"
+
+
+def test_output_names_one_file_per_image_and_prints_every_path(tiny_image_dir: Path, tmp_path: Path) -> None:
+    tmp_path = tmp_path / "pics"
+    tmp_path.mkdir()
+    one = cli("imagine", "-m", str(tiny_image_dir), "--steps", "1", "--seed", "1", "a circle", "-o", str(tmp_path / "c.png"))
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.splitlines() == [str(tmp_path / "c.png")] and sorted(os.listdir(tmp_path)) == ["c.png"]
+    # another image type: refused before the run, nothing written, nothing recorded
+    jpeg = cli("imagine", "-m", str(tiny_image_dir), "--steps", "1", "a circle", "-o", str(tmp_path / "c.jpg"))
+    assert jpeg.returncode == 2 and f"use -o {tmp_path / 'c'}.png" in jpeg.stderr
+    assert sorted(os.listdir(tmp_path)) == ["c.png"]
+    assert len(json.loads(cli("history", "--json").stdout)) == 1
+
+
+def test_output_numbers_sort_and_a_name_without_png_gets_it() -> None:
+    from genmagic.errors import OptionError
+    from genmagic.image_run import output_paths
+
+    assert output_paths("c.png", 3) == ["c-1.png", "c-2.png", "c-3.png"]
+    assert output_paths("c.png", 12)[0] == "c-01.png" and output_paths("c.png", 12)[-1] == "c-12.png"
+    assert output_paths("run.v2", 1) == ["run.v2.png"] and output_paths("shot.PNG", 1) == ["shot.PNG"]
+    try:
+        output_paths("c.webp", 2)
+    except OptionError as err:
+        assert str(err) == "-o c.webp: genmagic writes PNG files (they carry the generation parameters); use -o c.png"
+    else:
+        raise AssertionError("a .webp name was accepted")

@@ -27,7 +27,7 @@ def test_imagine_notebook_runs(tiny_image_dir: Path) -> None:
 
     def result_of(marker: str) -> dict:
         cell = next(c for c in nb.cells if c.cell_type == "code" and marker in c.source)
-        (out,) = [o for o in cell.outputs if o.get("output_type") == "execute_result"]
+        (out,) = [o for o in cell.outputs if o.get("output_type") in ("execute_result", "display_data")]
         return dict(out["data"])
 
     grid = result_of("--out pics")["text/html"]

@@ -23,7 +23,7 @@ def test_generate_notebook_runs() -> None:
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     story = next(c for c in nb.cells if "--out story" in c.source)
-    (result,) = [o for o in story.outputs if o.get("output_type") == "execute_result"]
+    (result,) = story.outputs  # the streamed view became the result
     assert "text/html" in result["data"] and "tiny-text" in result["data"]["text/html"]
     printed = next(c for c in nb.cells if c.source.startswith("print(story.text)"))
     assert len(printed.outputs[0]["text"].strip()) > 20

@@ -38,9 +38,9 @@ from . import Loaded, check_device, default_device, quiet_progress_bars, torch_t
 from ._hub import fingerprint, local_folder, require_folder
 
 if TYPE_CHECKING:
-    from ..image_result import ImageResult
     from ..options import ImageOptions
     from ..registry import ModelSpec
+    from ..results import ImageResult
 
 _MARKER = "model_index.json"
 PREVIEW_EVERY = 5  # steps between previews, unless the sink says otherwise (``sink.preview_every``)
@@ -482,7 +482,7 @@ class DiffusersImageBackend:
     def generate(self, loaded: Loaded, request: Request, sink: Sink) -> ImageResult:
         import torch
 
-        from ..image_result import ImageResult
+        from ..results import ImageResult
 
         state: _ImagePipe = loaded.model
         options: ImageOptions = request.options  # type: ignore[assignment]

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ModelNotFoundError, PromptError
 from ..options import TextOptions
 from ..registry import split_scale
-from ..request import Event, Request, Sink, TextResult
+from ..request import Event, Request, Sink
+from ..results import TextResult
 from . import (
     DTYPE_BYTES,
     Loaded,

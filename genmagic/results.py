@@ -1,0 +1,266 @@
+"""What a run produced: :class:`Verdict`, :class:`Result`, :class:`TextResult`, :class:`ImageResult`.
+
+Plain data: outputs, the request, timings, safety verdicts and provenance, plus the
+history-store round trip. Showing a result is :mod:`genmagic.display`'s job: the
+``_repr_*_`` methods only hand the result to it (that import happens when a result is
+shown, and display imports these types only for type checking).
+
+Image ``i`` was made with seed ``seeds[i]`` (the request's seed + i) alone, so
+``%%imagine --seed {seeds[i]} -n 1`` (same other options) gives the same pixels. In the
+history store the images are PNG blobs named by content hash, each carrying its
+generation parameters (see :mod:`genmagic.pngmeta`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .pngmeta import image_metadata, png_bytes
+
+if TYPE_CHECKING:
+    from .request import Request
+
+# How --init/--mask were spelled in the run being made (set by image_run.run), so the
+# PNGs written to history while the engine records the run already carry them.
+pending_sources: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("pending_sources", default=None)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One safety check's finding. Kept on the result and in history, never dropped."""
+
+    check: str
+    category: str
+    score: float
+    action: str  # allow | redact | warn | block | review
+    spans: tuple[tuple[int, int], ...] = ()
+    stage: str = "prompt"  # prompt | output
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "category": self.category,
+            "score": self.score,
+            "action": self.action,
+            "spans": [list(s) for s in self.spans],
+            "stage": self.stage,
+        }
+
+
+@dataclass
+class Result:
+    """What a run produced. ``status``: ok | interrupted | error | blocked."""
+
+    request: Request
+    status: str = "ok"
+    timings: dict[str, float] = field(default_factory=dict)
+    verdicts: list[Verdict] = field(default_factory=list)
+    cached: bool = False
+    history_id: int | None = None
+    error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # backend provenance: device, dtype, ...
+
+    def to_record(self, put_blob: Callable[[bytes, str], str]) -> Any:
+        """The outputs as JSON for the history store; binary outputs go through ``put_blob``."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_record(cls, request: Request, outputs: Any, get_blob: Callable[[str], bytes]) -> Result:
+        """Rebuild a result from :meth:`to_record`'s JSON (for the cache)."""
+        raise NotImplementedError
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class TextResult(Result):
+    texts: list[str] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)  # new tokens per sample
+    format: str = "auto"  # how the result shows itself: auto | markdown | text | code | json | html
+
+    @property
+    def text(self) -> str:
+        return self.texts[0] if self.texts else ""
+
+    def to_record(self, put_blob: Callable[[bytes, str], str]) -> Any:
+        return {"texts": self.texts, "tokens": self.tokens}
+
+    @classmethod
+    def from_record(cls, request: Request, outputs: Any, get_blob: Callable[[str], bytes]) -> TextResult:
+        return cls(request=request, texts=list(outputs["texts"]), tokens=list(outputs.get("tokens", [])))
+
+    def json(self) -> Any:
+        """The text parsed as JSON (a ``OutputFormatError`` with the position otherwise)."""
+        from .display import parse_json
+
+        return parse_json(self.text)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return (
+            f"TextResult(model={self.request.model!r}, status={self.status!r}, "
+            f"seed={self.request.seed}, texts={[t[:40] + ('…' if len(t) > 40 else '') for t in self.texts]!r})"
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from .display import text_result_bundle
+
+        return text_result_bundle(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text("\n\n".join(self.texts) if len(self.texts) > 1 else self.text)
+
+
+@dataclass
+class ImageResult(Result):
+    images: list[Any] = field(default_factory=list)  # PIL images
+    seeds: list[int] = field(default_factory=list)
+    nsfw: list[bool] = field(default_factory=list)  # the pipeline's own safety checker, per image
+    sources: dict[str, str] = field(default_factory=dict)  # how --init/--mask were given (VAR or PATH)
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            self.sources = dict(pending_sources.get() or {})
+
+    # -- access
+    @property
+    def image(self) -> Any:
+        return self.images[0] if self.images else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.images)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.images[index]
+
+    # -- metadata and files
+    def metadata(self, index: int) -> dict[str, Any]:
+        """What image ``index``'s PNG chunks hold: A1111 ``parameters`` and the full request."""
+        image = self.images[index]
+        return image_metadata(
+            self.request.to_dict(),
+            index=index,
+            seed=self.seeds[index] if index < len(self.seeds) else (self.request.seed or 0) + index,
+            size=image.size,
+            sampler=str(self.info.get("scheduler", "")),
+            sources=self.sources,
+            info=self.info,
+        )
+
+    def png(self, index: int = 0) -> bytes:
+        """Image ``index`` as PNG bytes with its generation parameters."""
+        return png_bytes(self.images[index], self.metadata(index))
+
+    def filenames(self) -> list[str]:
+        slug = re.sub(r"[^a-z0-9]+", "-", self.request.prompt.lower()).strip("-")[:40] or "image"
+        key = self.request.key()[:8]
+        return [f"{slug}-{seed}-{key}.png" for seed in self.seeds[: len(self.images)]]
+
+    def save(self, directory: str | os.PathLike[str] = ".") -> list[Path]:
+        """Write every image as a PNG with its parameters into ``directory``; returns the paths.
+
+        Each file is written to a temporary name and renamed, so an error leaves no half file.
+        """
+        folder = Path(directory).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for index, name in enumerate(self.filenames()):
+            paths.append(write_atomic(folder / name, self.png(index)))
+        return paths
+
+    def grid(self, columns: int | None = None) -> Any:
+        """All images pasted into one PIL image."""
+        from PIL import Image
+
+        if not self.images:
+            return None
+        cols = columns or min(len(self.images), 4)
+        rows = -(-len(self.images) // cols)
+        w = max(im.width for im in self.images)
+        h = max(im.height for im in self.images)
+        sheet = Image.new("RGB", (cols * w, rows * h), "white")
+        for i, im in enumerate(self.images):
+            sheet.paste(im.convert("RGB"), ((i % cols) * w, (i // cols) * h))
+        return sheet
+
+    # -- history store
+    def to_record(self, put_blob: Callable[[bytes, str], str]) -> Any:
+        return {
+            "images": [put_blob(self.png(i), ".png") for i in range(len(self.images))],
+            "seeds": list(self.seeds),
+            "nsfw": list(self.nsfw),
+            "sources": dict(self.sources),
+        }
+
+    @classmethod
+    def from_record(cls, request: Request, outputs: Any, get_blob: Callable[[str], bytes]) -> ImageResult:
+        import io
+
+        from PIL import Image
+
+        images = []
+        for name in outputs.get("images", []):
+            with Image.open(io.BytesIO(get_blob(name))) as im:
+                im.load()
+                images.append(im.copy())
+        return cls(
+            request=request,
+            images=images,
+            seeds=list(outputs.get("seeds", [])),
+            nsfw=list(outputs.get("nsfw", [])),
+            sources=dict(outputs.get("sources", {})),
+        )
+
+    # -- display (the rendering lives in genmagic.display)
+    def __repr__(self) -> str:
+        return (
+            f"ImageResult(model={self.request.model!r}, status={self.status!r}, "
+            f"seeds={self.seeds!r}, size={self.images[0].size if self.images else None})"
+        )
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from .display import image_result_bundle
+
+        return image_result_bundle(self)
+
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+
+def result_class(kind: str) -> type[Result]:
+    if kind == "text":
+        return TextResult
+    if kind == "image":
+        return ImageResult
+    raise KeyError(kind)

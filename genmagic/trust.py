@@ -1,0 +1,123 @@
+"""Trust in a project's ``genmagic.toml``, the way ``direnv allow`` or VS Code's workspace trust work.
+
+A project file comes with a clone: it is someone else's code. Until the user trusts it, its
+entries may not switch on ``trust_remote_code`` or ``allow_pickle`` (both run code from the
+model folder), and its ``[defaults]`` may not point at a model that does; everything else in it
+(aliases, sources, params) works as usual.
+
+``%genmagic trust [PATH]`` / ``genmagic trust [PATH]`` records the file's sha256 in
+``trusted.json`` in the user config dir (``$GENMAGIC_CONFIG_DIR``); a file that changes needs
+trusting again. This module imports nothing of the package but its errors: the registry
+passes the config dir in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from .errors import GenmagicError
+
+STORE_NAME = "trusted.json"
+RISKY_FLAGS = ("trust_remote_code", "allow_pickle")
+
+
+class UntrustedFileError(GenmagicError, PermissionError):
+    """A project file that is not trusted (or changed since) asks to run model code."""
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _store(config_dir: Path) -> dict[str, str]:
+    """``{absolute path: sha256}``; a missing or unreadable store trusts nothing."""
+    try:
+        data = json.loads((config_dir / STORE_NAME).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    files = data.get("files") if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+
+def _key(path: Path) -> str:
+    return str(path.expanduser().resolve())
+
+
+def is_trusted(path: Path, config_dir: Path) -> bool:
+    """True when ``path`` is trusted exactly as it is now (same sha256)."""
+    try:
+        return _store(config_dir).get(_key(path)) == file_digest(path)
+    except OSError:
+        return False
+
+
+def risky_entries(path: Path) -> list[str]:
+    """The ``models`` entries of a config file that set a risky flag: ``"alias (flag, ...)"``."""
+    try:
+        with open(path, "rb") as fh:
+            models = tomllib.load(fh).get("models") or {}
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    out = []
+    for alias, entry in models.items():
+        flags = [f for f in RISKY_FLAGS if isinstance(entry, dict) and entry.get(f)]
+        if flags:
+            out.append(f"{alias} ({', '.join(flags)})")
+    return out
+
+
+def trust_file(path: str | os.PathLike[str], config_dir: Path) -> str:
+    """Record ``path``'s current sha256 as trusted; returns a one-line summary."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise GenmagicError(f"trust {path}: no such file; pass the path of the project's genmagic.toml")
+    digest = file_digest(file)
+    files = _store(config_dir)
+    files[_key(file)] = digest
+    config_dir.mkdir(parents=True, exist_ok=True)
+    tmp = config_dir / f".{STORE_NAME}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"version": 1, "files": files}, indent=2, sort_keys=True) + "\n", "utf-8")
+    tmp.replace(config_dir / STORE_NAME)
+    enabled = risky_entries(file)
+    what = f"; it may now enable {', '.join(enabled)}" if enabled else ""
+    return f"trusted {_key(file)} (sha256 {digest[:12]}){what}. A changed file needs trusting again."
+
+
+def require_trusted(spec: Any, path: Path, config_dir: Path, *, via_default: bool = False) -> None:
+    """Raise :class:`UntrustedFileError` when ``spec`` (from, or made the default by, the project
+    file ``path``) sets a risky flag and ``path`` is not trusted as it is now."""
+    flags = [f for f in RISKY_FLAGS if getattr(spec, f, False)]
+    if not flags or is_trusted(path, config_dir):
+        return
+    where = _key(path)
+    state = "has changed since you trusted it" if where in _store(config_dir) else "is not trusted yet"
+    what = (
+        f"{where} makes {spec.alias!r} the default {spec.kind} model, and that model sets {' and '.join(flags)}"
+        if via_default and spec.origin != "project"
+        else f"model {spec.alias!r} sets {' and '.join(flags)} in {where}"
+    )
+    quoted = shlex.quote(where)
+    raise UntrustedFileError(
+        f"{what}, but that project file {state}, so it may not run model code; if you trust it, run "
+        f"`%genmagic trust {quoted}` (in a shell: `genmagic trust {quoted}`)"
+    )
+
+
+def trust_command(path: str | None, registry: Any, command: str) -> str:
+    """``%genmagic trust [PATH]`` / ``genmagic trust [PATH]``: without PATH, the registry's project file."""
+    if path is None:
+        found = [p for origin, p in registry.config_files() if origin == "project"]
+        if not found:
+            raise GenmagicError(
+                f"no genmagic.toml in {Path.cwd()} or a folder above it; pass its path: {command} PATH"
+            )
+        path = str(found[0])
+    config_dir = next(p for origin, p in registry.config_files() if origin == "user").parent
+    return trust_file(path, config_dir)

@@ -1,0 +1,79 @@
+"""The safety seam (``Engine.checks``): a check that blocks, a check that flags an output,
+verdicts on the result, in history, and on results served from the cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import run
+from IPython.core.error import UsageError
+
+import genmagic
+from genmagic.engine import Engine
+from genmagic.errors import BlockedError
+from genmagic.options import TextOptions
+from genmagic.request import Request
+from genmagic.results import Verdict
+
+
+class WordCheck:
+    """Flags ``word`` wherever it appears; ``action`` says what the flag asks for."""
+
+    def __init__(self, word: str, action: str, stage: str) -> None:
+        self.name = f"word:{word}"
+        self.word, self.action, self.stage = word, action, stage
+        self.seen: list[tuple[str, str]] = []
+
+    def screen(self, text: str, stage: str, request: Request) -> list[Verdict]:
+        self.seen.append((stage, text))
+        start = text.find(self.word)
+        if stage != self.stage or start < 0:
+            return []
+        return [Verdict(self.name, "privacy", 1.0, self.action, ((start, start + len(self.word)),), stage)]
+
+
+def _engine(home: Any) -> Engine:
+    return Engine(home=home)
+
+
+def test_a_blocking_check_stops_the_run_and_records_it(genmagic_home: Any) -> None:
+    engine = _engine(genmagic_home)
+    engine.checks.append(WordCheck("secret", "block", "prompt"))
+    request = engine.request("text", "tell me the secret", TextOptions(seed=1), model="echo:")
+    with pytest.raises(BlockedError, match=r"blocked by a safety check \(privacy\); see history #1"):
+        engine.run(request)
+    record = engine.history.get(1)
+    assert record is not None and record.status == "blocked" and record.outputs == {"texts": [], "tokens": []}
+    assert record.verdicts == [Verdict("word:secret", "privacy", 1.0, "block", ((12, 18),), "prompt").to_dict()]
+    assert engine.models.loaded() == []  # the model was never loaded
+
+
+def test_a_blocking_check_is_a_usage_error_in_the_magic(ip: Any) -> None:
+    genmagic._magics.engine.checks.append(WordCheck("secret", "block", "prompt"))
+    with pytest.raises(UsageError, match="blocked by a safety check"):
+        run(ip, "%%generate -m echo: --seed 1\nthe secret plan")
+    last = genmagic._magics.engine.history.list(n=1)[0]
+    assert last.status == "blocked" and last.prompt == "the secret plan"
+
+
+def test_a_flagged_output_keeps_its_verdict_on_the_result_and_in_history(ip: Any) -> None:
+    check = WordCheck("beta", "warn", "output")
+    genmagic._magics.engine.checks.append(check)
+    result = run(ip, "%%generate -m echo:alpha-beta --seed 3\nanything")
+    assert result.ok and result.text == "alpha-beta"  # a flag never drops the output
+    assert ("prompt", "anything") in check.seen and ("output", "alpha-beta") in check.seen
+    flagged = Verdict("word:beta", "privacy", 1.0, "warn", ((6, 10),), "output")
+    assert result.verdicts == [flagged]
+    record = genmagic._magics.engine.history.get(result.history_id)
+    assert record is not None and record.status == "ok" and record.verdicts == [flagged.to_dict()]
+
+
+def test_a_cached_result_carries_the_output_verdicts_of_its_run(ip: Any) -> None:
+    genmagic._magics.engine.checks.append(WordCheck("beta", "warn", "output"))
+    first = run(ip, "%%generate -m echo:alpha-beta --seed 4\nanything")
+    second = run(ip, "%%generate -m echo:alpha-beta --seed 4\nanything")
+    assert not first.cached and second.cached and second.text == first.text
+    assert second.verdicts == first.verdicts and second.verdicts[0].stage == "output"
+    record = genmagic._magics.engine.history.get(second.history_id)
+    assert record is not None and record.cached and record.verdicts == [v.to_dict() for v in first.verdicts]

@@ -1,0 +1,50 @@
+"""``{name}`` on the magic line: the line is split first, then each word is filled, so a
+variable is always exactly one value (spaces, quotes and dashes in it never make more words
+or options). Run in a real IPython shell, for %%generate and %%imagine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import run
+from image_fixtures import *  # noqa: F403
+
+VALUES = {
+    "spaces": "You are terse.",
+    "quote": "don't ramble",
+    "options": "--no-cache --out t_hijacked",
+    "one_flag": "--chat",
+}
+
+
+@pytest.mark.parametrize("case", sorted(VALUES))
+def test_a_variable_is_one_value_for_generate(ip: Any, case: str) -> None:
+    ip.user_ns["t_value"] = VALUES[case]
+    result = run(ip, "%%generate -m echo: --seed 1 --system {t_value}\nhello")
+    options: Any = result.request.options
+    assert options.system == VALUES[case]
+    assert result.request.prompt == "hello" and not options.chat
+    assert "t_hijacked" not in ip.user_ns
+
+
+def test_a_variable_inside_a_word_is_filled_in_place(ip: Any) -> None:
+    ip.user_ns["t_tone"] = "very brief, don't"
+    result = run(ip, '%%generate -m echo: --seed 1 --system "Be {t_tone}." --stop={t_tone}\nhello')
+    assert result.request.options.system == "Be very brief, don't."
+    assert result.request.options.stop == ("very brief, don't",)
+    assert run(ip, "%generate -m echo: about {t_tone}").text == "about very brief, don't"
+
+
+def test_no_interpolate_leaves_the_line_alone(ip: Any) -> None:
+    ip.user_ns["t_value"] = "x"
+    result = run(ip, "%%generate -m echo: --no-interpolate --system {t_value}\nhello")
+    assert result.request.options.system == "{t_value}"
+
+
+@pytest.mark.parametrize("case", ["spaces", "quote", "options"])
+def test_a_variable_is_one_value_for_imagine(img_ip: Any, case: str) -> None:
+    img_ip.user_ns["i_value"] = VALUES[case]
+    result = run(img_ip, "%%imagine -m tiny-img --steps 2 --seed 1 --negative {i_value}\na red circle")
+    assert result.ok and result.request.options.negative == VALUES[case]
+    assert result.request.prompt == "a red circle" and "t_hijacked" not in img_ip.user_ns
