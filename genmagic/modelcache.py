@@ -109,14 +109,18 @@ class ModelCache:
         alias it was last used by (or the first alias naming it); its other aliases say
         which alias holds it."""
         specs = list(specs)
-        out: dict[str, str] = {}
+        held: dict[str, list[int]] = {}  # owner alias -> bytes of each load (one per device/dtype)
+        shown_as: dict[str, str] = {}
         for item in self.loaded():
             aliases = [s.alias for s in specs if _same_model(s, item.spec)]
             if not aliases:
                 continue
             owner = item.spec.alias if item.spec.alias in aliases else aliases[0]
-            for alias in aliases:
-                out[alias] = f"{item.nbytes / 2**20:.1f} MB" if alias == owner else f"(as {owner})"
+            held.setdefault(owner, []).append(item.nbytes)
+            shown_as.update({alias: owner for alias in aliases if alias != owner})
+        out = {alias: f"(as {owner})" for alias, owner in shown_as.items() if alias not in held}
+        for owner, sizes in held.items():
+            out[owner] = f"{sum(sizes) / 2**20:.1f} MB" + (f" ({len(sizes)} loads)" if len(sizes) > 1 else "")
         return out
 
     def unload(self, name: str | None = None) -> list[str]:

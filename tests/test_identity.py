@@ -209,3 +209,13 @@ def test_kind_mismatch_reads_an_image_model(ip: Any) -> None:
 
     with pytest.raises(UsageError, match=r"'tiny-image' is an image model, not a text model; pick a text model"):
         run(ip, "%%generate -m tiny-image\nHi")
+
+
+def test_two_loads_of_one_model_are_counted_together(ip: Any) -> None:
+    run(ip, "%genmagic unload")
+    run(ip, "%%generate -m tiny --seed 1 --max-new-tokens 2 --no-cache\nHi")
+    run(ip, "%%generate -m tiny --seed 1 --max-new-tokens 2 --dtype bfloat16 --no-cache\nHi")
+    loads = [item.nbytes for item in engine().models.loaded()]
+    assert len(loads) == 2
+    memory = engine().models.memory_by_alias(engine().registry.specs())
+    assert memory["tiny"] == f"{sum(loads) / 2**20:.1f} MB (2 loads)"
