@@ -189,3 +189,24 @@ def test_wrong_scheduler_lists_the_a1111_names_too(img_ip: Any) -> None:
     message = str(err.value)
     assert message.startswith("--scheduler Nope does not fit this model; compatible: ")
     assert "EulerDiscreteScheduler" in message and "'Euler a'" in message and "'DPM++ 2M'" in message
+
+
+def test_an_evicted_model_is_freed_at_once(ip: Any, bf16_text_dir: Path) -> None:
+    import gc
+    import weakref
+
+    models = engine().models
+    models.unload()
+    run(ip, "%%generate -m tiny --seed 1 --max-new-tokens 2 --no-cache\nHi")
+    module = weakref.ref(models.loaded()[0].model.model)
+    budget = genmagic._magics.memory_budget_mb
+    gc.disable()  # only the cache's own collection may free it
+    try:
+        genmagic._magics.memory_budget_mb = 0  # the next load evicts everything first
+        run(ip, f"%genmagic register bf16 {bf16_text_dir}")
+        run(ip, "%%generate -m bf16 --seed 1 --max-new-tokens 2 --no-cache\nHi")
+        assert [item.spec.alias for item in models.loaded()] == ["bf16"]
+        assert module() is None
+    finally:
+        genmagic._magics.memory_budget_mb = budget
+        gc.enable()
