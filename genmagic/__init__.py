@@ -80,7 +80,7 @@ def generate(
     *,
     stream: bool = False,
     cache: bool = True,
-    format: str = "markdown",
+    format: str = "auto",
     messages: list[tuple[str, str]] | None = None,
     **options: Any,
 ) -> TextResult:

@@ -145,7 +145,10 @@ def cmd_trust(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="genmagic", description="Generative AI from the command line.")
+    parser.add_argument("--version", action="version", version=f"genmagic {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser(

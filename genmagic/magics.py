@@ -11,6 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from IPython.core import magic_arguments as ma
@@ -347,6 +348,16 @@ class GenMagics(Magics):
         print(f"default {args.kind} model: {args.name}")
 
     def _cmd_register(self, args: argparse.Namespace) -> Any:
+        from .registry import split_scale
+
+        for adapter in args.adapter or ():
+            path, _ = split_scale(adapter)
+            folder = Path(path).expanduser()
+            if not folder.is_dir() and (folder.is_absolute() or path.startswith((".", "~")) or path.count("/") != 1):
+                raise OptionError(
+                    f"--adapter {adapter}: no such folder; give a LoRA folder saved by peft (with adapter_config.json), "
+                    "optionally PATH:SCALE"
+                )
         spec = self.engine.registry.register(
             args.alias,
             args.source,
@@ -362,7 +373,12 @@ class GenMagics(Magics):
 
     def _cmd_unload(self, args: argparse.Namespace) -> None:
         gone = self.engine.models.unload(args.name)
-        print("unloaded: " + (", ".join(gone) if gone else "nothing"))
+        if gone:
+            print("unloaded: " + ", ".join(gone))
+        elif args.name and args.name not in self.engine.registry.aliases():
+            raise OptionError(f"unload {args.name}: no such model; see %genmagic models for the aliases")
+        else:
+            print(f"unloaded: nothing ({args.name or 'no model'} is loaded)")
 
     def _cmd_history(self, args: argparse.Namespace) -> Any:
         from .history_view import history_table

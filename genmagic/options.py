@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -41,6 +42,7 @@ class Spec:
     example: str | None = None  # a valid value to show in error messages
     widget: bool = True  # shown in option panels
     notebook_only: bool = False  # means something only in a notebook: left out of the command line
+    escapes: bool = False  # typed text takes \\n, \\t and \\\\ (a magic line cannot hold a line break)
 
 
 def opt(default: Any = _MISSING, help: str = "", **spec: Any) -> Any:
@@ -143,6 +145,8 @@ def check_value(f: dataclasses.Field[Any], value: Any) -> Any:
         for item in items:
             if not isinstance(item, str):
                 raise OptionError(f"{flag} takes strings, got {item!r}")
+            if not item:
+                raise OptionError(f"{flag} needs some text, got ''; e.g. {flag} {spec.example or 'TEXT'}")
         return items
     if typ is bool:
         if not isinstance(value, bool):
@@ -172,6 +176,15 @@ def check_value(f: dataclasses.Field[Any], value: Any) -> Any:
     return value
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """``\\n``, ``\\t`` and ``\\\\`` typed on a magic line or a command line as a line break, a tab
+    and a backslash; any other backslash stays as typed."""
+    return re.sub(r"\\([nt\\])", lambda m: _ESCAPES[m.group(1)], text)
+
+
 def _argparse_type(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
     spec: Spec = f.metadata["spec"]
     typ = _base_type(f.type)
@@ -179,7 +192,7 @@ def _argparse_type(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
 
     def convert(text: str) -> Any:
         if typ is str:
-            return text
+            return unescape(text) if spec.escapes else text
         try:
             value = typ(text)
         except ValueError:
@@ -264,9 +277,26 @@ def _subcommand(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ar
     return parser
 
 
+def _notebook_flags() -> dict[str, str]:
+    """The flags of the options that exist only in a notebook, with the magic they belong to."""
+    out: dict[str, str] = {}
+    for cls, magic in ((TextOptions, "%%generate"), (TextControls, "%%generate"), (ImageOptions, "%%imagine"),
+                       (ImageControls, "%%imagine")):
+        for f in cls.option_fields():
+            spec: Spec = f.metadata["spec"]
+            if spec.notebook_only:
+                name = flag_name("no_" + f.name) if spec.negate else flag_name(f.name)
+                out.setdefault(name, magic)
+    return out
+
+
 def _did_you_mean(words: Iterable[str], parser: argparse.ArgumentParser) -> str:
     flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
+    notebook = _notebook_flags()
     for word in words:
+        name = word.partition("=")[0]
+        if name in notebook and name not in flags:
+            return f"; {name} exists only in a notebook ({notebook[name]} {name})"
         if word.startswith("-"):
             close = difflib.get_close_matches(word.partition("=")[0], flags, n=1, cutoff=0.6)
             if close:
@@ -369,7 +399,10 @@ class TextOptions(Options):
     repetition_penalty: float = opt(1.1, "penalty for repeated tokens; 1 = none", min=0.01, max=10.0, example="1.1")
     seed: int | None = opt(None, "random seed: the same seed gives the same text", min=0, max=2**32 - 1, example="1")
     num: int = opt(1, "number of samples (sample i uses seed+i), shown side by side", flags=("-n",), min=1, max=16, example="2")
-    stop: tuple[str, ...] = opt((), "stop when this text appears (repeatable)", repeat=True, metavar="TEXT")
+    stop: tuple[str, ...] = opt(
+        (), "stop when this text appears (repeatable; \\n is a line break, \\t a tab)", repeat=True, metavar="TEXT",
+        escapes=True, example="'\\n\\n'",
+    )
     system: str | None = opt(None, "system prompt", metavar="TEXT", example="'You are terse.'")
     truncate: bool = opt(False, "keep the end of a prompt longer than the model's context instead of failing")
     chat: bool = opt(False, "continue this notebook's conversation (reset with %genmagic reset)", notebook_only=True)
