@@ -194,6 +194,14 @@ def test_img2img_from_variable_array_and_path_shares_weights(img_ip: Any, tmp_pa
     assert state.derived["img2img"].unet is state.pipe.unet
 
 
+def test_img2img_init_of_an_odd_size_is_rounded_to_the_models_multiple(img_ip: Any) -> None:
+    from PIL import Image
+
+    img_ip.user_ns["i_odd"] = Image.new("RGB", (100, 37), (200, 30, 30))
+    result = run(img_ip, "%%imagine -m tiny-img --steps 4 --strength 0.5 --seed 1 --init i_odd\na blue circle")
+    assert result.ok and result.images[0].size == (96, 40)  # multiples of 8 (100 -> 96, 37 -> 40)
+
+
 def test_inpainting_with_a_mask(img_ip: Any) -> None:
     from PIL import Image, ImageDraw
 

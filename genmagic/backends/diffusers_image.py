@@ -496,8 +496,10 @@ class DiffusersImageBackend:
         sampler = self._set_scheduler(pipe, state, options.scheduler)
         self._set_loras(pipe, state, options.lora)
 
-        if init is not None:
-            width, height = options.width or init.width, options.height or init.height
+        if init is not None:  # the init image's size, rounded to the model's multiple (it is resized below)
+            multiple = size_multiple(state.pipe)
+            width = options.width or max(multiple, round(init.width / multiple) * multiple)
+            height = options.height or max(multiple, round(init.height / multiple) * multiple)
         else:
             native = native_size(state.pipe)
             width, height = options.width or native[0], options.height or native[1]
