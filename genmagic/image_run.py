@@ -147,7 +147,10 @@ def apply_from(
     stored = meta.get("request") or {}
     known = opts.field_names([opts.ImageOptions])
     values, model = safe_options_from_png(meta, known=known, given=overrides, model=model, resolve=resolve)
-    options = opts.ImageOptions.from_dict(values).replace(**overrides)
+    try:  # what the user typed wins, so a stored value out of bounds can be overridden
+        options = opts.ImageOptions.from_dict({**values, **overrides})
+    except OptionError as err:  # the value came from the file, not from the user
+        raise OptionError(f"--from {path}: the image's stored {err}; type the option to override it") from None
     return (prompt or str(stored.get("prompt", ""))), options, model, meta
 
 

@@ -147,6 +147,13 @@ def test_from_does_not_take_the_device_or_dtype(img_ip: Any, tmp_path: Path) -> 
     assert options.steps == 3 and result.seeds == [3]
 
 
+def test_an_out_of_bounds_stored_option_names_the_png_and_can_be_overridden(img_ip: Any, tmp_path: Path) -> None:
+    path = genmagic_png(tmp_path / "big.png", {"steps": 10**12})
+    with pytest.raises(UsageError, match=r"--from .*big.png: the image's stored --steps must be between 1 and 1000"):
+        run(img_ip, f"%imagine --from {path}")
+    assert run(img_ip, f"%imagine --from {path} --steps 3").request.options.steps == 3
+
+
 def test_from_does_not_open_a_lora_file_the_png_names(img_ip: Any, tmp_path: Path, tiny_lora: Path) -> None:
     path = genmagic_png(tmp_path / "lora.png", {"steps": 3, "lora": [str(tiny_lora)]})
     with pytest.raises(UsageError, match=f"made with --lora {tiny_lora}; pass --lora {tiny_lora} yourself"):
