@@ -94,13 +94,13 @@ def cmd_imagine(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .display import DEFAULT_LEGEND, DEFAULT_MARK, Table, short_path
+    from .display import DEFAULT_LEGEND, DEFAULT_MARK, Table, source_cell
     from .engine import default_engine
 
     registry = default_engine().registry
     rows = [
         [s.alias + (DEFAULT_MARK if registry.default(s.kind) == s.alias else ""), s.kind, s.backend,
-         short_path(s.source), s.origin]
+         source_cell(s), s.origin]
         for s in sorted(registry.specs(), key=lambda s: (s.kind, s.alias))
     ]
     print(repr(Table(["alias", "kind", "backend", "source", "from"], rows, DEFAULT_LEGEND)))

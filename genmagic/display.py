@@ -432,6 +432,15 @@ def short_path(source: str) -> str:
     return source
 
 
+def source_cell(spec: Any) -> str:
+    """A registry entry's source for the models table: short path, its adapters, and a mark
+    when no backend could read it (a typo or a folder not copied yet: the error comes at use)."""
+    text = short_path(spec.source)
+    if spec.adapters:
+        text += " +" + ",".join(map(short_path, spec.adapters))
+    return text if spec.backend else text + " (not found)"
+
+
 def shorten(text: str, width: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"

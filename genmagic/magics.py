@@ -311,7 +311,7 @@ class GenMagics(Magics):
         return getattr(self, "_cmd_" + args.command)(args)
 
     def _cmd_models(self, args: argparse.Namespace) -> Any:
-        from .display import DEFAULT_LEGEND, DEFAULT_MARK, Table, short_path
+        from .display import DEFAULT_LEGEND, DEFAULT_MARK, Table, short_path, source_cell
 
         engine = self.engine
         rows = []
@@ -328,7 +328,7 @@ class GenMagics(Magics):
                     spec.alias + mark,
                     spec.kind,
                     spec.backend,
-                    short_path(spec.source) + (" +" + ",".join(map(short_path, spec.adapters)) if spec.adapters else ""),
+                    source_cell(spec),
                     spec.origin,
                     "yes" if loaded else "no",
                     memory.get(spec.alias, ""),

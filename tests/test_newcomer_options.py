@@ -59,3 +59,12 @@ def test_register_with_a_missing_adapter_folder_is_refused(ip: Any, tmp_path: Pa
     missing = tmp_path / "no-such-lora"
     with pytest.raises(UsageError, match="no such folder"):
         run(ip, f"%genmagic register mine {tmp_path} --adapter {missing}")
+
+
+def test_models_table_marks_a_source_that_is_not_there(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    Path("genmagic.toml").write_text('[models.typo]\nsource = "./models/not-copied-yet"\n')
+    table = run(ip, "%genmagic models")
+    row = next(r for r in table.rows if r[0] == "typo")
+    assert row[3].endswith("not-copied-yet (not found)")
+    assert main(["models"]) == 0
+    assert "not-copied-yet (not found)" in capsys.readouterr().out
