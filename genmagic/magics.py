@@ -120,6 +120,11 @@ def empty_cell_as_line(lines: list[str]) -> list[str]:
     return lines
 
 
+# IPython's check_complete (terminal IPython, jupyter console, a kernel's is_complete) skips the
+# transformers marked so: there the magic line alone stays incomplete, and Enter waits for the body.
+empty_cell_as_line.has_side_effects = True  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------- magics
 
 
