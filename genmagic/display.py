@@ -162,7 +162,36 @@ def _markdown() -> Any:
 
 
 def markdown_html(text: str) -> str:
-    return sanitize_html(_markdown().render(text))
+    """Markdown as safe HTML, CommonMark but for one thing: a Python dunder name (``__init__``,
+    ``__init__.py``) stays as written, where CommonMark would make it a bold "init"."""
+    md = _markdown()
+    env: dict[str, Any] = {}
+    tokens = md.parse(text, env)
+    for token in tokens:
+        if token.type == "inline" and token.children:
+            token.children = _dunders_as_written(token.children)
+    return sanitize_html(md.renderer.render(tokens, md.options, env))
+
+
+_DUNDER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _dunders_as_written(children: list[Any]) -> list[Any]:
+    """Inline tokens with each ``__name__`` bold (``__`` around one lowercase identifier) back as its text."""
+    out: list[Any] = []
+    i = 0
+    while i < len(children):
+        token = children[i]
+        inner = children[i + 1: i + 3]
+        if (token.type == "strong_open" and token.markup == "__" and len(inner) == 2 and inner[0].type == "text"
+                and inner[1].type == "strong_close" and _DUNDER_NAME.fullmatch(inner[0].content)):
+            inner[0].content = f"__{inner[0].content}__"
+            out.append(inner[0])
+            i += 3
+        else:
+            out.append(token)
+            i += 1
+    return out
 
 
 _FENCE = re.compile(r"^\s*```[\w-]*[ \t]*\n(.*?)(\n\s*```\s*)?$", re.S)
@@ -210,14 +239,22 @@ def note_html(text: str, color: str = MUTED) -> str:
 # --------------------------------------------------------------------------- results
 
 
+_LINK_TARGET = (  # a URL, an absolute or relative path, an anchor, a document's file name
+    r"(?:https?://|ftp://|mailto:|www\.|\.{0,2}/|#)[^)\s]*"
+    r"|[\w.-]+/[^)\s]*"
+    r"|[\w-]+\.(?:md|html?|txt|pdf|png|jpe?g|gif|svg|webp|ipynb|rst)(?:#[^)\s]*)?"
+)
 _MARKDOWN_SIGNS = [
     re.compile(r"^ {0,3}#{1,6} \S", re.M),  # a heading
     re.compile(r"^ {0,3}(```|~~~)", re.M),  # a code fence
     re.compile(r"^ {0,3}([-*+]|\d{1,3}[.)]) \S.*\n {0,3}([-*+]|\d{1,3}[.)]) \S", re.M),  # two list items in a row
-    re.compile(r"(\*\*|__)\S[^\n]*?\S\1"),  # bold
-    re.compile(r"(?<![*\w])\*\S[^*\n]*?\S\*(?![*\w])"),  # *emphasis*
+    re.compile(r"(?<![*\w])\*\*(?=[^\s*])[^\n]*?(?<=[^\s*])\*\*(?![*\w])"),  # **bold**, not a**2 nor **kwargs
+    # __bold__ around more than one identifier (__init__, __init__.py are names, not bold)
+    re.compile(r"(?<!\w)__(?!\w+__(?!\w))(?=[^\s_])[^\n]*?[^\s_]__(?!\w)"),
+    re.compile(r"(?<![*\w])\*[^\s*][^*\n]*?(?<=[^\s*])\*(?![*\w])"),  # *emphasis*, not 2 * 3 nor a*b*c
+    re.compile(r"(?<!\w)_[^\s_][^_\n]*?(?<=[^\s_])_(?!\w)"),  # _emphasis_, not snake_case nor _private
     re.compile(r"`[^`\n]+`"),  # inline code
-    re.compile(r"\[[^\]\n]+\]\([^)\s]+\)"),  # a link
+    re.compile(rf"(?<![\w\])])\[[^\]\n]+\]\((?:{_LINK_TARGET})\)"),  # a link, not handlers[name](event)
     re.compile(r"^ {0,3}\|?[^\n|]*\|[^\n]*\n {0,3}\|? *:?-{3,}:? *(\| *:?-{3,}:? *)*\|? *$", re.M),  # a table
 ]
 

@@ -21,7 +21,7 @@ from traitlets import Bool, Int, List, Unicode, observe
 
 from . import options as opts
 from .errors import GenmagicError, OptionError, OutputFormatError, PromptError
-from .prompt import assemble, split_line
+from .prompt import assemble, split_line, unfill
 
 OptionsT = TypeVar("OptionsT", bound=opts.Options)
 ControlsT = TypeVar("ControlsT", bound=opts.Controls)
@@ -121,6 +121,11 @@ def empty_cell_as_line(lines: list[str]) -> list[str]:
     return lines
 
 
+# IPython's check_complete (terminal IPython, jupyter console, a kernel's is_complete) skips the
+# transformers marked so: there the magic line alone stays incomplete, and Enter waits for the body.
+empty_cell_as_line.has_side_effects = True  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------- magics
 
 
@@ -175,14 +180,26 @@ class GenMagics(Magics):
 
     def parse_line(self, magic: Any, line: str) -> Any:
         """Parse a magic line with its generated parser: split first (POSIX: quotes do not stay in
-        the values), then fill ``{name}`` in each word, so a variable is always one value."""
-        actions = magic.parser._option_string_actions
+        the values), then fill ``{name}`` in each word, so a variable is always one value, never
+        an option (see :func:`~genmagic.prompt.split_line`)."""
+        parser = magic.parser
+        actions = parser._option_string_actions
 
         def takes_value(flag: str) -> bool:
             action = actions.get(flag)
+            if action is None and parser.allow_abbrev and flag.startswith("--"):  # --temp for --temperature
+                matches = {actions[known] for known in actions if known.startswith(flag)}
+                action = matches.pop() if len(matches) == 1 else None
             return action is not None and action.nargs != 0
 
-        return opts.parse_args(magic.parser, split_line(line, self.ip.user_ns, takes_value))
+        argv, filled = split_line(line, self.ip.user_ns, takes_value)
+        try:
+            args = opts.parse_args(parser, argv)
+        except UsageError as err:
+            raise UsageError(unfill(str(err), filled)) from None
+        for name, value in vars(args).items():
+            setattr(args, name, unfill(value, filled))
+        return args
 
     def _parse(
         self, magic: Any, line: str, cell: str | None, options_class: type[OptionsT], controls_class: type[ControlsT],

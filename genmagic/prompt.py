@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 import string
 from collections.abc import Callable, Mapping, Sequence
@@ -56,27 +57,54 @@ def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
 
 def split_line(
     line: str, namespace: Mapping[str, Any] | None = None, takes_value: Callable[[str], bool] = lambda flag: False
-) -> list[str]:
-    """A magic line as argv: split POSIX-style first (quotes group words and are removed), then
-    ``{name}`` is filled in each word from ``namespace`` (unless it is None or the line says
-    ``--no-interpolate``). A filled value is always exactly one value: its spaces, quotes or
-    dashes never make more words or options. A filled value that starts with ``-`` right after
-    a flag that ``takes_value`` is joined to it (``--system=-x``) so argparse cannot take it for a flag.
+) -> tuple[list[str], dict[str, str]]:
+    """A magic line as argv, and the filled words it stands in for: split POSIX-style first
+    (quotes group words and are removed), then ``{name}`` is filled in each word from
+    ``namespace`` (unless it is None or the line says ``--no-interpolate``).
+
+    A filled value is always exactly one value, never an option: right after a flag that
+    ``takes_value`` it is joined to it (``--system=-x``); anywhere else (the prompt's words) the
+    word becomes a placeholder that cannot start with ``-``, to be put back by :func:`unfill`
+    once the argv is parsed. A word the user wrote starting with ``-`` (``--stop={x}``) stays
+    theirs. The dict maps each placeholder to its value.
     """
     try:
         words = shlex.split(line, posix=True)
     except ValueError as err:  # an unclosed quote, a trailing backslash
         raise OptionError(f"cannot read the options line ({err}): close every quote; write \\\\ for a backslash") from None
+    filled: dict[str, str] = {}
     if namespace is None or "--no-interpolate" in words:
-        return words
+        return words, filled
+    nonce = secrets.token_hex(4)
     argv: list[str] = []
+    after_flag = False  # the word before is a flag (as written) that takes a value
     for word in words:
         value = interpolate(word, namespace)
-        if value != word and value.startswith("-") and argv and argv[-1].startswith("-") and takes_value(argv[-1]):
+        if value == word or word.startswith("-"):
+            argv.append(value)
+        elif after_flag:
             argv[-1] += "=" + value
         else:
-            argv.append(value)
-    return argv
+            placeholder = f"\ue000{nonce}:{len(filled)}\ue000"
+            filled[placeholder] = value
+            argv.append(placeholder)
+        after_flag = word == value and word.startswith("-") and "=" not in word and takes_value(word)
+    return argv, filled
+
+
+def unfill(value: Any, filled: Mapping[str, str]) -> Any:
+    """``value`` with the placeholders of :func:`split_line` put back: in a string (an error
+    message too), in the items of a list or tuple (``prompt``, ``--stop``)."""
+    if not filled:
+        return value
+    if isinstance(value, str):
+        return _PLACEHOLDERS.sub(lambda m: filled.get(m.group(0), m.group(0)), value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(unfill(item, filled) for item in value)
+    return value
+
+
+_PLACEHOLDERS = re.compile("\ue000[0-9a-f]+:[0-9]+\ue000")
 
 
 def assemble(cell: str | None, words: Sequence[str], namespace: Mapping[str, Any] | None = None) -> str:

@@ -36,3 +36,15 @@ def test_an_empty_cell_body_without_a_prompt_source_gets_the_magics_own_error(im
         run(img_ip, "%%imagine -m tiny-img --steps 2\n")
     # the words after the options are the prompt in the cell form too
     assert run(img_ip, "%%generate -m tiny --seed 1 --max-new-tokens 3 Once upon").request.prompt == "Once upon"
+
+
+@pytest.mark.parametrize("cell", ["%%generate -m tiny\n", "%%imagine --from saved.png\n", "%%generate"])
+def test_a_cell_magic_line_alone_still_waits_for_its_body_in_a_terminal(ip: Any, cell: str) -> None:
+    """Terminal IPython and jupyter console ask ``check_complete`` on Enter: the magic line alone
+    must stay incomplete there (the body comes next), as it is without the extension."""
+    from genmagic.magics import empty_cell_as_line
+
+    assert empty_cell_as_line in ip.input_transformers_cleanup  # loaded, and still used on run:
+    assert ip.transform_cell(cell).startswith("get_ipython().run_line_magic(")
+    assert ip.input_transformer_manager.check_complete(cell) == ("incomplete", 0)
+    assert ip.input_transformer_manager.check_complete(cell.rstrip("\n") + "\nhello\n\n") == ("complete", None)
