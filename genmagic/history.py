@@ -328,7 +328,8 @@ class History:
                 )
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back itself (corrupt file)
+                    conn.execute("ROLLBACK")
                 raise
             return int(cur.lastrowid or 0)
 
