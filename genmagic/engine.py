@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
@@ -158,13 +159,8 @@ class Engine:
             request = dataclasses.replace(request, fingerprint=fingerprint)
 
         if cache and self.cacheable(request):
-            hit = self.history.lookup(request.key())
-            if hit is not None:
-                result = result_class(request.kind).from_record(request, hit.outputs, self.history.get_blob)
-                result.cached = True
-                result.verdicts = verdicts + [Verdict(**_verdict_args(v)) for v in hit.verdicts if v.get("stage") == "output"]
-                result.timings = {**hit.timings, "total": time.perf_counter() - started, "cached_from": float(hit.id)}
-                result.info = hit.info
+            result = self._from_cache(request, verdicts, started)
+            if result is not None:
                 finish(result)
                 self.history.record(result, **where)
                 return result
@@ -185,12 +181,37 @@ class Engine:
             raise
         result.timings["load"] = load_s
         result.timings["total"] = time.perf_counter() - started
-        result.verdicts = verdicts + result.verdicts + [  # the backend's own flags (nsfw, ...) stay
-            v for text in _output_texts(result) for v in self._screen(text, "output", request)
-        ]
+        # the backend's own flags (nsfw, ...) stay
+        result.verdicts = verdicts + result.verdicts + self._screen_outputs(result, request)
         finish(result)
         self.history.record(result, **where)
         return result
+
+    def _from_cache(self, request: Request, verdicts: list[Verdict], started: float) -> Result | None:
+        """The result of the newest original run of ``request``, or None (a miss). A stored run
+        that cannot be read back (a damaged database, a missing or altered blob, outputs of an
+        unexpected shape) is a miss with a warning: the model runs instead.
+
+        The outputs are screened by the checks of *now*, as a fresh run's are: a check added
+        since the stored run sees them, a removed one's flags are gone. Stored verdicts of
+        neither stage (a backend's own flags) are kept."""
+        try:
+            hit = self.history.lookup(request.key())
+            if hit is None:
+                return None
+            result = result_class(request.kind).from_record(request, hit.outputs, self.history.get_blob)
+            kept = [Verdict(**_verdict_args(v)) for v in hit.verdicts if v.get("stage") not in ("prompt", "output")]
+        except Exception as err:  # the cache is an optimisation: it never stops a run
+            print(f"genmagic: not served from the cache ({_one_line(err)}); running the model", file=sys.stderr)
+            return None
+        result.cached = True
+        result.verdicts = verdicts + kept + self._screen_outputs(result, request)
+        result.timings = {**hit.timings, "total": time.perf_counter() - started, "cached_from": float(hit.id)}
+        result.info = hit.info
+        return result
+
+    def _screen_outputs(self, result: Result, request: Request) -> list[Verdict]:
+        return [v for text in _output_texts(result) for v in self._screen(text, "output", request)]
 
     def _screen(self, text: str, stage: str, request: Request) -> list[Verdict]:
         out: list[Verdict] = []

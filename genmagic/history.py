@@ -17,9 +17,10 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import GenmagicError
 
@@ -103,6 +104,16 @@ def _error_name(err: sqlite3.Error) -> str:
     return str(getattr(err, "sqlite_errorname", "") or "")
 
 
+_T = TypeVar("_T")
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
+
+
 def _warn(message: str) -> None:
     print(f"genmagic: {message}", file=sys.stderr)
 
@@ -116,15 +127,39 @@ class History:
         self._ready = False
         self._memory: sqlite3.Connection | None = None  # set when the home cannot be written
         self._open_lock = threading.Lock()
+        self._generation = 0  # bumped when a file found corrupt mid-session is moved aside
 
     # -- connection
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+        local = self._local
+        if conn is None or getattr(local, "pid", None) != os.getpid() or getattr(local, "gen", None) != self._generation:
             with self._open_lock:
                 conn = self._open()
-            self._local.conn, self._local.pid = conn, os.getpid()
+                local.conn, local.pid, local.gen, local.ino = conn, os.getpid(), self._generation, _inode(self.path)
         return conn
+
+    def _guarded(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``op`` on the connection; a file found corrupt past its first page (only a query
+        touching the damaged page notices) is moved aside like one found at connect, and
+        ``op`` runs once more on the new file."""
+        conn = self._conn()
+        try:
+            return op(conn)
+        except sqlite3.DatabaseError as err:
+            if _error_name(err) not in _CORRUPT or conn is self._memory:
+                raise
+            with self._open_lock:
+                if getattr(self._local, "gen", None) == self._generation:  # no other thread did it yet
+                    # Only the file this connection reads: another kernel may have replaced it already.
+                    if self._local.ino is not None and _inode(self.path) == self._local.ino:
+                        self._move_aside(err)
+                    self._generation += 1
+                    self._ready = False
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+                self._local.conn = None
+        return op(self._conn())
 
     def _open(self) -> sqlite3.Connection:
         """The database file, moved aside first when it is corrupt (as IPython does with its
@@ -248,12 +283,20 @@ class History:
 
     # -- writes
     def record(self, result: Any, *, notebook: str | None = None, cell_id: str | None = None) -> int:
-        """Append one run; returns its id (also set on ``result.history_id``)."""
+        """Append one run; returns its id (also set on ``result.history_id``).
+
+        Outputs that cannot be stored (a blob write fails: disk full, a read-only store) still
+        leave the row, with the request, and the reason in ``error``: such a row is never served
+        from the cache (see :meth:`lookup`), since its outputs are gone.
+        """
         request = result.request
+        error = result.error
         try:
             outputs = json.dumps(result.to_record(self.put_blob), ensure_ascii=False)
         except Exception as err:  # never lose the row because an output would not serialise
             outputs = json.dumps({"unserialisable": repr(err)})
+            error = error or f"outputs not stored: {type(err).__name__}: {err}"
+            _warn(f"the outputs of this run were not stored in the history ({type(err).__name__}: {err})")
         row = (
             time.time(),
             request.kind,
@@ -264,7 +307,7 @@ class History:
             request.key(),
             outputs,
             result.status,
-            result.error,
+            error,
             int(result.cached),
             json.dumps(result.timings),
             json.dumps([v.to_dict() for v in result.verdicts]),
@@ -273,20 +316,24 @@ class History:
             cell_id,
             os.getpid(),
         )
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cur = conn.execute(
-                "INSERT INTO runs (created, kind, model, revision, prompt, request, key, outputs, status,"
-                " error, cached, timings, verdicts, info, notebook, cell_id, pid)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                row,
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        result.history_id = int(cur.lastrowid or 0)
+
+        def insert(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(
+                    "INSERT INTO runs (created, kind, model, revision, prompt, request, key, outputs, status,"
+                    " error, cached, timings, verdicts, info, notebook, cell_id, pid)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    row,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back itself (corrupt file)
+                    conn.execute("ROLLBACK")
+                raise
+            return int(cur.lastrowid or 0)
+
+        result.history_id = self._guarded(insert)
         return result.history_id
 
     # -- reads
@@ -305,16 +352,21 @@ class History:
 
     def lookup(self, key: str) -> Record | None:
         """The newest successful original run with this request key: never a row that was
-        itself served from the cache, so ``cached_from`` always names the run that produced it."""
-        row = self._conn().execute(
+        itself served from the cache, so ``cached_from`` always names the run that produced it,
+        and never one whose outputs were not stored (an ``error`` on an ``ok`` row; rows written
+        before that rule are known by their ``unserialisable`` outputs)."""
+        row = self._guarded(lambda conn: conn.execute(
             f"SELECT {self._COLUMNS} FROM runs WHERE key = ? AND status = 'ok' AND cached = 0"
+            " AND error IS NULL AND outputs NOT LIKE '{\"unserialisable\"%'"
             " ORDER BY id DESC LIMIT 1",
             (key,),
-        ).fetchone()
+        ).fetchone())
         return self._record(row) if row else None
 
     def get(self, rid: int) -> Record | None:
-        row = self._conn().execute(f"SELECT {self._COLUMNS} FROM runs WHERE id = ?", (rid,)).fetchone()
+        row = self._guarded(
+            lambda conn: conn.execute(f"SELECT {self._COLUMNS} FROM runs WHERE id = ?", (rid,)).fetchone()
+        )
         return self._record(row) if row else None
 
     def list(self, n: int = 20, search: str | None = None, kind: str | None = None) -> list[Record]:
@@ -333,7 +385,7 @@ class History:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(n)
-        return [self._record(r) for r in self._conn().execute(sql, args).fetchall()]
+        return [self._record(r) for r in self._guarded(lambda conn: conn.execute(sql, args).fetchall())]
 
     def count(self) -> int:
-        return int(self._conn().execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+        return int(self._guarded(lambda conn: conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]))

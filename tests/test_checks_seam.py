@@ -3,6 +3,7 @@ verdicts on the result, in history, and on results served from the cache."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -77,3 +78,37 @@ def test_a_cached_result_carries_the_output_verdicts_of_its_run(ip: Any) -> None
     assert second.verdicts == first.verdicts and second.verdicts[0].stage == "output"
     record = genmagic._magics.engine.history.get(second.history_id)
     assert record is not None and record.cached and record.verdicts == [v.to_dict() for v in first.verdicts]
+
+
+def test_a_check_added_after_a_run_screens_its_cached_output(ip: Any) -> None:
+    first = run(ip, "%%generate -m echo:alpha-beta --seed 5\nanything")
+    assert first.verdicts == []
+    check = WordCheck("beta", "warn", "output")
+    genmagic._magics.engine.checks.append(check)
+    second = run(ip, "%%generate -m echo:alpha-beta --seed 5\nanything")
+    assert second.cached and ("output", "alpha-beta") in check.seen
+    flagged = Verdict("word:beta", "privacy", 1.0, "warn", ((6, 10),), "output")
+    assert second.verdicts == [flagged]
+    record = genmagic._magics.engine.history.get(second.history_id)
+    assert record is not None and record.verdicts == [flagged.to_dict()]
+
+
+def test_a_removed_check_no_longer_flags_a_cached_output(ip: Any) -> None:
+    checks = genmagic._magics.engine.checks
+    checks.append(WordCheck("beta", "warn", "output"))
+    first = run(ip, "%%generate -m echo:alpha-beta --seed 6\nanything")
+    assert [v.check for v in first.verdicts] == ["word:beta"]
+    checks.clear()
+    checks.append(WordCheck("alpha", "review", "output"))
+    second = run(ip, "%%generate -m echo:alpha-beta --seed 6\nanything")
+    assert second.cached and second.verdicts == [Verdict("word:alpha", "privacy", 1.0, "review", ((0, 5),), "output")]
+
+
+def test_a_backends_own_flags_stay_on_a_cached_result(genmagic_home: Any) -> None:
+    engine = _engine(genmagic_home)
+    request = engine.request("text", "anything", TextOptions(seed=7), model="echo:alpha")
+    first = engine.run(request)
+    own = Verdict("echo:nsfw", "nsfw", 0.9, "warn", (), "backend")
+    engine.history.record(dataclasses.replace(first, verdicts=[own], cached=False))  # a run that flagged itself
+    second = engine.run(request)
+    assert second.cached and second.verdicts == [own]
