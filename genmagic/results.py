@@ -42,7 +42,7 @@ class Verdict:
     score: float
     action: str  # allow | redact | warn | block | review
     spans: tuple[tuple[int, int], ...] = ()
-    stage: str = "prompt"  # prompt | output
+    stage: str = "prompt"  # prompt | output (screened again on a cache hit) | backend (a backend's own flag, kept)
 
     def to_dict(self) -> dict[str, Any]:
         return {
