@@ -176,21 +176,32 @@ def get_backend(name: str) -> Any:
 # --------------------------------------------------------------------------- fingerprints
 
 
+# Files up to this size are hashed whole (about 25 ms for the 18 MB tiny-text, once per stamp);
+# bigger shards by their first and last MiB, so a 15 GB model does not cost ~15 s per process.
+_WHOLE_FILE_HASH = 64 << 20
+
+
 @cache
 def _dir_fingerprint(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
     h = hashlib.sha256()
     for rel, size, mtime_ns in stamp:
         h.update(f"{rel}:{size}:{mtime_ns}\n".encode())
         with open(os.path.join(path, rel), "rb") as fh:
-            head = fh.read(1 << 20)
-            h.update(head)
-            if size > 2 << 20:
-                fh.seek(-(1 << 20), os.SEEK_END)
-                h.update(fh.read())
+            if size <= _WHOLE_FILE_HASH:
+                h.update(hashlib.file_digest(fh, "sha256").digest())
+                continue
+            h.update(fh.read(1 << 20))
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read())
     return h.hexdigest()[:16]
 
 
-_FINGERPRINT_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja", ".pt", ".gguf")
+# Every file from_pretrained may read: weights, configs, tokenizers, chat templates, and the code
+# run under trust_remote_code (modeling_*.py, a custom pipeline.py).
+_FINGERPRINT_SUFFIXES = (
+    ".json", ".safetensors", ".bin", ".model", ".txt", ".jinja", ".pt", ".pth", ".ckpt", ".gguf",
+    ".py", ".tiktoken", ".yaml", ".yml", ".msgpack", ".h5", ".npz", ".onnx", ".spm", ".vocab",
+)
 
 
 def hub_snapshot_commit(path: str | os.PathLike[str]) -> str | None:
@@ -218,8 +229,14 @@ def dir_fingerprint(path: str | os.PathLike[str]) -> str:
         return "hub-" + commit
     root = str(path)
     stamp = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    seen: set[str] = set()  # real folders walked: a symlinked sub-folder is followed once (no loops)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
         for name in sorted(filenames):
             if name.endswith(_FINGERPRINT_SUFFIXES):
                 full = os.path.join(dirpath, name)
