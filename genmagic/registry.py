@@ -273,11 +273,30 @@ def _adapter_entry(value: str, base: Path) -> str:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    return _parse_toml(path, path.read_bytes())
+
+
+def _parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as err:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ModelNotFoundError(f"cannot read {path}: {err}; fix the TOML syntax") from None
+
+
+def _flag(entry: Mapping[str, Any], key: str, alias: str, where: str) -> bool:
+    """A boolean key of a registry entry; a string such as ``"false"`` is an error, not True."""
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise ModelNotFoundError(
+            f"model {alias!r} in {where}: {key} = {value!r} is not a boolean; "
+            f"write {key} = true or {key} = false (no quotes)"
+        )
+    return value
+
+
+def project_specs(path: Path, raw: bytes) -> list[ModelSpec]:
+    """The entries of the project file ``path`` whose content is ``raw`` (for ``trust``)."""
+    return list(_specs_from_config(_parse_toml(path, raw), "project", path.parent, str(path)))
 
 
 def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path, file: str = "") -> Iterator[ModelSpec]:
@@ -295,8 +314,8 @@ def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path, file: s
             source=os.path.expanduser(source),
             adapters=adapters,
             hub_revision=entry.get("revision"),
-            allow_pickle=bool(entry.get("allow_pickle", False)),
-            trust_remote_code=bool(entry.get("trust_remote_code", False)),
+            allow_pickle=_flag(entry, "allow_pickle", alias, file or f"the {origin} config"),
+            trust_remote_code=_flag(entry, "trust_remote_code", alias, file or f"the {origin} config"),
             origin=origin,
             params=dict(entry.get("params", {})),
             description=str(entry.get("description", "")),
@@ -315,7 +334,8 @@ class Registry:
         self._loaded_stamp: tuple[Any, ...] | None = None
         self._specs: dict[str, ModelSpec] = {}
         self._defaults: dict[str, str] = {}
-        self._project: tuple[Path, frozenset[str]] | None = None  # the file, the kinds whose default it sets
+        # the project file, the kinds whose default it sets, the sha256 of the bytes that were parsed
+        self._project: tuple[Path, frozenset[str], str] | None = None
 
     # -- files
     def config_files(self) -> list[tuple[str, Path]]:
@@ -336,9 +356,10 @@ class Registry:
         for origin, path in files:
             if not path.is_file():
                 continue
-            data = _read_toml(path)
+            raw = path.read_bytes()
+            data = _parse_toml(path, raw)
             if origin == "project":
-                project = (path, frozenset(data.get("defaults") or {}))
+                project = (path, frozenset(data.get("defaults") or {}), hashlib.sha256(raw).hexdigest())
             for spec in _specs_from_config(data, origin, path.parent, str(path)):
                 specs[spec.alias] = spec
             defaults.update({k: str(v) for k, v in (data.get("defaults") or {}).items()})
@@ -467,7 +488,9 @@ class Registry:
         if self._project and (spec.origin == "project" or (by_default and kind in self._project[1])):
             from .trust import require_trusted  # an untrusted project file may not run model code
 
-            require_trusted(spec, self._project[0], (self._user_file or user_config_path()).parent, via_default=by_default)
+            path, _, digest = self._project
+            require_trusted(spec, path, (self._user_file or user_config_path()).parent, via_default=by_default,
+                            digest=digest, fingerprint=dir_fingerprint)
         return spec
 
     def _resolve_source(self, name: str, kind: str) -> ModelSpec:
