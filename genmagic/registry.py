@@ -294,11 +294,6 @@ def _flag(entry: Mapping[str, Any], key: str, alias: str, where: str) -> bool:
     return value
 
 
-def project_specs(path: Path, raw: bytes) -> list[ModelSpec]:
-    """The entries of the project file ``path`` whose content is ``raw`` (for ``trust``)."""
-    return list(_specs_from_config(_parse_toml(path, raw), "project", path.parent, str(path)))
-
-
 def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path, file: str = "") -> Iterator[ModelSpec]:
     for alias, entry in (data.get("models") or {}).items():
         if not isinstance(entry, Mapping) or "source" not in entry:
@@ -364,6 +359,14 @@ class Registry:
                 specs[spec.alias] = spec
             defaults.update({k: str(v) for k, v in (data.get("defaults") or {}).items()})
         self._specs, self._defaults, self._loaded_stamp, self._project = specs, defaults, stamp, project
+
+    @staticmethod
+    def risky_folders(path: Path, raw: bytes) -> dict[str, str]:
+        """``{source folder: dir_fingerprint}`` of the entries of the project file ``path`` (whose
+        content is ``raw``) that set ``trust_remote_code`` or ``allow_pickle`` (for ``trust``)."""
+        specs = _specs_from_config(_parse_toml(path, raw), "project", path.parent, str(path))
+        folders = {s.source for s in specs if (s.trust_remote_code or s.allow_pickle) and os.path.isdir(s.source)}
+        return {folder: dir_fingerprint(folder) for folder in sorted(folders)}
 
     def specs(self) -> list[ModelSpec]:
         self._refresh()

@@ -9,8 +9,8 @@ model folder), and its ``[defaults]`` may not point at a model that does; everyt
 ``trusted.json`` in the user config dir (``$GENMAGIC_CONFIG_DIR``), and the fingerprint of each
 local source folder of its risky entries (their ``modeling_*.py`` and weights: a ``git pull`` that
 changes them changes what runs); a file or such a folder that changes needs trusting again.
-At import this module imports nothing of the package but its errors: the registry passes the
-config dir, the parsed file's digest and the fingerprint function in.
+This module imports nothing of the package but its errors: the registry passes the
+config dir, the parsed file's digest and the fingerprint functions in.
 """
 
 from __future__ import annotations
@@ -72,12 +72,6 @@ def is_trusted(path: Path, config_dir: Path, digest: str | None = None) -> bool:
         return _store(config_dir).get(_key(path)) == (digest or file_digest(path))
     except OSError:
         return False
-
-
-def _risky_folders(specs: Any) -> list[str]:
-    """The local source folders of the entries that set a risky flag."""
-    return sorted({s.source for s in specs if any(getattr(s, f, False) for f in RISKY_FLAGS)
-                   and os.path.isdir(s.source)})
 
 
 def risky_entries(path: Path) -> list[str]:
@@ -162,9 +156,4 @@ def trust_command(path: str | None, registry: Any, command: str) -> str:
             )
         path = str(found[0])
     config_dir = next(p for origin, p in registry.config_files() if origin == "user").parent
-    from .registry import dir_fingerprint, project_specs
-
-    def folders(file: Path, raw: bytes) -> dict[str, str]:
-        return {folder: dir_fingerprint(folder) for folder in _risky_folders(project_specs(file, raw))}
-
-    return trust_file(path, config_dir, folders)
+    return trust_file(path, config_dir, registry.risky_folders)
