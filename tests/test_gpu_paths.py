@@ -210,3 +210,23 @@ def test_an_evicted_model_is_freed_at_once(ip: Any, bf16_text_dir: Path) -> None
     finally:
         genmagic._magics.memory_budget_mb = budget
         gc.enable()
+
+
+def test_auto_dtype_without_one_in_the_config_is_the_checkpoints(ip: Any, bf16_text_dir: Path,
+                                                                tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / "no-dtype"
+    shutil.copytree(bf16_text_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("dtype", None)
+    config.pop("torch_dtype", None)
+    (folder / "config.json").write_text(json.dumps(config))
+    expected = str(AutoModelForCausalLM.from_pretrained(folder).dtype).removeprefix("torch.")
+    assert expected == "bfloat16"  # what from_pretrained's default dtype="auto" gives
+    run(ip, f"%genmagic register nodtype {folder}")
+    result = run(ip, "%%generate -m nodtype --seed 1 --max-new-tokens 2 --dtype auto\nOnce")
+    assert result.request.dtype == expected and result.info["dtype"] == expected
