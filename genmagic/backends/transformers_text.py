@@ -411,7 +411,7 @@ class TransformersTextBackend:
             streamer = _Streamer(tok, sink, index, options.stop)
             seed = options.seed + index if options.seed is not None else None
             try:
-                with seeded(seed), torch.inference_mode(), torch_threads(loaded.nbytes if loaded.device == "cpu" else 1 << 40):
+                with seeded(seed, loaded.device), torch.inference_mode(), torch_threads(loaded.nbytes if loaded.device == "cpu" else 1 << 40):
                     model.generate(
                         input_ids=input_ids,
                         attention_mask=attention,
