@@ -127,7 +127,7 @@ def require_trusted(spec: Any, path: Path, config_dir: Path, *, via_default: boo
         quoted = shlex.quote(where)
         raise UntrustedFileError(
             f"model {spec.alias!r} sets {' and '.join(flags)} in {where}, and its source folder {spec.source} "
-            f"{'has changed (code or weights)' if recorded else 'was not recorded'} since you trusted that file, "
+            f"{'has changed (code or weights) since' if recorded else 'was not recorded when'} you trusted that file, "
             f"so it may not run model code; if you trust the folder as it is now, run `%genmagic trust {quoted}` "
             f"(in a shell: `genmagic trust {quoted}`)"
         )

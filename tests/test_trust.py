@@ -151,3 +151,16 @@ def test_the_trust_check_hashes_the_bytes_that_were_parsed(tmp_path: Path) -> No
     os.utime(path, ns=(path.stat().st_atime_ns, registry._loaded_stamp[1][1]))  # ...same stamp: no re-parse
     with pytest.raises(UntrustedFileError):
         registry.resolve("remote", "text")  # the parsed (risky) bytes are not the trusted ones
+
+
+def test_a_trust_recorded_without_its_source_folder_needs_trusting_again(ip: Any) -> None:
+    model = Path.cwd() / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    path = project_file('[models.remote]\nsource = "./model"\nkind = "text"\nbackend = "echo"\ntrust_remote_code = true\n')
+    config = Path(os.environ["GENMAGIC_CONFIG_DIR"])
+    config.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    (config / "trusted.json").write_text(json.dumps({"version": 1, "files": {str(path): digest}}))  # older store
+    with pytest.raises(UsageError, match=re.escape(f"its source folder {model} was not recorded when you trusted")):
+        run(ip, "%generate -m remote hi")
