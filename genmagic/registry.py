@@ -176,21 +176,32 @@ def get_backend(name: str) -> Any:
 # --------------------------------------------------------------------------- fingerprints
 
 
+# Files up to this size are hashed whole (about 25 ms for the 18 MB tiny-text, once per stamp);
+# bigger shards by their first and last MiB, so a 15 GB model does not cost ~15 s per process.
+_WHOLE_FILE_HASH = 64 << 20
+
+
 @cache
 def _dir_fingerprint(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
     h = hashlib.sha256()
     for rel, size, mtime_ns in stamp:
         h.update(f"{rel}:{size}:{mtime_ns}\n".encode())
         with open(os.path.join(path, rel), "rb") as fh:
-            head = fh.read(1 << 20)
-            h.update(head)
-            if size > 2 << 20:
-                fh.seek(-(1 << 20), os.SEEK_END)
-                h.update(fh.read())
+            if size <= _WHOLE_FILE_HASH:
+                h.update(hashlib.file_digest(fh, "sha256").digest())
+                continue
+            h.update(fh.read(1 << 20))
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read())
     return h.hexdigest()[:16]
 
 
-_FINGERPRINT_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja", ".pt", ".gguf")
+# Every file from_pretrained may read: weights, configs, tokenizers, chat templates, and the code
+# run under trust_remote_code (modeling_*.py, a custom pipeline.py).
+_FINGERPRINT_SUFFIXES = (
+    ".json", ".safetensors", ".bin", ".model", ".txt", ".jinja", ".pt", ".pth", ".ckpt", ".gguf",
+    ".py", ".tiktoken", ".yaml", ".yml", ".msgpack", ".h5", ".npz", ".onnx", ".spm", ".vocab",
+)
 
 
 def hub_snapshot_commit(path: str | os.PathLike[str]) -> str | None:
@@ -218,8 +229,14 @@ def dir_fingerprint(path: str | os.PathLike[str]) -> str:
         return "hub-" + commit
     root = str(path)
     stamp = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    seen: set[str] = set()  # real folders walked: a symlinked sub-folder is followed once (no loops)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
         for name in sorted(filenames):
             if name.endswith(_FINGERPRINT_SUFFIXES):
                 full = os.path.join(dirpath, name)
@@ -256,11 +273,25 @@ def _adapter_entry(value: str, base: Path) -> str:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    return _parse_toml(path, path.read_bytes())
+
+
+def _parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as err:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ModelNotFoundError(f"cannot read {path}: {err}; fix the TOML syntax") from None
+
+
+def _flag(entry: Mapping[str, Any], key: str, alias: str, where: str) -> bool:
+    """A boolean key of a registry entry; a string such as ``"false"`` is an error, not True."""
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise ModelNotFoundError(
+            f"model {alias!r} in {where}: {key} = {value!r} is not a boolean; "
+            f"write {key} = true or {key} = false (no quotes)"
+        )
+    return value
 
 
 def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path, file: str = "") -> Iterator[ModelSpec]:
@@ -278,8 +309,8 @@ def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path, file: s
             source=os.path.expanduser(source),
             adapters=adapters,
             hub_revision=entry.get("revision"),
-            allow_pickle=bool(entry.get("allow_pickle", False)),
-            trust_remote_code=bool(entry.get("trust_remote_code", False)),
+            allow_pickle=_flag(entry, "allow_pickle", alias, file or f"the {origin} config"),
+            trust_remote_code=_flag(entry, "trust_remote_code", alias, file or f"the {origin} config"),
             origin=origin,
             params=dict(entry.get("params", {})),
             description=str(entry.get("description", "")),
@@ -298,7 +329,8 @@ class Registry:
         self._loaded_stamp: tuple[Any, ...] | None = None
         self._specs: dict[str, ModelSpec] = {}
         self._defaults: dict[str, str] = {}
-        self._project: tuple[Path, frozenset[str]] | None = None  # the file, the kinds whose default it sets
+        # the project file, the kinds whose default it sets, the sha256 of the bytes that were parsed
+        self._project: tuple[Path, frozenset[str], str] | None = None
 
     # -- files
     def config_files(self) -> list[tuple[str, Path]]:
@@ -319,13 +351,22 @@ class Registry:
         for origin, path in files:
             if not path.is_file():
                 continue
-            data = _read_toml(path)
+            raw = path.read_bytes()
+            data = _parse_toml(path, raw)
             if origin == "project":
-                project = (path, frozenset(data.get("defaults") or {}))
+                project = (path, frozenset(data.get("defaults") or {}), hashlib.sha256(raw).hexdigest())
             for spec in _specs_from_config(data, origin, path.parent, str(path)):
                 specs[spec.alias] = spec
             defaults.update({k: str(v) for k, v in (data.get("defaults") or {}).items()})
         self._specs, self._defaults, self._loaded_stamp, self._project = specs, defaults, stamp, project
+
+    @staticmethod
+    def risky_folders(path: Path, raw: bytes) -> dict[str, str]:
+        """``{source folder: dir_fingerprint}`` of the entries of the project file ``path`` (whose
+        content is ``raw``) that set ``trust_remote_code`` or ``allow_pickle`` (for ``trust``)."""
+        specs = _specs_from_config(_parse_toml(path, raw), "project", path.parent, str(path))
+        folders = {s.source for s in specs if (s.trust_remote_code or s.allow_pickle) and os.path.isdir(s.source)}
+        return {folder: dir_fingerprint(folder) for folder in sorted(folders)}
 
     def specs(self) -> list[ModelSpec]:
         self._refresh()
@@ -450,7 +491,9 @@ class Registry:
         if self._project and (spec.origin == "project" or (by_default and kind in self._project[1])):
             from .trust import require_trusted  # an untrusted project file may not run model code
 
-            require_trusted(spec, self._project[0], (self._user_file or user_config_path()).parent, via_default=by_default)
+            path, _, digest = self._project
+            require_trusted(spec, path, (self._user_file or user_config_path()).parent, via_default=by_default,
+                            digest=digest, fingerprint=dir_fingerprint)
         return spec
 
     def _resolve_source(self, name: str, kind: str) -> ModelSpec:

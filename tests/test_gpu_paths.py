@@ -210,3 +210,45 @@ def test_an_evicted_model_is_freed_at_once(ip: Any, bf16_text_dir: Path) -> None
     finally:
         genmagic._magics.memory_budget_mb = budget
         gc.enable()
+
+
+def test_auto_dtype_without_one_in_the_config_is_the_checkpoints(ip: Any, bf16_text_dir: Path,
+                                                                tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / "no-dtype"
+    shutil.copytree(bf16_text_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("dtype", None)
+    config.pop("torch_dtype", None)
+    (folder / "config.json").write_text(json.dumps(config))
+    expected = str(AutoModelForCausalLM.from_pretrained(folder).dtype).removeprefix("torch.")
+    assert expected == "bfloat16"  # what from_pretrained's default dtype="auto" gives
+    run(ip, f"%genmagic register nodtype {folder}")
+    result = run(ip, "%%generate -m nodtype --seed 1 --max-new-tokens 2 --dtype auto\nOnce")
+    assert result.request.dtype == expected and result.info["dtype"] == expected
+
+
+def test_the_same_lora_twice_is_a_one_line_error(img_ip: Any, tiny_lora: Path) -> None:
+    with pytest.raises(UsageError) as err:
+        run(img_ip, f"%%imagine -m tiny-img --steps 2 --seed 1 --no-cache --lora {tiny_lora}:0.5 --lora {tiny_lora}:1\nx")
+    assert str(err.value) == (
+        f"--lora {tiny_lora}:1: this LoRA is already given as --lora {tiny_lora}:0.5; "
+        "give it once, with the scale you want (PATH:SCALE)"
+    )
+
+
+def test_seeded_generation_leaves_the_accelerators_rng_alone(ip: Any) -> None:
+    import torch
+
+    kind = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else None
+    if kind is None:
+        pytest.skip("no CUDA or MPS device here")
+    module = getattr(torch, kind)
+    module.manual_seed(0)
+    state = module.get_rng_state()
+    run(ip, f"%%generate -m tiny --device {kind} --seed 9 --max-new-tokens 5 --no-cache\nHi")
+    assert torch.equal(module.get_rng_state(), state)

@@ -219,3 +219,44 @@ def test_two_loads_of_one_model_are_counted_together(ip: Any) -> None:
     assert len(loads) == 2
     memory = engine().models.memory_by_alias(engine().registry.specs())
     assert memory["tiny"] == f"{sum(loads) / 2**20:.1f} MB (2 loads)"
+
+
+def test_fingerprint_follows_a_symlinked_sub_folder(tmp_path: Path) -> None:
+    shared = tmp_path / "shared-unet"
+    shared.mkdir()
+    (shared / "diffusion_pytorch_model.safetensors").write_bytes(b"a" * 1000)
+    pipe = tmp_path / "pipe"
+    pipe.mkdir()
+    (pipe / "model_index.json").write_text("{}")
+    (pipe / "unet").symlink_to(shared, target_is_directory=True)
+    (shared / "loop").symlink_to(pipe, target_is_directory=True)  # a loop is walked once
+    before = dir_fingerprint(pipe)
+    time.sleep(0.01)
+    (shared / "diffusion_pytorch_model.safetensors").write_bytes(b"b" * 1000)
+    assert dir_fingerprint(pipe) != before
+
+
+def test_fingerprint_covers_remote_code_and_tokenizer_files(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    for name in ("modeling_custom.py", "tokenizer.tiktoken", "scheduler.yaml", "weights.pth"):
+        file = tmp_path / name
+        file.write_text("one")
+        before = dir_fingerprint(tmp_path)
+        time.sleep(0.01)
+        file.write_text("two")
+        assert dir_fingerprint(tmp_path) != before, name
+
+
+def test_fingerprint_sees_a_same_size_same_mtime_change(tmp_path: Path) -> None:
+    weights = tmp_path / "model.safetensors"
+    data = bytearray(os.urandom(6 << 20))
+    weights.write_bytes(bytes(data))
+    stat = weights.stat()
+    before = dir_fingerprint(tmp_path)
+    data[3 << 20] ^= 0xFF  # as `cp -p` / `rsync -a` of a same-sized file: size and mtime kept
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    from genmagic.registry import _dir_fingerprint
+
+    _dir_fingerprint.cache_clear()  # a new process
+    assert dir_fingerprint(tmp_path) != before

@@ -98,3 +98,69 @@ def test_genmagic_trust_on_the_command_line(tiny_text_dir: Path) -> None:
     ran = cli("generate", "-m", "remote", "--max-new-tokens", "2", "hi")
     assert ran.returncode == 0, ran.stderr
     assert cli("trust", "missing.toml").stderr.startswith("genmagic: error: trust missing.toml: no such file")
+
+
+def test_a_changed_source_folder_needs_trusting_again(ip: Any, tiny_text_dir: Path) -> None:
+    import shutil
+
+    model = Path.cwd() / "model"
+    shutil.copytree(tiny_text_dir, model)
+    path = project_file('[models.remote]\nsource = "./model"\ntrust_remote_code = true\n')
+    ip.run_line_magic("genmagic", "trust")
+    assert run(ip, "%generate -m remote --max-new-tokens 2 hi").text is not None
+    (model / "modeling_custom.py").write_text("print('new code from a git pull')\n")
+    with pytest.raises(UsageError) as err:
+        run(ip, "%generate -m remote --max-new-tokens 2 hi")
+    assert str(err.value) == (
+        f"model 'remote' sets trust_remote_code in {path}, and its source folder {model} has changed (code or "
+        f"weights) since you trusted that file, so it may not run model code; if you trust the folder as it is "
+        f"now, run `%genmagic trust {path}` (in a shell: `genmagic trust {path}`)"
+    )
+    ip.run_line_magic("genmagic", "trust")
+    assert run(ip, "%generate -m remote --max-new-tokens 2 hi").text is not None
+
+
+@pytest.mark.parametrize("origin", ["project", "user"])
+def test_a_string_flag_is_an_error_not_true(ip: Any, origin: str) -> None:
+    text = '[models.remote]\nsource = "echo:x"\nbackend = "echo"\nkind = "text"\ntrust_remote_code = "false"\n'
+    if origin == "user":
+        path = Path(os.environ["GENMAGIC_CONFIG_DIR"]) / "config.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    else:
+        path = project_file(text)
+    with pytest.raises(UsageError) as err:
+        run(ip, "%generate -m remote hi")
+    assert str(err.value) == (
+        f"model 'remote' in {path}: trust_remote_code = 'false' is not a boolean; "
+        "write trust_remote_code = true or trust_remote_code = false (no quotes)"
+    )
+
+
+def test_the_trust_check_hashes_the_bytes_that_were_parsed(tmp_path: Path) -> None:
+    from genmagic.registry import Registry
+    from genmagic.trust import UntrustedFileError, trust_file
+
+    path = project_file()
+    config = tmp_path / "config"
+    registry = Registry(project_file=path, user_file=config / "config.toml")
+    registry.resolve("plain", "text")  # parsed: the untrusted file with its risky entry
+    trusted = PROJECT.replace("trust_remote_code = true", "")
+    path.write_text(trusted)
+    trust_file(path, config)  # the user trusts the harmless version...
+    os.utime(path, ns=(path.stat().st_atime_ns, registry._loaded_stamp[1][1]))  # ...same stamp: no re-parse
+    with pytest.raises(UntrustedFileError):
+        registry.resolve("remote", "text")  # the parsed (risky) bytes are not the trusted ones
+
+
+def test_a_trust_recorded_without_its_source_folder_needs_trusting_again(ip: Any) -> None:
+    model = Path.cwd() / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    path = project_file('[models.remote]\nsource = "./model"\nkind = "text"\nbackend = "echo"\ntrust_remote_code = true\n')
+    config = Path(os.environ["GENMAGIC_CONFIG_DIR"])
+    config.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    (config / "trusted.json").write_text(json.dumps({"version": 1, "files": {str(path): digest}}))  # older store
+    with pytest.raises(UsageError, match=re.escape(f"its source folder {model} was not recorded when you trusted")):
+        run(ip, "%generate -m remote hi")

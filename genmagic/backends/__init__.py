@@ -47,16 +47,21 @@ def torch_threads(nbytes: int) -> Iterator[None]:
 
 
 @contextmanager
-def seeded(seed: int | None) -> Iterator[None]:
-    """Seed torch's global RNGs for one generation without disturbing the user's: the CPU
-    (and every CUDA device's) RNG state is saved and restored around the block."""
+def seeded(seed: int | None, device: str = "cpu") -> Iterator[None]:
+    """Seed torch's global RNGs for one generation without disturbing the user's: the CPU RNG
+    state and that of the accelerator ``device`` runs on (every CUDA device, or MPS; for a CPU
+    run the machine's accelerator, which ``manual_seed`` reseeds too) are saved and restored."""
     if seed is None:
         yield
         return
     import torch
 
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
+    kind = torch.device(device).type
+    if kind == "cpu":
+        kind = "mps" if not torch.cuda.is_available() and torch.backends.mps.is_available() else "cuda"
+    module: Any = getattr(torch, kind)
+    devices = list(range(module.device_count())) if module.is_available() else []
+    with torch.random.fork_rng(devices=devices, device_type=kind):
         torch.manual_seed(seed)
         yield
 

@@ -403,9 +403,17 @@ class DiffusersImageBackend:
         """Activate this run's ``--lora`` files (with the spec's own adapters); LoRAs loaded
         for earlier runs and not used by this one are unloaded first."""
         wanted = []
+        given: dict[str, str] = {}
         for value in loras:
             path, scale = parse_lora(value)
-            wanted.append((path, scale, f"{os.path.abspath(path)}#{lora_fingerprint(path)}"))
+            key = f"{os.path.abspath(path)}#{lora_fingerprint(path)}"
+            if key in given:  # set_adapters would get one adapter name twice
+                raise OptionError(
+                    f"--lora {value}: this LoRA is already given as --lora {given[key]}; "
+                    "give it once, with the scale you want (PATH:SCALE)"
+                )
+            given[key] = value
+            wanted.append((path, scale, key))
         keys = {key for _, _, key in wanted}
         unused = [name for key, name in state.adapters.items() if key not in keys]
         if unused:

@@ -54,18 +54,44 @@ def _weights(folder: str) -> tuple[list[str], list[str]]:
     return safe, pickled
 
 
+_SAFETENSORS_FLOATS = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
+
+
 def own_dtype(folder: str | None) -> str:
-    """The dtype a model was saved in, as its ``config.json`` says (``dtype``, formerly
-    ``torch_dtype``): what ``from_pretrained`` gives by default. float32 when unsaid."""
+    """The dtype ``from_pretrained`` gives by default (``dtype="auto"``): the config's ``dtype``
+    (formerly ``torch_dtype``, or its ``text_config``'s), else the dtype of the first floating
+    tensor of the (first) safetensors checkpoint, read from its JSON header; float32 when neither."""
     try:
         with open(os.path.join(folder or "", _MARKER), encoding="utf-8") as f:
             config = json.load(f)
     except (OSError, ValueError):
-        return "float32"
-    if not isinstance(config, dict):
-        return "float32"
-    found = config.get("dtype") or config.get("torch_dtype") or (config.get("text_config") or {}).get("dtype")
-    return found if found in DTYPE_BYTES else "float32"
+        config = {}
+    config = config if isinstance(config, dict) else {}
+    text = config.get("text_config")
+    text = text if isinstance(text, dict) else {}
+    for found in (config.get("dtype"), config.get("torch_dtype"), text.get("dtype"), text.get("torch_dtype")):
+        if found in DTYPE_BYTES:
+            return str(found)
+    return _checkpoint_dtype(folder or "") or "float32"
+
+
+def _checkpoint_dtype(folder: str) -> str | None:
+    """The first floating tensor's dtype (by name, as ``safe_open`` lists them) in the first
+    safetensors file, from its header alone (no torch import, no weights read)."""
+    files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
+    if not files:
+        return None
+    try:
+        with open(files[0], "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(size)) if 0 < size < 100 << 20 else {}
+    except (OSError, ValueError):
+        return None
+    for name in sorted(header) if isinstance(header, dict) else ():
+        entry = header[name]
+        if name != "__metadata__" and isinstance(entry, dict) and entry.get("dtype") in _SAFETENSORS_FLOATS:
+            return _SAFETENSORS_FLOATS[entry["dtype"]]
+    return None
 
 
 def generation_defaults(config: dict[str, Any]) -> dict[str, Any]:
@@ -385,7 +411,7 @@ class TransformersTextBackend:
             streamer = _Streamer(tok, sink, index, options.stop)
             seed = options.seed + index if options.seed is not None else None
             try:
-                with seeded(seed), torch.inference_mode(), torch_threads(loaded.nbytes if loaded.device == "cpu" else 1 << 40):
+                with seeded(seed, loaded.device), torch.inference_mode(), torch_threads(loaded.nbytes if loaded.device == "cpu" else 1 << 40):
                     model.generate(
                         input_ids=input_ids,
                         attention_mask=attention,
