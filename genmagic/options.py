@@ -330,6 +330,8 @@ class TextOptions(Options):
     system: str | None = opt(None, "system prompt", metavar="TEXT", example="'You are terse.'")
     truncate: bool = opt(False, "keep the end of a prompt longer than the model's context instead of failing")
     chat: bool = opt(False, "continue this notebook's conversation (reset with %genmagic reset)")
+    raw: bool = opt(False, "send the prompt as plain text to continue, not as a user turn of the model's chat template "
+                    "(--chat and --system always use the template)")
 
     def deterministic(self) -> bool:
         return self.temperature == 0
