@@ -88,18 +88,19 @@ def definition_like(answer: str, word: str) -> bool:
         bool(re.search(rf"\bto {w}\w* (is|means)\b", first))
 
 
-def generate_all(model: Path, seeds: list[int]) -> dict:
+def generate_all(model: Path, seeds: list[int], **options: object) -> dict:
+    """Every prompt once per seed, as ``%%generate --seed S PROMPT`` (plus ``options``) would run it."""
     import genmagic
+
+    def gen(prompt: str, seed: int) -> str:
+        return genmagic.generate(prompt, str(model), seed=seed, cache=False, **options).text
 
     out: dict = {"stories": [], "instructions": [], "definitions": [], "code": []}
     for seed in seeds:
-        for p in STORIES:
-            out["stories"].append((p, seed, genmagic.generate(p, str(model), seed=seed, cache=False).text))
-        for p in INSTRUCTIONS:
-            out["instructions"].append((p, seed, genmagic.generate(p, str(model), seed=seed, cache=False).text))
-        for p, w in DEFINITIONS:
-            out["definitions"].append((p, seed, genmagic.generate(p, str(model), seed=seed, cache=False).text, w))
-        out["code"].append((CODE_PROMPT, seed, genmagic.generate(CODE_PROMPT, str(model), seed=seed, cache=False).text))
+        out["stories"] += [(p, seed, gen(p, seed)) for p in STORIES]
+        out["instructions"] += [(p, seed, gen(p, seed)) for p in INSTRUCTIONS]
+        out["definitions"] += [(p, seed, gen(p, seed), w) for p, w in DEFINITIONS]
+        out["code"].append((CODE_PROMPT, seed, gen(CODE_PROMPT, seed)))
     return out
 
 
@@ -147,6 +148,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--json", default=None)
     ap.add_argument("--no-perplexity", action="store_true")
+    ap.add_argument("--raw", action="store_true", help="every prompt as plain text to continue (%%%%generate --raw)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every answer")
     a = ap.parse_args()
     os.environ["GENMAGIC_HOME"] = tempfile.mkdtemp(prefix="genmagic-bench-")  # keep the user's history clean
@@ -154,7 +156,7 @@ def main() -> None:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
     model = Path(a.model).resolve()
-    gen = generate_all(model, a.seeds)
+    gen = generate_all(model, a.seeds, **({"raw": True} if a.raw else {}))
     figures = score(gen) | load_stats(model)
     if not a.no_perplexity:
         figures["heldout_perplexity"] = perplexity(model)

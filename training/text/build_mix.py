@@ -75,6 +75,8 @@ def main():
     ap.add_argument("--instructions", type=int, default=5000)
     ap.add_argument("--definitions", type=int, default=20000)
     ap.add_argument("--plain-definitions", type=int, default=3000)
+    ap.add_argument("--spaced-definitions", action="store_true",
+                    help="answers name the word with the token it has in the question (\"A psalm is\", \"The word psalm means\")")
     ap.add_argument("--code-plain", type=int, default=1500)
     ap.add_argument("--code-chat", type=int, default=1500)
     ap.add_argument("--old-frac", type=float, default=0.6, help="share of v1 GCIDE documents kept")
@@ -96,7 +98,7 @@ def main():
         docs.append(("instruct", chat(rng, turns)))
     for _ in range(300):
         docs.append(("who", chat(rng, [(rng.choice(WHO_Q), rng.choice(WHO_A))])))
-    defs = definition_pairs(rng, args.definitions + args.plain_definitions)
+    defs = definition_pairs(rng, args.definitions + args.plain_definitions, args.spaced_definitions)
     for i in range(0, args.definitions, 1):
         _, q, a = defs[i]
         turns = [(q, a)]

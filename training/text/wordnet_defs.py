@@ -70,7 +70,24 @@ Q_NOUN_COUNT = ["What is {a} {w}?", "what is {a} {w}", "What's {a} {w}?", "Expla
 Q_NOUN_MASS = ["What is {w}?", "what is {w}", "Explain {w}.", "Tell me what {w} is.", "What's {w}?"]
 
 
-def _answer(rng, pos, w, d, hyper, syns, ex, countable):
+def _answer_spaced(rng, pos, w, d, countable):
+    """First sentences in which the word keeps the token it has in most questions (" psalm":
+    after a space, lower case, no quotes), which a tiny model copies far more reliably."""
+    if pos == "n":
+        if countable:
+            return rng.choice([f"{_article(w).capitalize()} {w} is {d}.", f"{_article(w).capitalize()} {w} is {d}.",
+                               f"The word {w} means {d}."])
+        return rng.choice([f"The word {w} means {d}.", f"The noun {w} means {d}.", f"In English, {w} is {d}."])
+    if pos == "v":
+        d2 = d if d.startswith("to ") else "to " + d
+        return rng.choice([f"To {w} means {d2}.", f"To {w} is {d2}.", f"The verb {w} means {d2}."])
+    if pos == "a":
+        return rng.choice([f"If something is {w}, it is {d}.", f"The adjective {w} means {d}.",
+                           f"The word {w} means {d}."])
+    return rng.choice([f"The adverb {w} means {d}.", f"The word {w} means {d}."])
+
+
+def _answer(rng, pos, w, d, hyper, syns, ex, countable, spaced=False):
     d = d[0].lower() + d[1:] if d[:2] != d[:2].upper() else d
     W = w[0].upper() + w[1:]
     if pos == "n":
@@ -89,6 +106,8 @@ def _answer(rng, pos, w, d, hyper, syns, ex, countable):
         kind = "adjective" if pos == "a" else "adverb"
         first = rng.choice([f"{W} means {d}.", f"The {kind} \"{w}\" means {d}.", f"{W} ({kind}): {d}.",
                             f"If something is {w}, it is {d}." if pos == "a" else f"{W} means {d}."])
+    if spaced:
+        first = _answer_spaced(rng, pos, w, d, countable)
     extra = []
     if hyper and pos == "n" and rng.random() < 0.6:
         extra.append(rng.choice([f"It is a kind of {hyper}.", f"It is a type of {hyper}."]))
@@ -105,8 +124,9 @@ def _answer(rng, pos, w, d, hyper, syns, ex, countable):
     return " ".join([first] + extra)
 
 
-def definition_pairs(rng: random.Random, n: int) -> list[tuple[str, str, str]]:
-    """n (word, question, answer) triples; common words (tagged senses) are preferred."""
+def definition_pairs(rng: random.Random, n: int, spaced: bool = False) -> list[tuple[str, str, str]]:
+    """n (word, question, answer) triples; common words (tagged senses) are preferred.
+    ``spaced``: only first sentences that keep the word's question token (see _answer_spaced)."""
     items = []
     for pos in ("n", "v", "a", "r"):
         data = _parse_data(pos)
@@ -134,7 +154,7 @@ def definition_pairs(rng: random.Random, n: int) -> list[tuple[str, str, str]]:
         else:
             q = rng.choice(Q_WORD)
         q = q.format(w=w, a=_article(w))
-        out.append((w, q, _answer(rng, pos, w, d, hyper, syns, ex, countable)))
+        out.append((w, q, _answer(rng, pos, w, d, hyper, syns, ex, countable, spaced)))
     return out
 
 
