@@ -85,7 +85,7 @@ def definition_like(answer: str, word: str) -> bool:
     first = re.split(r"(?<=[.!?])\s", answer.strip(), maxsplit=1)[0].lower()
     w = re.escape(word.lower())
     return bool(re.search(rf"\b{w}\w*\b[\"']?\s*(\([a-z ]+\))?\s*(is|are|means|refers to|:)", first)) or \
-        bool(re.search(rf"\bto {w}\w* (is|means)\b", first))
+        bool(re.search(rf"\bto {w}\w* (is|means)\b|\bis {w}\w*, it (is|means)\b", first))
 
 
 def generate_all(model: Path, seeds: list[int], **options: object) -> dict:
