@@ -11,7 +11,10 @@ position accuracy.  A nearest-neighbour-upscaled sample grid is written next to
 the model (``samples.png``) unless --grid says otherwise.
 
 tiny-text: if ``training/text/evaluate.py`` and ``genmagic/models/tiny-text``
-exist, reports ``heldout_perplexity(model_dir)``; otherwise says it is skipped.
+exist, reports ``heldout_perplexity(model_dir)``; otherwise says it is skipped. Then the
+figures of ``bench/text_quality.py`` (answers with the magic's defaults on its prompt set,
+seeds ``--seeds``): share with >= 8 words, median story length, distinct 4-grams,
+attribution endings, definitions naming their word, code-likeness, load time, size.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import importlib.util
 import json
 import os
 import sys
+import tempfile
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -158,6 +162,20 @@ def evaluate_text_model():
     return ppl
 
 
+def evaluate_text_writing(seeds):
+    """tiny-text's answers with the magic's defaults (bench/text_quality.py): length, loops,
+    attribution endings, definitions, code."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import text_quality
+
+    figures = text_quality.score(text_quality.generate_all(text_quality.MODEL, list(seeds)))
+    figures.update(text_quality.load_stats(text_quality.MODEL))
+    print(f"tiny-text ({figures['answers']} answers, seeds {list(seeds)}, the magic's defaults):")
+    for k, v in figures.items():
+        print(f"  {k:<28} {v:.3f}" if isinstance(v, float) else f"  {k:<28} {v}")
+    return figures
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=os.path.join(REPO, "genmagic", "models", "tiny-image"))
@@ -191,7 +209,8 @@ def main():
     else:
         print(f"tiny-image: skipped ({a.model} not found)")
     if not a.skip_text:
-        out["tiny-text"] = {"heldout_perplexity": evaluate_text_model()}
+        os.environ.setdefault("GENMAGIC_HOME", tempfile.mkdtemp(prefix="genmagic-bench-"))
+        out["tiny-text"] = {"heldout_perplexity": evaluate_text_model(), **evaluate_text_writing(a.seeds)}
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,43 @@ def test_tiny_text_chat_template(ip: Any) -> None:
     assert loaded.nbytes < 20 * 2**20 and loaded.info["architecture"] == "LlamaForCausalLM"
 
 
+STORY_OPENINGS = ["Once upon a time", "The old man walked to the", "Write a short story about a dragon."]
+QUESTIONS = [("What is a psalm?", "psalm"), ("Define river.", "river"), ("What does generous mean?", "generous")]
+ATTRIBUTION = re.compile(r"(^|\n)\s*--\s*\S[^\n]*$")  # a fortune file's "\t\t-- Mark Twain" ending
+
+
+def test_tiny_text_writes_with_the_magic_defaults(ip: Any) -> None:
+    """Issue 9: plain prompts (through the chat template by default) give stories that go on,
+    definitions that name their word, and no fortune-style attribution endings."""
+    stories, answers, named = [], [], 0
+    for seed in (1, 2):
+        for prompt in STORY_OPENINGS:
+            stories.append(run(ip, f"%%generate --seed {seed} --no-cache\n{prompt}").text)
+        for prompt, word in QUESTIONS:
+            text = run(ip, f"%%generate --seed {seed} --no-cache\n{prompt}").text
+            answers.append(text)
+            named += word in text.lower()
+    assert all(t.strip() for t in stories + answers), stories + answers
+    # v1 (issue 9): 2 of these 6 story answers reached 20 words
+    assert sum(len(t.split()) >= 20 for t in stories) >= 5, stories
+    assert not [t for t in stories + answers if ATTRIBUTION.search(t.rstrip())], stories + answers
+    assert named >= 3, (named, answers)
+
+
+def test_tiny_text_raw_continues_and_code_prompt_writes_code(ip: Any) -> None:
+    raw = run(ip, "%%generate --raw --seed 3 --no-cache\nOnce upon a time")
+    assert raw.request.options.raw and len(raw.text.split()) >= 10, raw.text
+    code = [run(ip, f"%%generate -f code --seed {seed} --no-cache\ndef fibonacci(n):").text for seed in (1, 2)]
+    assert any("return" in t or "\n    " in t for t in code), code
+
+
 def test_tiny_text_heldout_perplexity() -> None:
     spec = importlib.util.spec_from_file_location("tiny_text_eval", REPO / "training" / "text" / "evaluate.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     ppl = module.heldout_perplexity(str(REPO / "genmagic" / "models" / "tiny-text"))
-    assert 5 < ppl < 30  # the model card reports 19.0
+    assert 5 < ppl < 21  # the model card reports 20.1 (v1: 19.0)
 
 
 def _checker() -> Any:

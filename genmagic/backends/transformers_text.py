@@ -109,6 +109,16 @@ def generation_defaults(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _read_json(path: str) -> dict[str, Any]:
+    """A JSON object from a model file; ``{}`` when it is missing or not an object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def transcript(messages: list[dict[str, str]]) -> str:
     """A plain chat transcript for tokenizers without a chat template."""
     lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
@@ -229,17 +239,14 @@ class TransformersTextBackend:
 
     def defaults(self, spec: ModelSpec) -> dict[str, Any]:
         """Sampling defaults from the model's ``generation_config.json`` (read as JSON,
-        without loading anything): what its authors recommend for the options left out."""
+        without loading anything): what its authors recommend for the options left out;
+        then ``genmagic.json``, option defaults written for genmagic (e.g. ``{"raw": true}``
+        for a base model whose tokenizer has a chat template it was not tuned on)."""
         folder = local_folder(spec.source, _MARKER, spec.hub_revision)
-        path = os.path.join(folder, "generation_config.json") if folder else ""
-        if not path or not os.path.isfile(path):
-            return {}
-        try:
-            with open(path, encoding="utf-8") as f:
-                config = json.load(f)
-        except (OSError, ValueError):
-            return {}
-        return generation_defaults(config) if isinstance(config, dict) else {}
+        config = _read_json(os.path.join(folder, "generation_config.json")) if folder else {}
+        own = _read_json(os.path.join(folder, "genmagic.json")) if folder else {}
+        own.pop("device", None)  # a model folder may suggest options, never where it runs
+        return {**generation_defaults(config), **own}
 
     # -- loading
     def load(self, spec: ModelSpec, options: Any) -> Loaded:
@@ -334,10 +341,12 @@ class TransformersTextBackend:
 
     # -- generation
     def encode(self, tm: _TextModel, request: Request) -> list[int]:
-        """The prompt's token ids, built from the chat template or a transcript when chatting."""
+        """The prompt's token ids: a user turn of the chat template when the tokenizer has one
+        (unless ``--raw``), a transcript when chatting without one, else the plain text."""
         options: TextOptions = request.options  # type: ignore[assignment]
         tok = tm.tokenizer
-        if options.chat or options.system or request.messages:
+        templated = bool(getattr(tok, "chat_template", None)) and not options.raw
+        if options.chat or options.system or request.messages or templated:
             messages = []
             if options.system:
                 messages.append({"role": "system", "content": options.system})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import time
 from pathlib import Path
 
@@ -46,8 +47,22 @@ def _load(model_dir):
     return tok, model
 
 
-def heldout_perplexity(model_dir=DEFAULT_MODEL, text_path=None, _loaded=None) -> float:
-    """Perplexity of the model in `model_dir` on `text_path` (default: heldout_sample.txt)."""
+def source_of(doc: str) -> str:
+    """Which part of the v1 corpus a held-out document comes from (heldout_sample.txt is unlabelled)."""
+    if doc.startswith("<s>"):
+        return "chat"
+    if re.match(r"^(?:[1-3] )?[A-Z][a-z]+(?: of [A-Z][a-z]+)? \d+\n\n", doc):
+        return "kjv"
+    if "\n*****" in doc:
+        return "pydoc"
+    if re.match(r"^[A-Za-z][\w' -]*(?: \([a-z ]+\))?(?::|\n1\. )", doc):
+        return "gcide"
+    return "fortune"
+
+
+def heldout_perplexity(model_dir=DEFAULT_MODEL, text_path=None, _loaded=None, source=None) -> float:
+    """Perplexity of the model in `model_dir` on `text_path` (default: heldout_sample.txt);
+    with `source` ("kjv", "gcide", "pydoc", "fortune", "chat") only on that part's documents."""
     import torch
     tok, model = _loaded or _load(model_dir)
     text = Path(text_path or DEFAULT_TEXT).read_text(encoding="utf-8")
@@ -55,7 +70,7 @@ def heldout_perplexity(model_dir=DEFAULT_MODEL, text_path=None, _loaded=None) ->
     ids = []
     for doc in text.split(DOC_SEP):
         doc = doc.strip("\n")
-        if not doc:
+        if not doc or (source and source_of(doc) != source):
             continue
         if doc.startswith(tok.bos_token):          # chat conversation, has its own <s> ... </s>
             ids += tok(doc, add_special_tokens=False)["input_ids"]
@@ -101,6 +116,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument("--no-samples", action="store_true")
+    ap.add_argument("--by-source", action="store_true", help="also the perplexity of each part of the sample")
     args = ap.parse_args()
     import torch
     if args.threads:
@@ -112,6 +128,9 @@ def main():
     t = time.time()
     ppl = heldout_perplexity(args.model, args.text, _loaded=loaded)
     print(f"held-out perplexity: {ppl:.2f}  (loss {math.log(ppl):.4f}, {time.time() - t:.1f}s)")
+    if args.by_source:
+        for src in ("kjv", "gcide", "pydoc", "fortune", "chat"):
+            print(f"  {src:<8} {heldout_perplexity(args.model, args.text, _loaded=loaded, source=src):.2f}")
     if not args.no_samples:
         print(f"samples (seed {args.seed}, {SAMPLE_SETTINGS}):")
         for kind, prompt, text in samples(args.model, args.seed, _loaded=loaded):

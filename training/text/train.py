@@ -175,6 +175,9 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-bf16", action="store_true")
     ap.add_argument("--resume", action="store_true", help="continue from runs/<run>/ckpt.pt")
+    ap.add_argument("--init", default=None,
+                    help="warm start: the weights of this model folder (same architecture and tokenizer); "
+                         "fresh optimizer and schedule")
     ap.add_argument("--export-to", default=None,
                     help=f"export on every checkpoint to this folder (e.g. {DEFAULT_EXPORT})")
     ap.add_argument("--export-only", action="store_true",
@@ -207,8 +210,9 @@ def main():
 
     data = Path(args.data)
     t0 = time.time()
-    train = tokenize_split(tok, data / "train.jsonl", run_dir.parent / "cache" / "train_tokens.npy")
-    held = tokenize_split(tok, data / "heldout.jsonl", run_dir.parent / "cache" / "heldout_tokens.npy")
+    cache = run_dir.parent / "cache" / data.name
+    train = tokenize_split(tok, data / "train.jsonl", cache / "train_tokens.npy")
+    held = tokenize_split(tok, data / "heldout.jsonl", cache / "heldout_tokens.npy")
     log(f"tokens: train {len(train):,} heldout {len(held):,} ({time.time() - t0:.0f}s)")
 
     config = make_config(tok, args)
@@ -233,11 +237,14 @@ def main():
         log(f"resumed from step {step} ({train_seconds / 60:.1f} min trained)")
     elif ckpt_path.exists():
         sys.exit(f"{ckpt_path} exists: pass --resume or choose another --run")
+    elif args.init:
+        model.load_state_dict(LlamaForCausalLM.from_pretrained(args.init).state_dict())
+        log(f"warm start from {args.init}")
 
     def save(tag=""):
         info = {"step": step, "tokens_seen": step * args.batch * args.ctx,
                 "train_minutes": round(train_seconds / 60, 1), "params": n_params,
-                "history": history[-1:] if history else []}
+                "history": history[-1:] if history else [], "init": args.init}
         ck = {"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
               "torch_rng": torch.get_rng_state(), "step": step, "train_seconds": train_seconds,
               "history": history, "args": vars(args), "info": info}
