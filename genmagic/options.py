@@ -409,7 +409,7 @@ class TextOptions(Options):
     device: str | None = opt(None, "torch device (default: cuda, then mps, then cpu)", metavar="DEVICE", example="cpu", widget=False)
     dtype: str | None = opt(None, "weights dtype (default: the model's own, as its config says; auto = the same)", choices=("auto", "float32", "float16", "bfloat16"), widget=False)
     raw: bool = opt(False, "send the prompt as plain text to continue, not as a user turn of the model's chat template "
-                    "(--chat and --system always use the template)")
+                    "(a conversation and --system always use the template)")
 
     def deterministic(self) -> bool:
         return self.temperature == 0

@@ -159,7 +159,7 @@ def test_two_text_adapters_are_both_active_with_their_scales(ip: Any, tiny_text_
     # Two folders with the same basename: their adapter names must not collide.
     first = write_text_lora(tmp_path / "a" / "lora", tiny_text_dir, seed=1)
     second = write_text_lora(tmp_path / "b" / "lora", tiny_text_dir, seed=2)
-    greedy = "--temperature 0 --repetition-penalty 1 --max-new-tokens 12 --no-cache"
+    greedy = "--raw --temperature 0 --repetition-penalty 1 --max-new-tokens 12 --no-cache"
     prompt = "Once upon a time"
     run(ip, f"%genmagic register one {tiny_text_dir} --adapter {first}")
     run(ip, f"%genmagic register two {tiny_text_dir} --adapter {second}")

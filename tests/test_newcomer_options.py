@@ -51,6 +51,8 @@ def test_cli_version() -> None:
 def test_unload_an_unknown_alias_is_an_error(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(UsageError, match="unload no-such-model: no such model"):
         run(ip, "%genmagic unload no-such-model")
+    run(ip, "%genmagic unload tiny")
+    capsys.readouterr()
     run(ip, "%genmagic unload tiny")  # a known alias that is not loaded: just says so
     assert "nothing" in capsys.readouterr().out
 
