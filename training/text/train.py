@@ -234,6 +234,7 @@ def main():
         gen.set_state(ck["gen"])
         step, train_seconds, history = ck["step"], ck["train_seconds"], ck["history"]
         torch.set_rng_state(ck["torch_rng"])
+        args.init = args.init or ck.get("info", {}).get("init")  # the lineage survives a resume
         log(f"resumed from step {step} ({train_seconds / 60:.1f} min trained)")
     elif ckpt_path.exists():
         sys.exit(f"{ckpt_path} exists: pass --resume or choose another --run")

@@ -101,8 +101,25 @@ def to_hf(out: Path):
     tok.chat_template = CHAT_TEMPLATE
     tok.model_max_length = 256
     tok.save_pretrained(str(out))
+    mark_role_tokens_special(out / "tokenizer_config.json")
     tok = AutoTokenizer.from_pretrained(str(out))
     return tok
+
+
+def mark_role_tokens_special(config_path: Path) -> None:
+    """List the role tokens in ``added_tokens_decoder``: transformers 5 saves them only as
+    ``extra_special_tokens``, and llama.cpp's convert_hf_to_gguf.py then stores them as plain
+    text (``<|user|>`` became 5 tokens in the GGUF, so every chat prompt differed from
+    transformers'). With this they become CONTROL tokens there; transformers is unchanged."""
+    import json
+
+    from sentencepiece import SentencePieceProcessor
+    sp = SentencePieceProcessor(model_file=str(config_path.parent / "tokenizer.model"))
+    config = json.loads(config_path.read_text())
+    config["added_tokens_decoder"] = {
+        str(sp.piece_to_id(t)): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
+                                 "single_word": False, "special": True} for t in ROLE_TOKENS}
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def main():
