@@ -37,6 +37,22 @@ QUESTIONS = [("What is a psalm?", "psalm"), ("Define river.", "river"), ("What d
 ATTRIBUTION = re.compile(r"(^|\n)\s*--\s*\S[^\n]*$")  # a fortune file's "\t\t-- Mark Twain" ending
 
 
+def test_tiny_text_role_tokens_are_listed_as_special_for_converters() -> None:
+    """llama.cpp's convert_hf_to_gguf.py takes special tokens from ``added_tokens_decoder``; without
+    it the role tokens became plain text in the GGUF and chat prompts differed from transformers'."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    folder = Path(genmagic.__file__).parent / "models" / "tiny-text"
+    listed = json.loads((folder / "tokenizer_config.json").read_text())["added_tokens_decoder"]
+    tok = AutoTokenizer.from_pretrained(folder)
+    for role in ("<|system|>", "<|user|>", "<|assistant|>"):
+        entry = listed[str(tok.convert_tokens_to_ids(role))]
+        assert entry["content"] == role and entry["special"] is True and entry["normalized"] is False
+        assert tok("x" + role, add_special_tokens=False)["input_ids"][-1] == tok.convert_tokens_to_ids(role)
+
+
 def test_tiny_text_writes_with_the_magic_defaults(ip: Any) -> None:
     """Issue 9: plain prompts (through the chat template by default) give stories that go on,
     definitions that name their word, and no fortune-style attribution endings."""
