@@ -80,6 +80,9 @@ class Engine:
             seed_given = False
         placement = getattr(backend, "placement", None)
         device, dtype = placement(spec, options) if callable(placement) else ("", "")
+        check = getattr(backend, "check", None)
+        if callable(check):
+            check(spec, options)  # what the model's files already refuse, before any load
         return Request(
             kind=kind,
             prompt=prompt,

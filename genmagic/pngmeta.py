@@ -121,10 +121,11 @@ MAX_TEXT_CHARS = 256 * 1024
 
 
 def _is_record(data: Any) -> bool:
-    """The genmagic chunk's shape: tables where tables are expected (values are checked later)."""
+    """The genmagic chunk's shape: a request table, tables where tables are expected (values are
+    checked later)."""
     if not isinstance(data, dict) or not isinstance(data.get("sources") or {}, dict):
         return False
-    request = data.get("request") or {}
+    request = data.get("request")
     return isinstance(request, dict) and all(isinstance(request.get(k) or {}, dict) for k in ("options", "inputs"))
 
 
@@ -163,7 +164,10 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         data["parameters"] = text.get("parameters", "")
         return data
     if "parameters" in text:
-        return parse_parameters(text["parameters"])
+        try:
+            return parse_parameters(text["parameters"])
+        except OptionError as err:
+            raise OptionError(f"--from {path}: {err}") from None
     raise OptionError(
         f"--from {path}: the image carries no generation parameters; pass a PNG saved by genmagic or AUTOMATIC1111"
     )
@@ -313,9 +317,13 @@ def parse_parameters(text: str) -> dict[str, Any]:
     with suppress(KeyError, ValueError, TypeError):
         options["guidance"] = float(fields["CFG scale"])
     seed = None
-    with suppress(KeyError, ValueError, TypeError):
-        seed = int(fields["Seed"])
-        options["seed"] = seed
+    if "Seed" in fields:
+        try:
+            seed = options["seed"] = int(fields["Seed"])
+        except ValueError:
+            raise OptionError(
+                f"its A1111 parameters field Seed: {fields['Seed']!r} is not an integer seed; the file was altered"
+            ) from None
     size = None
     with suppress(KeyError, ValueError, TypeError):
         w, h = (int(v) for v in fields["Size"].lower().split("x"))

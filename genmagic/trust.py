@@ -25,7 +25,7 @@ from typing import Any
 
 import tomllib
 
-from .errors import GenmagicError
+from .errors import GenmagicError, command
 
 STORE_NAME = "trusted.json"
 RISKY_FLAGS = ("trust_remote_code", "allow_pickle")
@@ -128,8 +128,7 @@ def require_trusted(spec: Any, path: Path, config_dir: Path, *, via_default: boo
         raise UntrustedFileError(
             f"model {spec.alias!r} sets {' and '.join(flags)} in {where}, and its source folder {spec.source} "
             f"{'has changed (code or weights) since' if recorded else 'was not recorded when'} you trusted that file, "
-            f"so it may not run model code; if you trust the folder as it is now, run `%genmagic trust {quoted}` "
-            f"(in a shell: `genmagic trust {quoted}`)"
+            f"so it may not run model code; if you trust the folder as it is now, run {command(f'trust {quoted}')}"
         )
     if not flags:
         return
@@ -142,7 +141,7 @@ def require_trusted(spec: Any, path: Path, config_dir: Path, *, via_default: boo
     quoted = shlex.quote(where)
     raise UntrustedFileError(
         f"{what}, but that project file {state}, so it may not run model code; if you trust it, run "
-        f"`%genmagic trust {quoted}` (in a shell: `genmagic trust {quoted}`)"
+        f"{command(f'trust {quoted}')}"
     )
 
 

@@ -113,13 +113,36 @@ def test_an_oversized_chunk_is_refused_before_parsing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("body", [
     "[1, 2]", '"text"', "7", "null", '{"request": [1]}', '{"sources": ["/etc/passwd"]}',
-    '{"request": {"inputs": "x"}}', '{"request": {"options": "steps"}}',
+    '{"request": {"inputs": "x"}}', '{"request": {"options": "steps"}}', '{"foo": 1}', '{"request": null}',
 ])
 def test_a_genmagic_chunk_that_is_json_but_no_record_is_a_one_line_error(tmp_path: Path, body: str) -> None:
     path = png_with(tmp_path / "odd.png", genmagic=body)
     with pytest.raises(genmagic.OptionError, match="genmagic chunk is JSON but not a request record") as err:
         genmagic.read_metadata(path)
     assert "\n" not in str(err.value)
+
+
+def test_a_genmagic_chunk_without_a_request_is_refused_at_the_magic(img_ip: Any, tmp_path: Path) -> None:
+    path = png_with(tmp_path / "foo.png", genmagic='{"foo": 1}', parameters="a red circle\nSteps: 3, Seed: 1")
+    with pytest.raises(UsageError, match="genmagic chunk is JSON but not a request record") as err:
+        run(img_ip, f"%%imagine {FAST} --from {path}\n")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("seed", ["1e400", "12.5", "abc", ""])
+def test_an_a1111_seed_that_is_no_integer_is_a_one_line_error(tmp_path: Path, seed: str) -> None:
+    path = png_with(tmp_path / "seed.png", parameters=f"a castle\nSteps: 3, Seed: {seed}, Size: 8x8")
+    with pytest.raises(genmagic.OptionError) as err:
+        genmagic.read_metadata(path)
+    assert str(err.value) == (
+        f"--from {path}: its A1111 parameters field Seed: {seed!r} is not an integer seed; the file was altered"
+    )
+
+
+def test_an_a1111_only_png_still_reads(tmp_path: Path) -> None:
+    path = png_with(tmp_path / "a1111.png", parameters="a castle\nSteps: 3, Seed: 42, Size: 8x8")
+    meta = genmagic.read_metadata(path)
+    assert meta["seed"] == 42 and meta["request"]["prompt"] == "a castle" and meta["request"]["options"]["steps"] == 3
 
 
 def test_stored_options_of_the_wrong_shape_are_one_line_errors() -> None:

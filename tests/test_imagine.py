@@ -160,6 +160,13 @@ def test_bad_input_is_one_line_usage_error(img_ip: Any, tmp_path: Path, line: st
     assert re.search(message, text), text
 
 
+def test_too_many_steps_are_refused_before_the_model_loads(img_ip: Any, tiny_image_dir: Path) -> None:
+    engine().models.unload()
+    with pytest.raises(UsageError, match=r"^--steps 1000 is more than tiny-img's scheduler supports; use --steps 500"):
+        run(img_ip, "%%imagine -m tiny-img --seed 1 --steps 1000\na circle")
+    assert not [item for item in engine().models.loaded() if item.spec.source == str(tiny_image_dir)]
+
+
 def test_not_a_text_to_image_pipeline(img_ip: Any, tiny_image_dir: Path, tmp_path: Path) -> None:
     import shutil
 

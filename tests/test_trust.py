@@ -44,7 +44,7 @@ def test_an_untrusted_project_file_may_not_run_model_code(ip: Any) -> None:
         run(ip, "%generate -m remote hi")
     assert str(err.value) == (
         f"model 'remote' sets trust_remote_code in {path}, but that project file is not trusted yet, so it may "
-        f"not run model code; if you trust it, run `%genmagic trust {path}` (in a shell: `genmagic trust {path}`)"
+        f"not run model code; if you trust it, run `%genmagic trust {path}`"
     )
 
 
@@ -92,7 +92,8 @@ def test_genmagic_trust_on_the_command_line(tiny_text_dir: Path) -> None:
                               env=os.environ.copy(), timeout=300)
 
     refused = cli("generate", "-m", "remote", "--max-new-tokens", "2", "hi")
-    assert refused.returncode == 2 and f"run `%genmagic trust {path}` (in a shell: `genmagic trust {path}`)" in refused.stderr
+    assert refused.returncode == 2 and f"run `genmagic trust {path}`" in refused.stderr
+    assert "%genmagic" not in refused.stderr
     trusted = cli("trust", str(path))
     assert trusted.returncode == 0 and f"trusted {path}" in trusted.stdout
     ran = cli("generate", "-m", "remote", "--max-new-tokens", "2", "hi")
@@ -114,7 +115,7 @@ def test_a_changed_source_folder_needs_trusting_again(ip: Any, tiny_text_dir: Pa
     assert str(err.value) == (
         f"model 'remote' sets trust_remote_code in {path}, and its source folder {model} has changed (code or "
         f"weights) since you trusted that file, so it may not run model code; if you trust the folder as it is "
-        f"now, run `%genmagic trust {path}` (in a shell: `genmagic trust {path}`)"
+        f"now, run `%genmagic trust {path}`"
     )
     ip.run_line_magic("genmagic", "trust")
     assert run(ip, "%generate -m remote --max-new-tokens 2 hi").text is not None

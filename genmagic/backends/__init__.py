@@ -160,7 +160,8 @@ class Backend(Protocol):
 
     # Optional: ``placement(spec, options) -> (device, dtype)``, the resolved device and dtype
     # a run will use (they enter the request key), and ``estimate_bytes(spec, options)``, the
-    # memory a load will take (the model cache evicts before loading).
+    # memory a load will take (the model cache evicts before loading), and ``check(spec, options)``,
+    # which raises for options the model's files (read cheaply, nothing loaded) show it cannot run.
 
     def load(self, spec: ModelSpec, options: Options) -> Loaded: ...
 

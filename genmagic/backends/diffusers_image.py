@@ -199,6 +199,14 @@ def native_size(pipe: Any) -> tuple[int, int]:
     return default * vsf, default * vsf
 
 
+def _check_steps(steps: int, train_steps: int, alias: str) -> None:
+    """A scheduler trained on ``train_steps`` timesteps cannot space ``steps`` of them."""
+    if train_steps and steps >= train_steps:
+        raise OptionError(
+            f"--steps {steps} is more than {alias}'s scheduler supports; use --steps {train_steps // 2} or fewer"
+        )
+
+
 def _module_bytes(pipe: Any) -> int:
     import torch
 
@@ -254,6 +262,18 @@ class DiffusersImageBackend:
 
     def load_key(self, spec: ModelSpec, options: Any) -> tuple[Any, ...]:
         return _device_dtype(options)
+
+    def check(self, spec: ModelSpec, options: Any) -> None:
+        """Refuse, before the load, a ``--steps`` that the folder's scheduler config rules out."""
+        folder = local_folder(spec.source, _MARKER, spec.hub_revision)
+        if folder is None:
+            return  # the load says what is missing
+        try:
+            with open(os.path.join(folder, "scheduler", "scheduler_config.json"), encoding="utf-8") as fh:
+                train_steps = int(json.load(fh).get("num_train_timesteps") or 0)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return  # no readable config: the loaded scheduler is checked at run time
+        _check_steps(options.steps, train_steps, spec.alias)
 
     def estimate_bytes(self, spec: ModelSpec, options: Any) -> int:
         folder = local_folder(spec.source, _MARKER, spec.hub_revision)
@@ -518,11 +538,7 @@ class DiffusersImageBackend:
             init = init.resize((width, height), Image.Resampling.LANCZOS)
         if mask is not None and mask.size != (width, height):
             mask = mask.resize((width, height), 0)
-        train_steps = int(getattr(pipe.scheduler.config, "num_train_timesteps", 0) or 0)
-        if train_steps and options.steps >= train_steps:
-            raise OptionError(
-                f"--steps {options.steps} is more than {alias}'s scheduler supports; use --steps {train_steps // 2} or fewer"
-            )
+        _check_steps(options.steps, int(getattr(pipe.scheduler.config, "num_train_timesteps", 0) or 0), alias)
         if mode != "text2img" and int(options.steps * options.strength) < 1:
             raise OptionError(
                 f"--strength {options.strength:g} with --steps {options.steps} runs no step; "
