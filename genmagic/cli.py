@@ -58,9 +58,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_imagine(args: argparse.Namespace) -> int:
     import os
+    from pathlib import Path
 
     from . import image_run as im
     from .engine import default_engine
+    from .results import write_atomic
     from .sinks import TerminalImageSink
 
     controls = opts.from_namespace(opts.ImageControls, args)
@@ -69,7 +71,7 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     if not prompt.strip() and not controls.from_image:
         raise GenmagicError("the prompt is empty: pass it as an argument, '-' to read it from stdin, or --from IMAGE.png")
     given = opts.given(args, opts.ImageOptions)
-    num = (options.num if "num" in given else 1) if controls.from_image else options.num
+    num = options.num  # with --from, 1 unless typed (the PNG holds one image)
     paths = im.output_paths(args.output, num) if args.output else []  # a wrong -o fails before the run
     sink = TerminalImageSink(num) if controls.stream else None
     result = im.run(default_engine(), prompt, options, controls, sink=sink, given=given)
@@ -80,7 +82,7 @@ def cmd_imagine(args: argparse.Namespace) -> int:
         if paths:
             for index, path in enumerate(paths[: len(result.images)]):
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-                im.write_png(path, result.png(index))
+                write_atomic(Path(path), result.png(index))  # through a temporary file: never half-written
                 written.append(path)
         else:
             written += [str(p) for p in result.save(args.output)]

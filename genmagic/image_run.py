@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from . import options as opts
 from .errors import OptionError, PromptError
 from .request import Event, NullSink, stored_fingerprint
-from .results import ImageResult, pending_sources, write_atomic
+from .results import ImageResult, pending_sources
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -252,13 +252,6 @@ def run(
     if controls.save and result.images:
         result.info["saved"] = [str(p) for p in result.save(controls.save)]
     return result
-
-
-def write_png(path: str, data: bytes) -> str:
-    """Write PNG bytes through a temporary file, so an error leaves nothing half-written."""
-    from pathlib import Path
-
-    return str(write_atomic(Path(path), data))
 
 
 _OTHER_IMAGE_TYPES = (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif")

@@ -203,26 +203,23 @@ class GenMagics(Magics):
 
     def _parse(
         self, magic: Any, line: str, cell: str | None, options_class: type[OptionsT], controls_class: type[ControlsT],
-        example: str = "story", need_prompt: bool = True,
+        example: str = "story",
     ) -> tuple[OptionsT, ControlsT, str, frozenset[str]]:
         """A magic's options, controls, prompt and ``given`` (the option names set on the line).
 
-        ``need_prompt=False``: an empty prompt is fine when ``--from`` says where it comes from."""
+        An empty prompt is fine when ``--from`` says where it comes from."""
         args = self.parse_line(magic, line)
         controls = opts.from_namespace(controls_class, args)
         options = opts.from_namespace(options_class, args)
-        prompt = assemble(cell, args.prompt, self.ip.user_ns if getattr(controls, "interpolate", True) else None)
-        if not prompt.strip() and (need_prompt or not getattr(controls, "from_image", None)):
+        prompt = assemble(cell, args.prompt, self.ip.user_ns if controls.interpolate else None)
+        if not prompt.strip() and not getattr(controls, "from_image", None):
             raise PromptError("the prompt is empty: write it in the cell below the magic line, or after the options")
-        out = getattr(controls, "out", None)
-        if out is not None and not out.isidentifier():
-            raise OptionError(f"--out needs a Python variable name, got {out!r}; e.g. --out {example}")
+        if controls.out is not None and not controls.out.isidentifier():
+            raise OptionError(f"--out needs a Python variable name, got {controls.out!r}; e.g. --out {example}")
         return options, controls, prompt, opts.given(args, options_class)
 
     def _bind(self, name: str | None, value: Any) -> None:
-        if name:
-            if not name.isidentifier():
-                raise OptionError(f"--out needs a Python variable name, got {name!r}; e.g. --out story")
+        if name:  # checked by _parse
             self.ip.user_ns[name] = value
 
     # -- %%generate
@@ -290,9 +287,9 @@ class GenMagics(Magics):
         from .sinks import live_image_sink
 
         options, controls, prompt, given = self._parse(
-            self.imagine, line, cell, opts.ImageOptions, opts.ImageControls, "pictures", need_prompt=False
+            self.imagine, line, cell, opts.ImageOptions, opts.ImageControls, "pictures"
         )
-        num = options.num if not controls.from_image else (options.num if "num" in given else 1)
+        num = options.num  # with --from, 1 unless typed (the PNG holds one image)
         sink = live_image_sink(num, controls.preview, controls.stream and self.stream)
         # With --from, the model stored in the PNG comes before the session's default.
         model = controls.model or (None if controls.from_image else self.default_image_model or None)
@@ -315,10 +312,7 @@ class GenMagics(Magics):
         """Manage models, history and conversations: %genmagic models | use | register | unload | history | show | reset | trust"""
         parser = _genmagic_parser()
         try:
-            try:
-                argv = ma.arg_split(line, posix=True, strict=True)
-            except ValueError as err:
-                raise OptionError(f"cannot read the line ({err}): close every quote") from None
+            argv, _ = split_line(line)
             args = opts.parse_args(parser, argv)
         except _HelpShown:
             return None

@@ -10,14 +10,27 @@ import re
 import secrets
 import shlex
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .errors import OptionError, PromptError
 
 
-class _Namespace(dict[str, Any]):
-    def __missing__(self, key: str) -> Any:
+class _Namespace(Mapping[str, Any]):
+    """The notebook's variables, read in place (no copy per word); a missing name is a PromptError."""
+
+    def __init__(self, namespace: Mapping[str, Any]) -> None:
+        self._namespace = namespace
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._namespace)
+
+    def __len__(self) -> int:
+        return len(self._namespace)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._namespace:
+            return self._namespace[key]
         raise PromptError(
             f"unknown variable {key!r} in the prompt: define it first, write {{{{ and }}}} for literal braces, "
             "or pass --no-interpolate"
