@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -122,8 +123,15 @@ def weight_bytes(folder: str) -> int:
     return total
 
 
+# Device nodes of the GPU drivers torch can use on Linux (NVIDIA, ROCm, WSL's DirectX).
+_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
 def default_device() -> str:
-    """cuda, then mps, then cpu."""
+    """cuda, then mps, then cpu. On Linux with no GPU driver and torch not imported yet, "cpu"
+    without importing torch (1-2 s): a cache hit, whose key holds the device, stays fast."""
+    if sys.platform.startswith("linux") and "torch" not in sys.modules and not any(map(os.path.exists, _GPU_NODES)):
+        return "cpu"
     import torch
 
     if torch.cuda.is_available():
