@@ -104,7 +104,7 @@ class Engine:
         out: dict[str, tuple[Any, str]] = {}
         own = getattr(get_backend(spec.backend), "defaults", None)
         for name, value in (own(spec) if callable(own) else {}).items():
-            if name in fields:
+            if name in fields and name != "device":  # a model's files may suggest options, never where it runs
                 try:  # a model file's odd value is skipped, not an error for the user
                     out[name] = (check_value(fields[name], value), "the model's generation config")
                 except OptionError:

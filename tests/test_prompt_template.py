@@ -64,6 +64,13 @@ def test_model_folder_makes_raw_its_default(ip: Any, base_dir: Path) -> None:
     assert _prompt_text("basemodel", "Once upon a time", TextOptions(), given=()) == "Once upon a time"
 
 
+def test_a_model_folder_cannot_choose_the_device(ip: Any, base_dir: Path) -> None:
+    (base_dir / "genmagic.json").write_text(json.dumps({"raw": True, "device": "meta"}))
+    ip.run_line_magic("genmagic", f"register basemodel {base_dir}")
+    result = run(ip, "%%generate -m basemodel --seed 1 --max-new-tokens 4\nOnce upon a time")
+    assert result.request.options.raw and result.request.options.device is None and result.request.device == "cpu"
+
+
 def test_alias_params_make_raw_the_default(ip: Any, tiny_text_dir: Path) -> None:
     (Path.cwd() / "genmagic.toml").write_text(f'[models.rawtiny]\nsource = "{tiny_text_dir}"\nparams = {{ raw = true }}\n')
     result = run(ip, "%%generate -m rawtiny --seed 1 --max-new-tokens 4\nOnce upon a time")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import ModelNotFoundError
 from ..registry import dir_fingerprint, split_scale
@@ -56,3 +58,13 @@ def fingerprint(source: str, marker: str, adapters: tuple[str, ...] = (), revisi
         part = dir_fingerprint(path) if os.path.isdir(path) else path
         parts.append(part if scale == 1.0 else f"{part}*{scale:g}")
     return "+".join(parts)
+
+
+def read_json(path: str) -> dict[str, Any]:
+    """A JSON object from a model file; ``{}`` when it is missing or not an object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -35,7 +35,7 @@ from ..errors import ModelNotFoundError, OptionError
 from ..registry import split_scale
 from ..request import Event, NullSink, Request, Sink
 from . import Loaded, check_device, default_device, quiet_progress_bars, torch_threads, weight_bytes
-from ._hub import fingerprint, local_folder, require_folder
+from ._hub import fingerprint, local_folder, read_json, require_folder
 
 if TYPE_CHECKING:
     from ..options import ImageOptions
@@ -260,18 +260,17 @@ class DiffusersImageBackend:
     def placement(self, spec: ModelSpec, options: Any) -> tuple[str, str]:
         return _device_dtype(options)
 
-    def load_key(self, spec: ModelSpec, options: Any) -> tuple[Any, ...]:
-        return _device_dtype(options)
+    load_key = placement  # a loaded pipeline is one device and dtype
 
     def check(self, spec: ModelSpec, options: Any) -> None:
         """Refuse, before the load, a ``--steps`` that the folder's scheduler config rules out."""
         folder = local_folder(spec.source, _MARKER, spec.hub_revision)
         if folder is None:
             return  # the load says what is missing
+        config = read_json(os.path.join(folder, "scheduler", "scheduler_config.json"))
         try:
-            with open(os.path.join(folder, "scheduler", "scheduler_config.json"), encoding="utf-8") as fh:
-                train_steps = int(json.load(fh).get("num_train_timesteps") or 0)
-        except (OSError, ValueError, TypeError, AttributeError):
+            train_steps = int(config.get("num_train_timesteps") or 0)
+        except (ValueError, TypeError):
             return  # no readable config: the loaded scheduler is checked at run time
         _check_steps(options.steps, train_steps, spec.alias)
 

@@ -32,7 +32,7 @@ from . import (
     torch_threads,
     weight_bytes,
 )
-from ._hub import fingerprint, local_folder, require_folder
+from ._hub import fingerprint, local_folder, read_json, require_folder
 
 if TYPE_CHECKING:
     from ..registry import ModelSpec
@@ -61,12 +61,7 @@ def own_dtype(folder: str | None) -> str:
     """The dtype ``from_pretrained`` gives by default (``dtype="auto"``): the config's ``dtype``
     (formerly ``torch_dtype``, or its ``text_config``'s), else the dtype of the first floating
     tensor of the (first) safetensors checkpoint, read from its JSON header; float32 when neither."""
-    try:
-        with open(os.path.join(folder or "", _MARKER), encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        config = {}
-    config = config if isinstance(config, dict) else {}
+    config = read_json(os.path.join(folder or "", _MARKER))
     text = config.get("text_config")
     text = text if isinstance(text, dict) else {}
     for found in (config.get("dtype"), config.get("torch_dtype"), text.get("dtype"), text.get("torch_dtype")):
@@ -107,16 +102,6 @@ def generation_defaults(config: dict[str, Any]) -> dict[str, Any]:
     if greedy:
         out["temperature"] = 0.0
     return out
-
-
-def _read_json(path: str) -> dict[str, Any]:
-    """A JSON object from a model file; ``{}`` when it is missing or not an object."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def transcript(messages: list[dict[str, str]]) -> str:
@@ -226,8 +211,7 @@ class TransformersTextBackend:
             dtype = own_dtype(local_folder(spec.source, _MARKER, spec.hub_revision))
         return device, dtype
 
-    def load_key(self, spec: ModelSpec, options: Any) -> tuple[Any, ...]:
-        return self.placement(spec, options)
+    load_key = placement  # a loaded model is one device and dtype
 
     def estimate_bytes(self, spec: ModelSpec, options: Any) -> int:
         """The weight files' size, scaled from the saved dtype to the one loaded."""
@@ -243,9 +227,8 @@ class TransformersTextBackend:
         then ``genmagic.json``, option defaults written for genmagic (e.g. ``{"raw": true}``
         for a base model whose tokenizer has a chat template it was not tuned on)."""
         folder = local_folder(spec.source, _MARKER, spec.hub_revision)
-        config = _read_json(os.path.join(folder, "generation_config.json")) if folder else {}
-        own = _read_json(os.path.join(folder, "genmagic.json")) if folder else {}
-        own.pop("device", None)  # a model folder may suggest options, never where it runs
+        config = read_json(os.path.join(folder, "generation_config.json")) if folder else {}
+        own = read_json(os.path.join(folder, "genmagic.json")) if folder else {}
         return {**generation_defaults(config), **own}
 
     # -- loading
