@@ -11,7 +11,6 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from IPython.core import magic_arguments as ma
@@ -359,16 +358,6 @@ class GenMagics(Magics):
         print(f"default {args.kind} model: {args.name}")
 
     def _cmd_register(self, args: argparse.Namespace) -> Any:
-        from .registry import split_scale
-
-        for adapter in args.adapter or ():
-            path, _ = split_scale(adapter)
-            folder = Path(path).expanduser()
-            if not folder.is_dir() and (folder.is_absolute() or path.startswith((".", "~")) or path.count("/") != 1):
-                raise OptionError(
-                    f"--adapter {adapter}: no such folder; give a LoRA folder saved by peft (with adapter_config.json), "
-                    "optionally PATH:SCALE"
-                )
         spec = self.engine.registry.register(
             args.alias,
             args.source,

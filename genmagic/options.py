@@ -298,9 +298,10 @@ def _did_you_mean(words: Iterable[str], parser: argparse.ArgumentParser) -> str:
         if name in notebook and name not in flags:
             return f"; {name} exists only in a notebook ({notebook[name]} {name})"
         if word.startswith("-"):
-            close = difflib.get_close_matches(word.partition("=")[0], flags, n=1, cutoff=0.6)
+            names = {flag.lstrip("-"): flag for flag in flags}  # the dashes would make any two flags look alike
+            close = difflib.get_close_matches(name.lstrip("-"), list(names), n=1, cutoff=0.7)
             if close:
-                return f"; did you mean {close[0]}?"
+                return f"; did you mean {names[close[0]]}?"
     return ""
 
 

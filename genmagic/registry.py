@@ -24,7 +24,7 @@ from typing import Any
 
 import tomllib
 
-from .errors import ModelNotFoundError, command
+from .errors import ModelNotFoundError, OptionError, command
 
 PACKAGE_MODELS = Path(__file__).parent / "models"
 ENTRY_POINT_GROUP = "genmagic.backends"
@@ -403,6 +403,13 @@ class Registry:
         if Path(source).expanduser().is_dir():
             source = str(Path(source).expanduser().resolve())
         adapters = tuple(_adapter_entry(a, Path.cwd()) for a in adapters)
+        for adapter in adapters:  # a path must exist now; a hub id (org/name) is checked at load
+            path = split_scale(adapter)[0]
+            if not Path(path).is_dir() and (Path(path).is_absolute() or path.startswith(("~", ".")) or path.count("/") != 1):
+                raise OptionError(
+                    f"--adapter {adapter}: no such folder; give a LoRA folder saved by peft (with adapter_config.json), "
+                    "optionally PATH:SCALE"
+                )
         spec = ModelSpec(
             alias=alias,
             kind=kind or "",

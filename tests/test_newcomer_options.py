@@ -70,3 +70,20 @@ def test_models_table_marks_a_source_that_is_not_there(ip: Any, capsys: pytest.C
     assert row[3].endswith("not-copied-yet (not found)")
     assert main(["models"]) == 0
     assert "not-copied-yet (not found)" in capsys.readouterr().out
+
+
+def test_no_suggestion_for_an_option_that_resembles_none(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["generate", "hi", "--bogus"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --bogus" in err and "did you mean" not in err
+    with pytest.raises(SystemExit):
+        main(["generate", "hi", "--temprature", "0.5"])
+    assert "did you mean --temperature?" in capsys.readouterr().err
+
+
+def test_registering_through_the_python_registry_checks_the_adapter_too(tmp_path: Path) -> None:
+    from genmagic.registry import Registry
+
+    with pytest.raises(opts.OptionError, match="no such folder"):
+        Registry().register("mine", str(tmp_path), adapters=[str(tmp_path / "missing-lora")])
