@@ -271,6 +271,10 @@ class CellImageSink:
         self.previews: list[Any] = [None] * num
         self.seeds: list[int | None] = [None] * num
         self.index, self.done, self.total = 0, 0, 0
+        # the previews' grid HTML (PNG + base64 of each) is built again only when a preview,
+        # a seed or the note changes, not on every progress update
+        self._version = 0
+        self._grid: tuple[tuple[Any, ...], str] = ((), "")
         self.view = LiveView()
         self.last = 0.0
         self.loading = LoadingClock(self._update)
@@ -278,6 +282,7 @@ class CellImageSink:
     def emit(self, event: Event) -> None:
         if event.type == "start":
             self.seeds = display.sample_seeds(event.data.seed, self.num)
+            self._version += 1
             return
         if self.loading.handle(event):
             if event.type == "loading":
@@ -297,6 +302,7 @@ class CellImageSink:
                 self.previews += [None] * (event.index + 1 - len(self.previews))
                 self.num = len(self.previews)
             self.previews[event.index] = event.data
+            self._version += 1
             self._update()
 
     def _caption(self, index: int) -> str:
@@ -313,9 +319,13 @@ class CellImageSink:
             f'<progress value="{overall}" max="{self.num * max(self.total, 1)}" style="width: 240px"></progress> '
             f'<span style="font-size: 0.85em; color: {display.MUTED}">{html.escape(text)}</span>'
         )
-        shown = [(i, p) for i, p in enumerate(self.previews) if p is not None]
-        captions = [self._caption(i) for i, _ in shown]
-        grid = display.grid_html([p for _, p in shown], captions, note, display.WARN, enlarge=False) if shown or note else ""
+        key = (self._version, note)
+        if self._grid[0] != key:
+            shown = [(i, p) for i, p in enumerate(self.previews) if p is not None]
+            captions = [self._caption(i) for i, _ in shown]
+            html_ = display.grid_html([p for _, p in shown], captions, note, display.WARN, enlarge=False)
+            self._grid = (key, html_ if shown or note else "")
+        grid = self._grid[1]
         plain = text + (f" [{note}]" if note else "")
         return {"text/plain": plain, "text/html": f"<div>{bar}</div>{grid}"}
 

@@ -110,6 +110,22 @@ def test_n_samples_show_their_seeds_from_the_start() -> None:
     assert "<figcaption" in images.bundle()["text/html"] and ">seed 8</figcaption>" in images.bundle()["text/html"]
 
 
+def test_progress_updates_do_not_encode_the_previews_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    encoded: list[Any] = []
+    real = display.png_bytes
+    monkeypatch.setattr(display, "png_bytes", lambda image: encoded.append(image) or real(image))
+    images = CellImageSink(num=1, interval=0.0)
+    images.emit(Event("start", request(seed=7, num=1)))
+    images.emit(Event("preview", Image.new("RGB", (8, 8), "red"), 0))
+    for step in range(1, 6):
+        images.emit(Event("progress", (step, 10), 0))
+    assert len(encoded) == 1 and "step 5/10" in images.bundle()["text/html"]
+    images.emit(Event("preview", Image.new("RGB", (8, 8), "blue"), 0))
+    assert len(encoded) == 2
+
+
 # --------------------------------------------------------------------------- loading
 
 
