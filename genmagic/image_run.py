@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import options as opts
 from .errors import OptionError, PromptError
-from .request import Event, NullSink, stored_fingerprint
+from .request import run_with_sink, stored_fingerprint
 from .results import ImageResult, pending_sources
 
 if TYPE_CHECKING:
@@ -237,15 +237,9 @@ def run(
             f"genmagic: {request.model} has changed since {controls.from_image} was made; the pixels may differ",
             file=sys.stderr,
         )
-    sink = sink if sink is not None else NullSink()
-    sink.emit(Event("start", request))  # a live view shows the model and each image's seed from the start
     token = pending_sources.set(sources)
     try:
-        result: ImageResult = engine.run(request, sink, cache=controls.cache, **dict(where or {}))  # type: ignore[assignment]
-    except BaseException:
-        if hasattr(sink, "close"):
-            sink.close(False, "failed")
-        raise
+        result: ImageResult = run_with_sink(engine, request, sink, cache=controls.cache, **dict(where or {}))
     finally:
         pending_sources.reset(token)
     result.sources = sources

@@ -129,6 +129,21 @@ class Sink(Protocol):
     def emit(self, event: Event) -> None: ...
 
 
+def run_with_sink(engine: Any, request: Request, sink: Any, **run_args: Any) -> Any:
+    """The run layers' shared step: the sink hears ``start`` (a live view shows the model and
+    each sample's seed from the start), then :meth:`Engine.run`; if that raises, a sink that
+    can be closed is closed as failed before the error goes on."""
+    sink = sink if sink is not None else NullSink()
+    sink.emit(Event("start", request))
+    try:
+        return engine.run(request, sink, **run_args)
+    except BaseException:
+        close = getattr(sink, "close", None)  # a sink may be emit-only (the Sink protocol)
+        if callable(close):
+            close(False, "failed")
+        raise
+
+
 class NullSink:
     cancelled = False
 

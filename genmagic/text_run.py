@@ -20,7 +20,7 @@ import functools
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from .request import Event, NullSink
+from .request import run_with_sink
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -57,17 +57,10 @@ def run(
     ``-f json`` an output that does not parse makes a failed run (status ``error``, see
     :func:`check_format`): the caller reports it, the result and history keep the text."""
     request = build_request(engine, prompt, options, model or controls.model, messages, given)
-    sink = sink if sink is not None else NullSink()
-    sink.emit(Event("start", request))  # a live view shows the model and each sample's seed from the start
-    try:
-        result: TextResult = engine.run(  # type: ignore[assignment]
-            request, sink, cache=controls.cache, finish=functools.partial(check_format, fmt=controls.format),
-            **dict(where or {}),
-        )
-    except BaseException:
-        if hasattr(sink, "close"):
-            sink.close(False, "failed")
-        raise
+    result: TextResult = run_with_sink(
+        engine, request, sink, cache=controls.cache, finish=functools.partial(check_format, fmt=controls.format),
+        **dict(where or {}),
+    )
     return result
 
 
