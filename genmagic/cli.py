@@ -142,7 +142,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
     from .registry import Registry
     from .trust import trust_command
 
-    print(trust_command(args.path, Registry(), "genmagic trust"))
+    print(trust_command(args.path, Registry()))
     return 0
 
 

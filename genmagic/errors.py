@@ -40,11 +40,16 @@ class BlockedError(GenmagicError):
 _management = contextvars.ContextVar("genmagic_management", default="%genmagic")
 
 
+def management() -> str:
+    """``%genmagic`` in a notebook (and from Python), ``genmagic`` on the command line."""
+    return _management.get()
+
+
 def command(words: str, shell: str | None = None) -> str:
     """A management command as the user types it where they are, for messages: ```%genmagic
     models``` in a notebook (and from Python), ```genmagic models``` on the command line, where
     ``shell`` (if given) replaces a command that only the magic has."""
-    prefix = _management.get()
+    prefix = management()
     if shell is not None and prefix == "genmagic":
         return shell
     return f"`{prefix} {words}`"

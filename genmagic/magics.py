@@ -393,7 +393,7 @@ class GenMagics(Magics):
     def _cmd_trust(self, args: argparse.Namespace) -> None:
         from .trust import trust_command
 
-        print(trust_command(args.path, self.engine.registry, "%genmagic trust"))
+        print(trust_command(args.path, self.engine.registry))
 
     def _cmd_reset(self, args: argparse.Namespace) -> None:
         turns = len(self.conversation) // 2

@@ -25,7 +25,7 @@ from typing import Any
 
 import tomllib
 
-from .errors import GenmagicError, command
+from .errors import GenmagicError, command, management
 
 STORE_NAME = "trusted.json"
 RISKY_FLAGS = ("trust_remote_code", "allow_pickle")
@@ -145,13 +145,13 @@ def require_trusted(spec: Any, path: Path, config_dir: Path, *, via_default: boo
     )
 
 
-def trust_command(path: str | None, registry: Any, command: str) -> str:
+def trust_command(path: str | None, registry: Any) -> str:
     """``%genmagic trust [PATH]`` / ``genmagic trust [PATH]``: without PATH, the registry's project file."""
     if path is None:
         found = [p for origin, p in registry.config_files() if origin == "project"]
         if not found:
             raise GenmagicError(
-                f"no genmagic.toml in {Path.cwd()} or a folder above it; pass its path: {command} PATH"
+                f"no genmagic.toml in {Path.cwd()} or a folder above it; pass its path: {management()} trust PATH"
             )
         path = str(found[0])
     config_dir = next(p for origin, p in registry.config_files() if origin == "user").parent
