@@ -96,16 +96,11 @@ def cmd_imagine(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .display import DEFAULT_LEGEND, DEFAULT_MARK, Table, source_cell
+    from .display import models_table
     from .engine import default_engine
 
     registry = default_engine().registry
-    rows = [
-        [s.alias + (DEFAULT_MARK if registry.default(s.kind) == s.alias else ""), s.kind, s.backend,
-         source_cell(s), s.origin]
-        for s in sorted(registry.specs(), key=lambda s: (s.kind, s.alias))
-    ]
-    print(repr(Table(["alias", "kind", "backend", "source", "from"], rows, DEFAULT_LEGEND)))
+    print(repr(models_table(registry.specs(), {kind: registry.default(kind) for kind in ("text", "image")})))
     return 0
 
 

@@ -16,7 +16,7 @@ import html
 import json
 import os
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -476,6 +476,30 @@ def source_cell(spec: Any) -> str:
     if spec.adapters:
         text += " +" + ",".join(map(short_path, spec.adapters))
     return text if spec.backend else text + " (not found)"
+
+
+def models_table(specs: Sequence[Any], defaults: Mapping[str, str], models: Any = None) -> Table:
+    """``%genmagic models`` / ``genmagic models``: one row per registry entry (``*`` marks the
+    default of its kind); with ``models`` (the loaded-model cache) also whether each is loaded
+    and its memory (once per loaded model), plus the loaded models no entry names."""
+    headers = ["alias", "kind", "backend", "source", "from"]
+    memory = models.memory_by_alias(specs) if models is not None else {}
+    rows = []
+    for spec in sorted(specs, key=lambda s: (s.kind, s.alias)):
+        row = [spec.alias + (DEFAULT_MARK if defaults.get(spec.kind) == spec.alias else ""), spec.kind, spec.backend,
+               source_cell(spec), spec.origin]
+        if models is not None:
+            row += ["yes" if models.is_loaded(spec) else "no", memory.get(spec.alias, "")]
+        rows.append(row)
+    if models is not None:
+        headers += ["loaded", "memory"]
+        known = {(s.source, s.adapters) for s in specs}
+        for loaded in models.loaded():
+            spec = loaded.spec
+            if (spec.source, spec.adapters) not in known:
+                rows.append([spec.alias, spec.kind, spec.backend, source_cell(spec), spec.origin, "yes",
+                             f"{loaded.nbytes / 2**20:.1f} MB"])
+    return Table(headers, rows, DEFAULT_LEGEND)
 
 
 def shorten(text: str, width: int = 60) -> str:

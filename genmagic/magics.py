@@ -321,36 +321,12 @@ class GenMagics(Magics):
         return getattr(self, "_cmd_" + args.command)(args)
 
     def _cmd_models(self, args: argparse.Namespace) -> Any:
-        from .display import DEFAULT_LEGEND, DEFAULT_MARK, Table, short_path, source_cell
+        from .display import models_table
 
-        engine = self.engine
-        rows = []
-        defaults = {
-            "text": self.default_text_model or engine.registry.default("text"),
-            "image": self.default_image_model or engine.registry.default("image"),
-        }
-        memory = engine.models.memory_by_alias(engine.registry.specs())  # once per loaded model
-        for spec in sorted(engine.registry.specs(), key=lambda s: (s.kind, s.alias)):
-            loaded = engine.models.is_loaded(spec)
-            mark = DEFAULT_MARK if defaults.get(spec.kind) == spec.alias else ""
-            rows.append(
-                [
-                    spec.alias + mark,
-                    spec.kind,
-                    spec.backend,
-                    source_cell(spec),
-                    spec.origin,
-                    "yes" if loaded else "no",
-                    memory.get(spec.alias, ""),
-                ]
-            )
-        known = {(s.source, s.adapters) for s in engine.registry.specs()}
-        for loaded in engine.models.loaded():
-            if (loaded.spec.source, loaded.spec.adapters) not in known:
-                spec = loaded.spec
-                rows.append([spec.alias, spec.kind, spec.backend, short_path(spec.source), spec.origin, "yes",
-                             f"{loaded.nbytes / 2**20:.1f} MB"])
-        return Table(["alias", "kind", "backend", "source", "from", "loaded", "memory"], rows, DEFAULT_LEGEND)
+        registry = self.engine.registry
+        defaults = {"text": self.default_text_model or registry.default("text"),
+                    "image": self.default_image_model or registry.default("image")}
+        return models_table(registry.specs(), defaults, self.engine.models)
 
     def _cmd_use(self, args: argparse.Namespace) -> None:
         self.engine.registry.set_default(args.kind, args.name, persist=args.save)
