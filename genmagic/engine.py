@@ -94,6 +94,7 @@ class Engine:
             dtype=dtype,
             inputs=dict(inputs or {}),
             seed_given=seed_given,
+            spec=spec,
         )
 
     def model_defaults(self, spec: ModelSpec, kind: type[Options]) -> dict[str, tuple[Any, str]]:
@@ -155,7 +156,7 @@ class Engine:
             names = ", ".join(sorted({v.category for v in verdicts if v.action == "block"}))
             raise BlockedError(f"the prompt was blocked by a safety check ({names}); see history #{blocked.history_id}")
 
-        spec = self.registry.resolve(request.model, request.kind)
+        spec = request.spec or self.registry.resolve(request.model, request.kind)
         backend = get_backend(spec.backend)
         fingerprint = backend.fingerprint(spec)  # cheap (cached per file stamp); weights may have changed
         if fingerprint != request.fingerprint:

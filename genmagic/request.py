@@ -38,6 +38,9 @@ class Request:
     inputs: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # False when the seed was chosen at random: the run is reproducible, but not cached.
     seed_given: bool = field(default=True, compare=False)
+    # The registry entry it was built from (Engine.request), so a run does not resolve the
+    # model (config files, trust) again; None for a request read back from history or a PNG.
+    spec: Any = field(default=None, compare=False, hash=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
