@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # GPU users: make setup TORCH_SPEC="torch==2.13.0" TORCH_INDEX="--index-url <your CUDA wheel index>"
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
-EXTRAS ?= image,finetune,server,notebook,dev
+EXTRAS ?= image,finetune,safety,server,notebook,dev
 
 .PHONY: setup demo test lint bench clean
 
