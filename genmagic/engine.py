@@ -233,7 +233,8 @@ def _one_line(err: Exception) -> str:
 
 
 def _verdict_args(data: Mapping[str, Any]) -> dict[str, Any]:
-    args = dict(data)
+    known = {f.name for f in dataclasses.fields(Verdict)}
+    args = {k: v for k, v in data.items() if k in known}  # a row written by another version may have more
     args["spans"] = tuple(tuple(s) for s in args.get("spans", ()))
     return args
 

@@ -41,8 +41,10 @@ class Verdict:
     category: str
     score: float
     action: str  # allow | redact | warn | block | review
-    spans: tuple[tuple[int, int], ...] = ()
+    spans: tuple[tuple[int, int], ...] = ()  # character offsets in the screened text (``target``)
     stage: str = "prompt"  # prompt | output (screened again on a cache hit) | backend (a backend's own flag, kept)
+    target: str = ""  # which text or image: "prompt", "system", "negative", "turn 2", "output 1", "image 3"
+    reason: str = ""  # one line a user can read: what was found, and why it matters
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +54,8 @@ class Verdict:
             "action": self.action,
             "spans": [list(s) for s in self.spans],
             "stage": self.stage,
+            "target": self.target,
+            "reason": self.reason,
         }
 
 
