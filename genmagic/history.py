@@ -2,7 +2,8 @@
 
 Each run is one row: the request (as JSON, with its key), the outputs (JSON; binary
 outputs such as images are blobs on disk named by content hash), status, error,
-timings, safety verdicts, and where it ran (notebook path, cell id). The result cache
+timings, safety verdicts, and where it ran (notebook path, cell id). Human review
+decisions (approve, reject, edit, reveal) are rows of their own in ``decisions``. The result cache
 is a lookup of the newest ``ok`` row with the same key. Several kernels may write at
 once: every write is one short ``BEGIN IMMEDIATE`` transaction with a busy timeout.
 """
@@ -57,7 +58,23 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_key ON runs (key, status);
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
+CREATE TABLE IF NOT EXISTS decisions (  -- human review and explicit reveals (a run row itself never changes)
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL,
+    created REAL NOT NULL,
+    decision TEXT NOT NULL,  -- approved | rejected | edited | revealed
+    target TEXT NOT NULL DEFAULT '',  -- which output ("output 1", "image 2"), '' for the whole run
+    note TEXT,
+    edited TEXT,  -- JSON: the outputs as edited, for "edited"
+    pid INTEGER
+);
+CREATE INDEX IF NOT EXISTS decisions_run ON decisions (run_id);
 """
+# Tables are only ever added (IF NOT EXISTS): an older genmagic still reads a store a newer one
+# added a table to, so that does not change SCHEMA_VERSION.
+
+DECISIONS = ("approved", "rejected", "edited", "revealed")
+FINAL_DECISIONS = ("approved", "rejected", "edited")  # a run under review with one of these is decided
 
 
 @dataclass
@@ -317,15 +334,21 @@ class History:
             os.getpid(),
         )
 
+        result.history_id = self._insert(
+            "INSERT INTO runs (created, kind, model, revision, prompt, request, key, outputs, status,"
+            " error, cached, timings, verdicts, info, notebook, cell_id, pid)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            row,
+        )
+        return result.history_id
+
+    def _insert(self, sql: str, row: tuple[Any, ...]) -> int:
+        """One row in one short ``BEGIN IMMEDIATE`` transaction; its id."""
+
         def insert(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                cur = conn.execute(
-                    "INSERT INTO runs (created, kind, model, revision, prompt, request, key, outputs, status,"
-                    " error, cached, timings, verdicts, info, notebook, cell_id, pid)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    row,
-                )
+                cur = conn.execute(sql, row)
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back itself (corrupt file)
@@ -333,8 +356,40 @@ class History:
                 raise
             return int(cur.lastrowid or 0)
 
-        result.history_id = self._guarded(insert)
-        return result.history_id
+        return self._guarded(insert)
+
+    # -- review decisions
+    def decide(self, run_id: int, decision: str, *, target: str = "", note: str | None = None,
+               edited: Any = None) -> int:
+        """Record a human decision on run ``run_id`` (see :data:`DECISIONS`); its id."""
+        if decision not in DECISIONS:
+            raise HistoryError(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
+        if self.get(run_id) is None:
+            raise HistoryError(f"there is no run #{run_id} in the history at {self.path}")
+        return self._insert(
+            "INSERT INTO decisions (run_id, created, decision, target, note, edited, pid) VALUES (?,?,?,?,?,?,?)",
+            (run_id, time.time(), decision, target, note,
+             None if edited is None else json.dumps(edited, ensure_ascii=False), os.getpid()),
+        )
+
+    def decisions(self, run_id: int) -> list[dict[str, Any]]:
+        """The decisions on one run, oldest first."""
+        rows = self._guarded(lambda conn: conn.execute(
+            "SELECT id, created, decision, target, note, edited FROM decisions WHERE run_id = ? ORDER BY id",
+            (run_id,),
+        ).fetchall())
+        return [{"id": i, "created": c, "decision": d, "target": t, "note": n, "edited": _loads(e, None)}
+                for i, c, d, t, n, e in rows]
+
+    def pending(self, n: int = 100) -> list[Record]:
+        """Runs withheld for review (status ``review``) that nobody has decided yet, oldest first."""
+        final = ",".join(f"'{d}'" for d in FINAL_DECISIONS)
+        rows = self._guarded(lambda conn: conn.execute(
+            f"SELECT {self._COLUMNS} FROM runs WHERE status = 'review' AND id NOT IN"
+            f" (SELECT run_id FROM decisions WHERE decision IN ({final})) ORDER BY id LIMIT ?",
+            (n,),
+        ).fetchall())
+        return [self._record(r) for r in rows]
 
     # -- reads
     def _record(self, row: sqlite3.Row | tuple[Any, ...]) -> Record:
