@@ -2,8 +2,12 @@
 
 ::
 
-    Request ─ checks (prompt) ─ cache ─ registry.resolve ─ fingerprint ─ models.get (LRU) ─ backend.generate(sink)
-            ─ checks (output) ─ history.record ─ Result
+    Request ─ checks (prompt, system, turns, negative: redact / block) ─ cache ─ fingerprint ─ models.get (LRU)
+            ─ backend.generate(screening sink: streamed text checked as it arrives)
+            ─ checks (outputs: withhold / review) ─ history.record ─ Result
+
+The safety level (``off | warn | standard | strict``) is the run's ``safety=``, else the
+session's (``Engine.safety_level``), else the config files' ``[safety] level``, else ``standard``.
 
 Nothing here knows a modality, a backend or a display: those live behind the backend
 protocol, the options classes and the sink.
@@ -30,15 +34,13 @@ from .results import Result, Verdict, result_class
 
 
 class Check(Protocol):
-    """A safety check: screens the prompt before the backend runs and the outputs after."""
+    """A safety check: screens what the user sends before the backend runs and the outputs after
+    (see :mod:`genmagic.safety.policy` for the optional ``redact``, ``screen_stream`` and
+    ``screen_images``)."""
 
     name: str
 
-    def screen(self, text: str, stage: str, request: Request) -> list[Verdict]: ...
-
-
-def _output_texts(result: Result) -> list[str]:
-    return list(getattr(result, "texts", []) or [])
+    def screen(self, text: str, stage: str, request: Request, level: str) -> list[Verdict]: ...
 
 
 class Engine:
@@ -51,7 +53,32 @@ class Engine:
         self.registry = registry or Registry()
         self.history = History(home or home_dir())
         self.models = ModelCache(budget_mb, self.registry)
-        self.checks: list[Check] = []
+        self._checks: list[Check] | None = None
+        self.safety_level: str | None = None  # the session's level (%genmagic safety); None: the config's
+
+    @property
+    def checks(self) -> list[Check]:
+        """The safety checks every run goes through (the defaults are made on first use)."""
+        if self._checks is None:
+            from .safety.policy import default_checks
+
+            self._checks = default_checks(self.registry.safety_setting("image_classifier"))
+        return self._checks
+
+    @checks.setter
+    def checks(self, value: list[Check]) -> None:
+        self._checks = list(value)
+
+    def level(self, safety: str | None = None) -> str:
+        """The safety level of a run: its own, the session's, the config files', ``standard``."""
+        from .safety.labels import DEFAULT_LEVEL, check_level
+
+        if safety:
+            return check_level(safety)
+        if self.safety_level:
+            return check_level(self.safety_level, "%genmagic safety")
+        configured = self.registry.safety_level()
+        return configured or DEFAULT_LEVEL
 
     # -- building requests
     def request(
@@ -141,20 +168,28 @@ class Engine:
         notebook: str | None = None,
         cell_id: str | None = None,
         finish: Callable[[Result], None] | None = None,
+        safety: str | None = None,
     ) -> Result:
         """Run ``request``; ``finish`` (the run layer's, e.g. ``-f json`` parsing) sees the result,
-        fresh or from the cache, before history records it, and may mark it failed (status, error)."""
+        fresh or from the cache, before history records it, and may mark it failed (status, error).
+        ``safety`` is this run's safety level (default: :meth:`level`)."""
+        from .safety.screen import ScreeningSink, apply_outputs, screen_outputs
+
         sink = sink or NullSink()
         finish = finish or (lambda result: None)
         where = {"notebook": notebook, "cell_id": cell_id}
         started = time.perf_counter()
+        level = self.level(safety)
+        checks: list[Check] = [] if level == "off" else self.checks
 
-        verdicts = self._screen(request.prompt, "prompt", request)
+        verdicts, request = self._screen_request(checks, request, level)
         if any(v.action == "block" for v in verdicts):
             blocked = result_class(request.kind)(request=request, status="blocked", verdicts=verdicts)
             self.history.record(blocked, **where)
-            names = ", ".join(sorted({v.category for v in verdicts if v.action == "block"}))
-            raise BlockedError(f"the prompt was blocked by a safety check ({names}); see history #{blocked.history_id}")
+            raise BlockedError(
+                f"{_blocked_text(verdicts)}; nothing was sent to the model (history #{blocked.history_id}). "
+                "If this is a false alarm, run the cell with --safety warn"
+            )
 
         spec = request.spec or self.registry.resolve(request.model, request.kind)
         backend = get_backend(spec.backend)
@@ -163,7 +198,7 @@ class Engine:
             request = dataclasses.replace(request, fingerprint=fingerprint)
 
         if cache and self.cacheable(request):
-            result = self._from_cache(request, verdicts, started)
+            result = self._from_cache(request, verdicts, started, checks, level)
             if result is not None:
                 finish(result)
                 self.history.record(result, **where)
@@ -178,20 +213,35 @@ class Engine:
             load_s = time.perf_counter() - t_load
             if cold:
                 sink.emit(Event("loaded", load_s))
-            result = backend.generate(loaded, request, sink)
+            screening = ScreeningSink(sink, checks, request, level) if checks else None
+            result = backend.generate(loaded, request, screening or sink)
         except Exception as err:
             failed = result_class(request.kind)(request=request, status="error", error=_one_line(err), verdicts=verdicts)
             self.history.record(failed, **where)
             raise
         result.timings["load"] = load_s
         result.timings["total"] = time.perf_counter() - started
+        streamed = screening.blocked if screening is not None else []
+        found = streamed + screen_outputs(checks, result, request, level)
         # the backend's own flags (nsfw, ...) stay
-        result.verdicts = verdicts + result.verdicts + self._screen_outputs(result, request)
+        result.verdicts = verdicts + result.verdicts + found
+        apply_outputs(checks, result, found, prompt_review=_review(verdicts))
         finish(result)
         self.history.record(result, **where)
         return result
 
-    def _from_cache(self, request: Request, verdicts: list[Verdict], started: float) -> Result | None:
+    def _screen_request(self, checks: list[Check], request: Request, level: str) -> tuple[list[Verdict], Request]:
+        """Verdicts on every text the user sends, and the request with the redactions made."""
+        from .safety.policy import off_notice
+        from .safety.screen import redact_request, screen_texts, user_texts
+
+        if level == "off":
+            return [off_notice()], request
+        verdicts = screen_texts(checks, user_texts(request), "prompt", request, level)
+        return verdicts, redact_request(checks, request, verdicts)
+
+    def _from_cache(self, request: Request, verdicts: list[Verdict], started: float, checks: list[Check],
+                    level: str) -> Result | None:
         """The result of the newest original run of ``request``, or None (a miss). A stored run
         that cannot be read back (a damaged database, a missing or altered blob, outputs of an
         unexpected shape) is a miss with a warning: the model runs instead.
@@ -208,20 +258,29 @@ class Engine:
         except Exception as err:  # the cache is an optimisation: it never stops a run
             print(f"genmagic: not served from the cache ({_one_line(err)}); running the model", file=sys.stderr)
             return None
+        from .safety.screen import apply_outputs, screen_outputs
+
         result.cached = True
-        result.verdicts = verdicts + kept + self._screen_outputs(result, request)
+        found = screen_outputs(checks, result, request, level)
+        result.verdicts = verdicts + kept + found
+        apply_outputs(checks, result, found, prompt_review=_review(verdicts))
         result.timings = {**hit.timings, "total": time.perf_counter() - started, "cached_from": float(hit.id)}
         result.info = hit.info
         return result
 
-    def _screen_outputs(self, result: Result, request: Request) -> list[Verdict]:
-        return [v for text in _output_texts(result) for v in self._screen(text, "output", request)]
 
-    def _screen(self, text: str, stage: str, request: Request) -> list[Verdict]:
-        out: list[Verdict] = []
-        for check in self.checks:
-            out.extend(check.screen(text, stage, request))
-        return out
+def _review(verdicts: list[Verdict]) -> Verdict | None:
+    """A prompt verdict that asks for review: the run happens, its outputs wait for a person."""
+    return next((v for v in verdicts if v.action == "review"), None)
+
+
+def _blocked_text(verdicts: list[Verdict]) -> str:
+    from .safety.labels import category_name
+
+    blocks = [v for v in verdicts if v.action == "block"]
+    where = sorted({v.target or "prompt" for v in blocks})
+    why = "; ".join(dict.fromkeys(v.reason or category_name(v.category) for v in blocks))
+    return f"the {' and '.join(where)} was blocked by a safety check ({why})"
 
 
 def _one_line(err: Exception) -> str:

@@ -239,7 +239,8 @@ def run(
         )
     token = pending_sources.set(sources)
     try:
-        result: ImageResult = run_with_sink(engine, request, sink, cache=controls.cache, **dict(where or {}))
+        result: ImageResult = run_with_sink(engine, request, sink, cache=controls.cache, safety=controls.safety,
+                                             **dict(where or {}))
     finally:
         pending_sources.reset(token)
     result.sources = sources

@@ -428,6 +428,12 @@ class Controls(Options):
     stream: bool = opt(True, "show the output only when it is complete", negate=True)
     interpolate: bool = opt(True, "do not fill {name} from the notebook's variables", negate=True, widget=False,
                             notebook_only=True)
+    safety: str | None = opt(
+        None, "safety level of this run (default: the session's, see %genmagic safety): off (nothing screened, a "
+        "notice is recorded), warn (flag only), standard (redact PII sent to served models, block clearly unsafe "
+        "requests and outputs), strict (also redact PII for local models, hold borderline outputs for review)",
+        choices=("off", "warn", "standard", "strict"),
+    )
 
 
 @dataclass(frozen=True)

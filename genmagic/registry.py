@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -329,6 +330,7 @@ class Registry:
         self._loaded_stamp: tuple[Any, ...] | None = None
         self._specs: dict[str, ModelSpec] = {}
         self._defaults: dict[str, str] = {}
+        self._safety: dict[str, tuple[Any, str, Path]] = {}  # [safety] key -> (value, origin, file)
         # the project file, the kinds whose default it sets, the sha256 of the bytes that were parsed
         self._project: tuple[Path, frozenset[str], str] | None = None
 
@@ -348,6 +350,7 @@ class Registry:
         specs = {s.alias: s for s in builtin_specs()}
         defaults = {"text": "tiny-text", "image": "tiny-image"}
         project = None
+        safety: dict[str, tuple[Any, str, Path]] = {}
         for origin, path in files:
             if not path.is_file():
                 continue
@@ -358,7 +361,38 @@ class Registry:
             for spec in _specs_from_config(data, origin, path.parent, str(path)):
                 specs[spec.alias] = spec
             defaults.update({k: str(v) for k, v in (data.get("defaults") or {}).items()})
+            section = data.get("safety") or {}
+            if not isinstance(section, dict):
+                raise OptionError(f"{path}: [safety] must be a table, e.g. [safety] level = \"strict\"")
+            safety.update({k: (v, origin, path) for k, v in section.items()})
         self._specs, self._defaults, self._loaded_stamp, self._project = specs, defaults, stamp, project
+        self._safety = safety
+
+    def safety_setting(self, key: str) -> Any:
+        """A ``[safety]`` value from the config files (project over user), or None."""
+        self._refresh()
+        entry = self._safety.get(key)
+        return entry[0] if entry else None
+
+    def safety_level(self) -> str | None:
+        """The config files' ``[safety] level``. A project file may raise the level; lowering it
+        below ``standard`` (a cloned repository switching checks off) needs the file trusted."""
+        from .safety.labels import check_level
+
+        self._refresh()
+        entry = self._safety.get("level")
+        if entry is None:
+            return None
+        value, origin, path = entry
+        level = check_level(str(value), f"[safety] level in {path}:")
+        if origin == "project" and level in ("off", "warn") and self._project is not None:
+            from .trust import is_trusted
+
+            if not is_trusted(path, (self._user_file or user_config_path()).parent, self._project[2]):
+                _warn_once(f"{path} sets [safety] level = {level!r}, which lowers the checks; ignored until "
+                           f"you trust the file ({command('trust')} {path})")
+                return None
+        return level
 
     @staticmethod
     def risky_folders(path: Path, raw: bytes) -> dict[str, str]:
@@ -531,6 +565,15 @@ class Registry:
             f"unknown model {name!r}: {hint} (see {command('models')}, or "
             f"{command('register ALIAS PATH', shell='add the alias to genmagic.toml')})"
         )
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        print(f"genmagic: {message}", file=sys.stderr)
 
 
 def _a(word: str) -> str:

@@ -71,6 +71,50 @@ class Result:
     history_id: int | None = None
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)  # backend provenance: device, dtype, ...
+    # Outputs a safety check withheld: index -> (the original output, the reason). The output list
+    # shows a stand-in (an empty text, a blurred image); history keeps the original.
+    withheld: dict[int, tuple[Any, str]] = field(default_factory=dict, repr=False)
+
+    # -- withheld outputs (safety)
+    def _outputs(self) -> list[Any]:
+        return []
+
+    def _stand_in(self, output: Any) -> Any:
+        """What is shown (and bound to ``--out``) instead of a withheld output."""
+        return None
+
+    def output_count(self) -> int:
+        return len(self._outputs())
+
+    def withhold(self, index: int, verdict: Verdict) -> None:
+        """Keep output ``index`` out of sight (and off ``--out``): ``verdict`` says why."""
+        outputs = self._outputs()
+        if index in self.withheld or not 0 <= index < len(outputs):
+            return
+        reason = verdict.reason or verdict.category.replace("_", " ")
+        self.withheld[index] = (outputs[index], reason)
+        outputs[index] = self._stand_in(outputs[index])
+
+    def release(self, index: int | None = None) -> None:
+        """Put withheld outputs back (all of them by default): after a person approved them."""
+        outputs = self._outputs()
+        for i in [index] if index is not None else list(self.withheld):
+            if i in self.withheld:
+                outputs[i] = self.withheld.pop(i)[0]
+
+    def originals(self) -> list[Any]:
+        """Every output as produced, withheld ones included (what history stores)."""
+        return [self.withheld[i][0] if i in self.withheld else o for i, o in enumerate(self._outputs())]
+
+    def _withheld_record(self) -> dict[str, str]:
+        return {str(i): reason for i, (_, reason) in self.withheld.items()}
+
+    def _withhold_stored(self, outputs: Any) -> None:
+        """Withhold again what a stored run had withheld (a history row shown later)."""
+        stored = outputs.get("withheld") if isinstance(outputs, dict) else None
+        for key, reason in (stored or {}).items() if isinstance(stored, dict) else ():
+            if str(key).isdigit():
+                self.withhold(int(key), Verdict("history", "", 0.0, "block", reason=str(reason)))
 
     def to_record(self, put_blob: Callable[[bytes, str], str]) -> Any:
         """The outputs as JSON for the history store; binary outputs go through ``put_blob``."""
@@ -96,12 +140,23 @@ class TextResult(Result):
     def text(self) -> str:
         return self.texts[0] if self.texts else ""
 
+    def _outputs(self) -> list[Any]:
+        return self.texts
+
+    def _stand_in(self, output: Any) -> Any:
+        return ""
+
     def to_record(self, put_blob: Callable[[bytes, str], str]) -> Any:
-        return {"texts": self.texts, "tokens": self.tokens}
+        record: dict[str, Any] = {"texts": self.originals(), "tokens": self.tokens}
+        if self.withheld:
+            record["withheld"] = self._withheld_record()
+        return record
 
     @classmethod
     def from_record(cls, request: Request, outputs: Any, get_blob: Callable[[str], bytes]) -> TextResult:
-        return cls(request=request, texts=list(outputs["texts"]), tokens=list(outputs.get("tokens", [])))
+        result = cls(request=request, texts=[str(t) for t in outputs["texts"]], tokens=list(outputs.get("tokens", [])))
+        result._withhold_stored(outputs)
+        return result
 
     def json(self) -> Any:
         """The text parsed as JSON (a ``OutputFormatError`` with the position otherwise)."""

@@ -59,6 +59,7 @@ def run(
     request = build_request(engine, prompt, options, model or controls.model, messages, given)
     result: TextResult = run_with_sink(
         engine, request, sink, cache=controls.cache, finish=functools.partial(check_format, fmt=controls.format),
+        safety=controls.safety,
         **dict(where or {}),
     )
     return result

@@ -73,7 +73,8 @@ def ip(_shell: Any, tiny_text_dir: Path) -> Any:
     engine.registry._session.clear()
     engine.registry._session_defaults.clear()
     engine.registry._loaded_stamp = None
-    engine.checks.clear()
+    engine._checks = None  # the default safety checks, at the default level
+    engine.safety_level = None
     _shell.run_line_magic("genmagic", f"register tiny {tiny_text_dir}")
     yield _shell
     for name in [k for k in _shell.user_ns if k.startswith("t_")]:

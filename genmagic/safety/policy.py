@@ -1,0 +1,167 @@
+"""Safety policy: the levels, what each level does with a check's verdicts, and the checks
+that run by default (PII, moderation, image) plus third-party ones (``genmagic.checks``).
+
+A check proposes an action for the level it is given (``standard`` or ``strict``); the policy
+then applies the level: ``warn`` turns every block, redact and review into a warning (nothing is
+changed or withheld, everything is shown), ``off`` runs no check at all and leaves a visible
+notice on the result and in history instead.
+
+The check protocol (the engine's ``Check``)::
+
+    name: str
+    screen(text, stage, request, level) -> list[Verdict]        # stage: prompt | output
+    redact(text, verdicts) -> str                                  # optional: for action "redact"
+    screen_stream(text, request, level) -> list[Verdict]           # optional: cheap, on streamed output
+    screen_images(images, request, level, flags) -> list[Verdict]  # optional: image outputs
+
+Importing this module imports no model code: the checks load their models on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..results import Verdict
+from .labels import CATEGORY_NAMES, DEFAULT_LEVEL, LEVELS, category_name, check_level  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from ..request import Request
+
+ACTIONS = ("allow", "redact", "warn", "block", "review")
+ENTRY_POINT_GROUP = "genmagic.checks"
+
+def apply_level(verdicts: Iterable[Verdict], level: str) -> list[Verdict]:
+    """The verdicts as ``level`` acts on them: at ``warn`` nothing is blocked, changed or withheld."""
+    if level != "warn":
+        return list(verdicts)
+    return [dataclasses.replace(v, action="warn") if v.action in ("block", "redact", "review") else v for v in verdicts]
+
+
+def off_notice(target: str = "prompt") -> Verdict:
+    """What a run with the checks switched off carries, so that it shows and history says so."""
+    return Verdict(check="safety", category="off", score=0.0, action="warn", stage="prompt", target=target,
+                   reason="safety checks were off for this run (--safety off): nothing was screened")
+
+
+def leaves_machine(request: Request) -> bool:
+    """Whether the request goes to another machine (a served model): its backend says so."""
+    spec = getattr(request, "spec", None)
+    if spec is None:
+        return False
+    from ..registry import get_backend
+
+    try:
+        return bool(getattr(get_backend(spec.backend), "remote", False))
+    except Exception:  # an unknown backend fails the run elsewhere, with its own error
+        return False
+
+
+# --------------------------------------------------------------------------- the built-in checks
+
+
+class PiiCheck:
+    """PII (email, phone, card, IBAN, US SSN, IP address), validated (see :mod:`genmagic.safety.pii`).
+
+    In a prompt: redacted before it leaves the machine at ``standard``, always at ``strict``,
+    otherwise flagged. In an output: flagged at ``standard``, redacted at ``strict``. The same value
+    gets the same placeholder for the whole session (``<EMAIL_1>``), so a conversation stays coherent.
+    """
+
+    name = "pii"
+
+    def __init__(self, mode: str = "placeholder") -> None:
+        from .pii import Redactor
+
+        self.redactor = Redactor(mode)
+
+    def screen(self, text: str, stage: str, request: Request, level: str) -> list[Verdict]:
+        from .pii import find_pii
+
+        matches = find_pii(text)
+        if not matches:
+            return []
+        if stage == "prompt":
+            redact = level == "strict" or (level == "standard" and leaves_machine(request))
+        else:
+            redact = level == "strict"
+        action = "redact" if redact else "warn"
+        kinds = sorted({m.type for m in matches})
+        return [Verdict(
+            check=self.name, category="privacy", score=max(m.score for m in matches), action=action,
+            spans=tuple((m.start, m.end) for m in matches), stage=stage,
+            reason=f"personal data: {', '.join(kinds)} ({len(matches)} found)" + (", redacted" if redact else ""),
+        )]
+
+    def redact(self, text: str, verdicts: Sequence[Verdict]) -> str:
+        from .pii import find_pii
+
+        return str(self.redactor.redact(text, find_pii(text)))
+
+
+class ModerationCheck:
+    """Unsafe requests and outputs: a fast rule layer, then a classifier over labelled examples
+    on all-MiniLM-L6-v2 embeddings when ``genmagic[safety]`` is installed (see
+    :mod:`genmagic.safety.moderation`)."""
+
+    name = "moderation"
+
+    def __init__(self, semantic: bool | None = None) -> None:
+        from .moderation import Moderator
+
+        self.moderator = Moderator(semantic=semantic)
+
+    def _verdicts(self, findings: Iterable[Any], stage: str) -> list[Verdict]:
+        return [Verdict(check=self.name, category=f.category, score=float(f.score), action=f.action,
+                        spans=(tuple(f.span),) if f.span else (), stage=stage, reason=f.reason)
+                for f in findings]
+
+    def screen(self, text: str, stage: str, request: Request, level: str) -> list[Verdict]:
+        return self._verdicts(self.moderator.screen(text, _model_level(level)), stage)
+
+    def screen_stream(self, text: str, request: Request, level: str) -> list[Verdict]:
+        return self._verdicts(self.moderator.screen(text, _model_level(level), semantic=False), "output")
+
+
+def _model_level(level: str) -> str:
+    return "strict" if level == "strict" else "standard"  # warn: standard's findings, turned into warnings
+
+
+def default_checks(image_classifier: str | None = None) -> list[Any]:
+    """The checks a new engine runs: PII, moderation, image safety, then any installed under the
+    ``genmagic.checks`` entry-point group (a class or factory called with no arguments)."""
+    return [*_builtin_checks(image_classifier), *entry_point_checks()]
+
+
+@functools.cache
+def _builtin_checks(image_classifier: str | None) -> tuple[Any, ...]:
+    """One set per process: the semantic model loads once, and a value gets the same placeholder
+    in every engine of the session."""
+    from .image import ImageCheck
+
+    return PiiCheck(), ModerationCheck(), ImageCheck(image_classifier)
+
+
+def entry_point_checks() -> list[Any]:
+    from importlib.metadata import entry_points
+
+    found: list[Any] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            factory = ep.load()
+            check = factory()
+        except Exception as err:  # a broken plugin is reported, never silently skipped, never fatal
+            print(f"genmagic: the safety check {ep.name!r} ({ep.value}) could not be loaded: "
+                  f"{type(err).__name__}: {err}", file=sys.stderr)
+            continue
+        if not callable(getattr(check, "screen", None)):
+            print(f"genmagic: the safety check {ep.name!r} ({ep.value}) has no screen() method; not used",
+                  file=sys.stderr)
+            continue
+        if not getattr(check, "name", None):
+            check.name = ep.name
+        found.append(check)
+    return found
