@@ -1,4 +1,4 @@
-"""The command line: ``genmagic generate | imagine | models | history | show | trust``.
+"""The command line: ``genmagic generate | imagine | check | models | history | show | safety | trust``.
 
 Options come from the same definitions as the magics (:mod:`genmagic.options`).
 User mistakes print one line to stderr and exit with status 2.
@@ -24,11 +24,32 @@ def _read_prompt(words: Sequence[str]) -> str:
 
 
 def _exit_code(result: Any, kept: str) -> int:
-    """The shared end of a run on the command line: 130 (and a note on stderr) if interrupted."""
+    """The shared end of a run on the command line: the safety verdicts on stderr; 130 if
+    interrupted, 3 if a safety check withheld outputs (blocked, or held for review)."""
+    from .display import safety_line
+
+    safety = safety_line(result)
+    if safety:
+        print(f"genmagic: safety: {safety}", file=sys.stderr)
     if result.status == "interrupted":
         print(f"genmagic: interrupted; {kept} kept in history #{result.history_id}", file=sys.stderr)
         return 130
+    if result.status == "review":
+        print(f"genmagic: held for review; decide with: genmagic safety approve {result.history_id} "
+              f"(or reject)", file=sys.stderr)
+        return 3
+    if result.withheld:
+        print(f"genmagic: {len(result.withheld)} output(s) withheld by a safety check (kept in history "
+              f"#{result.history_id}); --safety warn shows them", file=sys.stderr)
+        return 3
     return 0
+
+
+def _shown_texts(result: Any) -> list[str]:
+    from .display import withheld_text
+
+    return [withheld_text(result.withheld[i][1], result.status) if i in result.withheld else t
+            for i, t in enumerate(result.texts)]
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -45,11 +66,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     result = text_run.run(default_engine(), prompt, options, controls, sink=sink if controls.stream else None,
                           given=opts.given(args, opts.TextOptions))
     if not controls.stream or result.cached:
-        sys.stdout.write("\n\n".join(result.texts))  # type: ignore[attr-defined]
+        sys.stdout.write("\n\n".join(_shown_texts(result)))
     sink.close(result.ok)
     if result.status == "error":  # -f json that does not parse: the raw text is above and in history
         raise OutputFormatError(f"{result.error} (history #{result.history_id})")
-    if controls.format == "json":
+    if controls.format == "json" and result.ok:
         import json
 
         print(json.dumps(result.json(), indent=2, ensure_ascii=False))  # type: ignore[attr-defined]
@@ -95,6 +116,79 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     return _exit_code(result, "the last preview")
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check texts the way runs are checked: one JSON line per text on stdout (or ``-o``)."""
+    import json
+
+    from .safety import check_texts
+
+    if args.jsonl:
+        ids, texts = _read_jsonl(args.jsonl)
+    else:
+        text = _read_prompt(args.text)
+        if not text.strip():
+            raise GenmagicError("nothing to check: pass the text, '-' (or a pipe) for stdin, or --jsonl FILE")
+        ids, texts = [None], [text]
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    blocked = 0
+    try:
+        for start in range(0, len(texts), 64):
+            for rid, found in zip(ids[start:start + 64], check_texts(texts[start:start + 64], args.level), strict=True):
+                blocked += not found.allowed
+                out.write(json.dumps(found.to_dict(rid), ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.jsonl:
+        print(f"genmagic: {len(texts)} text(s) checked, {blocked} not allowed at level {args.level}", file=sys.stderr)
+    return 0 if args.jsonl or not blocked else 3
+
+
+def _read_jsonl(path: str) -> tuple[list[Any], list[str]]:
+    """``{"id": ..., "text": ...}`` per line; a bad line is an error naming the file and line."""
+    import json
+
+    ids: list[Any] = []
+    texts: list[str] = []
+    try:
+        fh = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as err:
+        raise GenmagicError(f"--jsonl {path}: {err.strerror or err}") from None
+    with fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise GenmagicError(f"{path}:{number}: not JSON ({err.msg}); each line must be "
+                                    '{"id": ..., "text": "..."}') from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise GenmagicError(f'{path}:{number}: each line must be an object with a "text" string, '
+                                    'e.g. {"id": 1, "text": "..."}')
+            ids.append(row.get("id", number))
+            texts.append(row["text"])
+    return ids, texts
+
+
+def cmd_safety(args: argparse.Namespace) -> int:
+    from .engine import default_engine
+    from .history_view import history_rows_table, verdict_table
+    from .safety import review
+
+    engine = default_engine()
+    if args.action == "log":
+        print(repr(verdict_table(engine.history, n=args.n)))
+    elif args.action == "review":
+        print(repr(history_rows_table(review.pending(engine))))
+    else:
+        if args.id is None:
+            raise GenmagicError(f"genmagic safety {args.action} needs a history id, e.g. genmagic safety {args.action} 12")
+        getattr(review, args.action)(args.id, note=args.note, engine=engine)
+        print(f"run #{args.id}: {args.action}d")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .display import models_table
     from .engine import default_engine
@@ -125,9 +219,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .history_view import result_from_history
 
     result = result_from_history(default_engine().history, args.id)
-    texts = getattr(result, "texts", None)
-    if texts is not None:
-        print("\n\n".join(texts))
+    if getattr(result, "texts", None) is not None:
+        print("\n\n".join(_shown_texts(result)))
     else:
         print(repr(result))
     return 0
@@ -166,6 +259,24 @@ def build_parser() -> argparse.ArgumentParser:
                      "Every path written is printed on stdout, one per line")
     opts.add_arguments(img, opts.ImageOptions, opts.ImageControls)
     img.set_defaults(func=cmd_imagine)
+
+    check = sub.add_parser(
+        "check", help="check texts for PII and unsafe content (one JSON line per text)",
+        description='Check texts the way genmagic checks prompts: one JSON line per text with "allowed", '
+        '"action", "categories", "pii" (type, start, end) and "redacted". Exit status 3 when a single text '
+        "is not allowed.")
+    check.add_argument("text", nargs="*", help="the text; '-' or a pipe reads stdin")
+    check.add_argument("--jsonl", metavar="FILE", help='check every line {"id": ..., "text": ...} of FILE (- for stdin)')
+    check.add_argument("--level", default="standard", choices=("off", "warn", "standard", "strict"))
+    check.add_argument("-o", "--output", metavar="FILE", help="write the JSON lines here instead of stdout")
+    check.set_defaults(func=cmd_check)
+
+    safety = sub.add_parser("safety", help="recent safety verdicts, and the outputs held for review")
+    safety.add_argument("action", choices=("log", "review", "approve", "reject"))
+    safety.add_argument("id", nargs="?", type=int, help="the history id to approve or reject")
+    safety.add_argument("-n", type=int, default=20, help="how many rows 'log' shows")
+    safety.add_argument("--note", help="a note kept with the decision")
+    safety.set_defaults(func=cmd_safety)
 
     models = sub.add_parser("models", help="list the registered models")
     models.set_defaults(func=cmd_models)

@@ -341,11 +341,28 @@ def text_footer(result: TextResult) -> str:
     return " · ".join(parts)
 
 
+def withheld_text(reason: str, status: str = "blocked") -> str:
+    what = "held for review" if status == "review" else "rejected" if status == "rejected" else "withheld"
+    return f"[{what} by a safety check: {reason}]"
+
+
+def safety_line(result: Any) -> str:
+    """The safety verdicts of a result in one line ('' when there are none to show)."""
+    from .safety.labels import summary
+
+    return summary(result.verdicts)
+
+
 def text_result_bundle(result: TextResult) -> dict[str, Any]:
-    texts = result.texts or [""]
-    body = text_body_html(texts, result.format, sample_seeds(result.request.seed, len(texts)))
+    texts = [withheld_text(result.withheld[i][1], result.status) if i in result.withheld else t
+             for i, t in enumerate(result.texts)] or [""]
+    fmt = "text" if result.withheld else result.format
+    body = text_body_html(texts, fmt, sample_seeds(result.request.seed, len(texts)))
+    safety = safety_line(result)
+    notes = note_html(text_footer(result)) + (note_html("safety: " + safety, WARN) if safety else "")
     # No text/markdown: a frontend would render the raw, unsanitized markdown.
-    return {"text/plain": text_plain(texts), "text/html": body + note_html(text_footer(result))}
+    plain = text_plain(texts) + (f"\n[safety: {safety}]" if safety else "")
+    return {"text/plain": plain, "text/html": body + notes}
 
 
 # --------------------------------------------------------------------------- image results

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
+from typing import Any
 
 from .display import Table, shorten
 from .errors import GenmagicError, command
-from .history import History
+from .history import History, Record
 from .request import Request
 from .results import Result, result_class
+from .safety.labels import category_name, summary
 
 
 def history_table(history: History, n: int = 20, search: str | None = None, kind: str | None = None) -> Table:
+    return history_rows_table(history.list(n=n, search=search, kind=kind))
+
+
+def _when(created: float) -> str:
+    return dt.datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def history_rows_table(records: Iterable[Record]) -> Table:
     rows = []
-    for rec in history.list(n=n, search=search, kind=kind):
-        when = dt.datetime.fromtimestamp(rec.created).strftime("%Y-%m-%d %H:%M:%S")
+    for rec in records:
+        when = _when(rec.created)
         seconds = rec.timings.get("total")
         rows.append(
             [
@@ -25,10 +36,33 @@ def history_table(history: History, n: int = 20, search: str | None = None, kind
                 rec.status + (" (cached)" if rec.cached else ""),
                 f"{seconds:.2f}s" if isinstance(seconds, (int, float)) else "",
                 shorten(rec.prompt, 40),
-                shorten(rec.error or rec.summary, 50),
+                shorten(rec.error or ("[withheld]" if _withheld(rec) else rec.summary), 50),
+                summary(rec.verdicts if isinstance(rec.verdicts, list) else []),
             ]
         )
-    return Table(["id", "when", "kind", "model", "status", "time", "prompt", "output"], rows)
+    return Table(["id", "when", "kind", "model", "status", "time", "prompt", "output", "safety"], rows)
+
+
+def _withheld(rec: Record) -> bool:
+    return isinstance(rec.outputs, dict) and bool(rec.outputs.get("withheld"))
+
+
+def verdict_table(history: History, n: int = 20) -> Table:
+    """The ``n`` newest safety verdicts (``%genmagic safety log``), newest first."""
+    rows: list[list[Any]] = []
+    for rec in history.list(n=max(n, 1) * 5):
+        for v in rec.verdicts if isinstance(rec.verdicts, list) else []:
+            if not isinstance(v, dict) or v.get("action") == "allow":
+                continue
+            rows.append([rec.id, _when(rec.created), rec.model, v.get("target") or v.get("stage", ""),
+                         v.get("check", ""), category_name(str(v.get("category", ""))), v.get("action", ""),
+                         shorten(str(v.get("reason", "")), 60)])
+            if len(rows) >= n:
+                break
+        if len(rows) >= n:
+            break
+    note = "" if rows else "no verdicts in the recent runs"
+    return Table(["run", "when", "model", "where", "check", "category", "action", "reason"], rows, note)
 
 
 def result_from_history(history: History, rid: int) -> Result:

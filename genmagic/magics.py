@@ -44,7 +44,8 @@ def _end_live_view(shell: Any, sink: Any, result: Any, note: str) -> None:
     and the value the magic returns is then not shown a second time in this cell: the saved
     notebook holds the result once (no emptied view before it), and nothing jumps at the end.
     ``Out``, ``_`` and ``--out`` still get the result; displaying it in a later cell shows it."""
-    if not sink.close(result.ok, note, result._repr_mimebundle_ if result.ok else None):
+    shows_result = result.ok or result.status in ("blocked", "review")  # the result says what was withheld
+    if not sink.close(shows_result, note, result._repr_mimebundle_ if shows_result else None):
         return
 
     def shown_already() -> None:  # IPython's display hook calls this instead of rendering the result
@@ -98,6 +99,13 @@ def _genmagic_parser() -> _Parser:
     hist.add_argument("--kind", choices=("text", "image"))
     show = sub.add_parser("show", help="the result of a run in history, as an object")
     show.add_argument("id", type=int)
+    safety = sub.add_parser(
+        "safety", help="safety: show or set the level (off | warn | standard | strict), 'log' lists recent "
+        "verdicts, 'review' the outputs held for review, 'approve ID' / 'reject ID' decides one")
+    safety.add_argument("action", nargs="?", metavar="LEVEL|log|review|approve|reject")
+    safety.add_argument("id", nargs="?", type=int, help="the history id to approve or reject")
+    safety.add_argument("-n", type=int, default=20, help="how many rows 'log' shows")
+    safety.add_argument("--note", help="a note kept with the decision")
     sub.add_parser("reset", help="forget this notebook's --chat conversation")
     sub.add_parser("trust", help="trust a project genmagic.toml (default: the one found from here)").add_argument("path", nargs="?")
     return parser
@@ -136,6 +144,8 @@ class GenMagics(Magics):
         config=True
     )
     stream = Bool(True, help="stream outputs into the cell as they are produced").tag(config=True)
+    safety_level = Unicode("", help="safety level of every run: off, warn, standard (the default when empty), "
+                           "strict; a cell's --safety overrides it").tag(config=True)
     allowed_image_hosts = List(Unicode(), help="hosts whose images model output may load ('*.example.org' "
                                "for subdomains); any other remote image shows as a link that is not fetched").tag(config=True)
 
@@ -144,6 +154,19 @@ class GenMagics(Magics):
         from . import display
 
         display.configured_image_hosts = frozenset(h.strip().lower() for h in change["new"] if h.strip())
+
+    @observe("safety_level")
+    def _safety_level_changed(self, change: Any) -> None:
+        from .engine import default_engine
+        from .safety.labels import check_level
+
+        level = change["new"] or None
+        if level is not None:
+            try:
+                check_level(level, "GenMagics.safety_level")
+            except GenmagicError as err:
+                raise UsageError(str(err)) from None
+        default_engine().safety_level = level
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -217,6 +240,27 @@ class GenMagics(Magics):
             raise OptionError(f"--out needs a Python variable name, got {controls.out!r}; e.g. --out {example}")
         return options, controls, prompt, opts.given(args, options_class)
 
+    def _withheld(self, result: Any) -> None:
+        """What a user sees when a safety check withheld outputs: the reason (the view shows where),
+        and for a run held for review, the approve / edit / reject panel."""
+        if not result.withheld:
+            return
+        if result.status == "review":
+            from .display import in_kernel
+
+            if in_kernel():
+                from IPython.display import display
+
+                from .safety.review import review_widget
+
+                display(review_widget(result, self.engine))
+                return
+            print(f"genmagic: held for review (history #{result.history_id}); decide with "
+                  f"%genmagic safety approve {result.history_id} (or reject)", file=sys.stderr)
+            return
+        print(f"genmagic: {len(result.withheld)} output(s) withheld by a safety check; they are kept in history "
+              f"#{result.history_id}; to see them anyway, run the cell with --safety warn", file=sys.stderr)
+
     def _bind(self, name: str | None, value: Any) -> None:
         if name:  # checked by _parse
             self.ip.user_ns[name] = value
@@ -254,12 +298,13 @@ class GenMagics(Magics):
         else:
             _end_live_view(self.ip, sink, result, note)
         self._bind(controls.out, result)
+        self._withheld(result)
         if result.status == "interrupted":
             print(f"genmagic: interrupted; the partial text is kept (history #{result.history_id})", file=sys.stderr)
             raise KeyboardInterrupt
         if result.status == "error":  # -f json that does not parse: the raw text is on --out and in history
             raise OutputFormatError(f"{result.error} (history #{result.history_id})")
-        if options.chat:
+        if options.chat and result.ok:  # a withheld answer does not become part of the conversation
             self.conversation += [("user", prompt), ("assistant", result.text)]
         if controls.format == "code":
             self.ip.set_next_input(strip_fence(result.text), replace=False)
@@ -299,6 +344,7 @@ class GenMagics(Magics):
         note = "" if result.ok else f"{result.status} · history #{result.history_id}"
         _end_live_view(self.ip, sink, result, note)
         self._bind(controls.out, result)
+        self._withheld(result)
         if result.status == "interrupted":
             print(f"genmagic: interrupted; the last preview is kept (history #{result.history_id})", file=sys.stderr)
             raise KeyboardInterrupt
@@ -308,7 +354,7 @@ class GenMagics(Magics):
     @line_magic
     @usage_errors
     def genmagic(self, line: str) -> Any:
-        """Manage models, history and conversations: %genmagic models | use | register | unload | history | show | reset | trust"""
+        """Manage models, history, safety and conversations: %genmagic models | use | register | unload | history | show | safety | reset | trust"""
         parser = _genmagic_parser()
         try:
             argv, _ = split_line(line)
@@ -370,6 +416,42 @@ class GenMagics(Magics):
         from .trust import trust_command
 
         print(trust_command(args.path, self.engine.registry))
+
+    def _cmd_safety(self, args: argparse.Namespace) -> Any:
+        from .safety import review
+        from .safety.labels import LEVELS
+
+        action = args.action
+        if action is None:
+            engine = self.engine
+            print(f"safety level: {engine.level()} ({self._level_origin()}); checks: "
+                  + ", ".join(getattr(c, "name", type(c).__name__) for c in engine.checks))
+            return None
+        if action in LEVELS:
+            self.safety_level = action
+            print(f"safety level: {action}" + (" (nothing is screened; each run records that)" if action == "off" else ""))
+            return None
+        if action == "log":
+            from .history_view import verdict_table
+
+            return verdict_table(self.engine.history, n=args.n)
+        if action == "review":
+            from .history_view import history_rows_table
+
+            return history_rows_table(review.pending(self.engine))
+        if action in ("approve", "reject"):
+            if args.id is None:
+                raise OptionError(f"%genmagic safety {action} needs a history id, e.g. %genmagic safety {action} 12")
+            getattr(review, action)(args.id, note=args.note, engine=self.engine)
+            print(f"run #{args.id}: {action}d")
+            return None
+        raise OptionError(f"%genmagic safety {action}: use a level ({', '.join(LEVELS)}), log, review, "
+                          "approve ID or reject ID")
+
+    def _level_origin(self) -> str:
+        if self.safety_level:
+            return "set in this session"
+        return "from the config files" if self.engine.registry.safety_level() else "the default"
 
     def _cmd_reset(self, args: argparse.Namespace) -> None:
         turns = len(self.conversation) // 2

@@ -130,7 +130,10 @@ class StreamSink:
     def emit(self, event: Event) -> None:
         if self.loading.handle(event):
             return
-        if event.type == "token":
+        if event.type == "withheld":  # a terminal cannot take back what it printed: say so
+            self.stream.write(f"\n[{event.data}]\n")
+            self.stream.flush()
+        elif event.type == "token":
             if self.num > 1 and event.index != self.current:
                 self.stream.write(("\n" if self.current >= 0 else "") + f"--- #{event.index + 1} ---\n")
                 self.current = event.index
@@ -189,6 +192,7 @@ class CellTextSink:
 
     def __init__(self, num: int = 1, interval: float = 0.05, fmt: str = "auto", stream: bool = True) -> None:
         self.texts = [""] * num
+        self.withheld: set[int] = set()  # samples a safety check stopped while streaming
         self.interval = interval
         self.fmt = fmt
         self.stream = stream
@@ -207,7 +211,12 @@ class CellTextSink:
             if event.type == "loading":
                 self._update()
             return
-        if event.type != "token" or not self.stream:
+        if event.type == "withheld":  # what was shown is replaced, at once
+            self.texts[event.index] = f"[{event.data}]"
+            self.withheld.add(event.index)
+            self._update()
+            return
+        if event.type != "token" or not self.stream or event.index in self.withheld:
             return
         self.texts[event.index] += event.data
         now = time.monotonic()

@@ -109,10 +109,8 @@ class ModerationCheck:
 
     name = "moderation"
 
-    def __init__(self, semantic: bool | None = None) -> None:
-        from .moderation import Moderator
-
-        self.moderator = Moderator(semantic=semantic)
+    def __init__(self, moderator: Any = None) -> None:
+        self.moderator = moderator or shared_moderator()
 
     def _verdicts(self, findings: Iterable[Any], stage: str) -> list[Verdict]:
         return [Verdict(check=self.name, category=f.category, score=float(f.score), action=f.action,
@@ -124,6 +122,14 @@ class ModerationCheck:
 
     def screen_stream(self, text: str, request: Request, level: str) -> list[Verdict]:
         return self._verdicts(self.moderator.screen(text, _model_level(level), semantic=False), "output")
+
+
+@functools.cache
+def shared_moderator() -> Any:
+    """The process's moderator: its semantic model loads once, on first use."""
+    from .moderation import Moderator
+
+    return Moderator()
 
 
 def _model_level(level: str) -> str:
