@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from IPython.core import magic_arguments as ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
-from traitlets import Bool, Int, List, Unicode, observe
+from traitlets import Bool, Int, List, TraitError, Unicode, observe, validate
 
 from . import options as opts
 from .errors import GenmagicError, OptionError, OutputFormatError, PromptError
@@ -155,18 +155,22 @@ class GenMagics(Magics):
 
         display.configured_image_hosts = frozenset(h.strip().lower() for h in change["new"] if h.strip())
 
+    @validate("safety_level")
+    def _valid_safety_level(self, proposal: Any) -> str:
+        from .safety.labels import check_level
+
+        if proposal["value"]:
+            try:
+                check_level(proposal["value"], "GenMagics.safety_level")
+            except GenmagicError as err:
+                raise TraitError(str(err)) from None
+        return str(proposal["value"])
+
     @observe("safety_level")
     def _safety_level_changed(self, change: Any) -> None:
         from .engine import default_engine
-        from .safety.labels import check_level
 
-        level = change["new"] or None
-        if level is not None:
-            try:
-                check_level(level, "GenMagics.safety_level")
-            except GenmagicError as err:
-                raise UsageError(str(err)) from None
-        default_engine().safety_level = level
+        default_engine().safety_level = change["new"] or None
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)

@@ -50,6 +50,9 @@ def decide(result: Result | int, decision: str, *, engine: Engine | None = None,
     if record is None or record.status != "review":
         state = "not in the history" if record is None else f"not held for review (status {record.status!r})"
         raise OptionError(f"run #{run_id} is {state}; see genmagic.safety.pending()")
+    done = [d for d in history.decisions(run_id) if d["decision"] in DECISIONS]
+    if done:
+        raise OptionError(f"run #{run_id} was already {done[-1]['decision']}; a decision is final")
     if decision == "edited":
         if not isinstance(result, int) and not isinstance(getattr(result, "texts", None), list):
             raise OptionError("only text outputs can be edited; approve or reject this one")
