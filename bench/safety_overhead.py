@@ -1,0 +1,129 @@
+"""What the safety checks cost (issue: targets <= 20 ms per %%generate call at the standard level).
+
+1. The latency a text run gains at ``standard`` with the semantic layer loaded: the same
+   request through ``Engine.run`` with the default checks and with none, interleaved, the
+   embedded tiny-text model, the cache off. Reported as the median of paired differences (ms)
+   and as a ratio.
+2. The cost of screening a streamed output, per token: a realistic answer fed token by token
+   through the ``ScreeningSink`` (rule layer at each sentence end) vs straight into a sink.
+3. PII scanning throughput (MB/s) on several MB of prose with PII sprinkled in.
+
+    python bench/safety_overhead.py [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PROMPT = ("Write a short, friendly note to my colleague asking whether the quarterly report is ready, "
+          "and suggest we meet on Thursday to go through the numbers together.")
+
+
+def run_latency(rounds: int) -> dict[str, float]:
+    import torch
+
+    from genmagic.engine import Engine
+    from genmagic.options import TextOptions
+    from genmagic.safety.policy import default_checks, shared_moderator
+
+    torch.set_num_threads(1)
+    engine = Engine(home=tempfile.mkdtemp(prefix="genmagic-bench-"))
+    checks = default_checks()
+    shared_moderator().screen("warm up the semantic layer")  # loaded, as the target says
+    options = TextOptions(seed=1, max_new_tokens=16)
+
+    def once(with_checks: bool) -> float:
+        engine.checks = checks if with_checks else []
+        request = engine.request("text", PROMPT, options, model="tiny-text")
+        start = time.perf_counter()
+        engine.run(request, cache=False, safety="standard")
+        return time.perf_counter() - start
+
+    once(True), once(False)  # load the model, warm caches
+    plain: list[float] = []
+    checked: list[float] = []
+    for i in range(rounds):
+        order = (True, False) if i % 2 else (False, True)
+        for flag in order:
+            (checked if flag else plain).append(once(flag))
+    diffs = [c - p for c, p in zip(checked, plain, strict=True)]
+    return {
+        "plain_ms": statistics.median(plain) * 1e3,
+        "checked_ms": statistics.median(checked) * 1e3,
+        "added_ms": statistics.median(diffs) * 1e3,
+        "ratio": statistics.median(checked) / statistics.median(plain),
+        "semantic": float(bool(shared_moderator().semantic_available)),
+    }
+
+
+ANSWER = (
+    "Sure! Here is a short plan for the week. On Monday, review the open tickets and close the stale ones. "
+    "On Tuesday, pair with Sam on the data pipeline; the nightly job still times out when the input is large. "
+    "Midweek, write the summary for the team and share the draft before Thursday's meeting. "
+    "Finally, on Friday, take stock of what worked and what did not, and plan the next sprint. "
+) * 4
+
+
+def stream_cost(repeats: int = 20) -> dict[str, float]:
+    from genmagic.request import Event, NullSink
+    from genmagic.safety.policy import ModerationCheck, shared_moderator
+    from genmagic.safety.screen import ScreeningSink
+
+    tokens = [w + " " for w in ANSWER.split(" ")]
+    check = ModerationCheck(shared_moderator())
+
+    def feed(wrapped: bool) -> float:
+        sink = NullSink()
+        target = ScreeningSink(sink, [check], None, "standard") if wrapped else sink  # type: ignore[arg-type]
+        start = time.perf_counter()
+        for token in tokens:
+            target.emit(Event("token", token))
+        return time.perf_counter() - start
+
+    feed(True), feed(False)
+    wrapped = statistics.median(feed(True) for _ in range(repeats))
+    bare = statistics.median(feed(False) for _ in range(repeats))
+    return {"tokens": float(len(tokens)), "us_per_token": (wrapped - bare) / len(tokens) * 1e6}
+
+
+def pii_throughput(megabytes: float = 4.0) -> dict[str, float]:
+    import pydoc_data.topics as topics
+
+    from genmagic.safety.pii import find_pii
+
+    prose = "\n".join(str(v) for v in topics.topics.values())
+    sprinkle = (" Contact jane.doe@example.org or +44 20 7946 0958 about card 4111 1111 1111 1111 "
+                "(IBAN DE89 3704 0044 0532 0130 00) from 192.168.10.4. ")
+    chunk = prose[:20000] + sprinkle
+    text = (chunk * int(megabytes * 1e6 / len(chunk) + 1))[: int(megabytes * 1e6)]
+    start = time.perf_counter()
+    found = find_pii(text)
+    seconds = time.perf_counter() - start
+    return {"MB": len(text.encode()) / 1e6, "MB_per_s": len(text.encode()) / 1e6 / seconds, "found": float(len(found))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    lat = run_latency(args.rounds)
+    print(f"%%generate latency at standard (semantic layer {'loaded' if lat['semantic'] else 'NOT installed'}): "
+          f"{lat['checked_ms']:.1f} ms vs {lat['plain_ms']:.1f} ms without checks -> +{lat['added_ms']:.1f} ms "
+          f"per call (ratio {lat['ratio']:.3f}; target <= 20 ms)")
+    cost = stream_cost()
+    print(f"streamed output screening: {cost['us_per_token']:.1f} us per token ({cost['tokens']:.0f} tokens)")
+    pii = pii_throughput()
+    print(f"PII scanning: {pii['MB_per_s']:.2f} MB/s on {pii['MB']:.1f} MB ({pii['found']:.0f} found)")
+
+
+if __name__ == "__main__":
+    main()
