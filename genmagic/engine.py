@@ -226,6 +226,7 @@ class Engine:
         # the backend's own flags (nsfw, ...) stay
         result.verdicts = verdicts + result.verdicts + found
         apply_outputs(checks, result, found, prompt_review=_review(verdicts))
+        result.info["safety"] = level
         finish(result)
         self.history.record(result, **where)
         return result
@@ -265,7 +266,7 @@ class Engine:
         result.verdicts = verdicts + kept + found
         apply_outputs(checks, result, found, prompt_review=_review(verdicts))
         result.timings = {**hit.timings, "total": time.perf_counter() - started, "cached_from": float(hit.id)}
-        result.info = hit.info
+        result.info = {**hit.info, "safety": level}
         return result
 
 

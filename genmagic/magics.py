@@ -310,6 +310,8 @@ class GenMagics(Magics):
             raise OutputFormatError(f"{result.error} (history #{result.history_id})")
         if options.chat and result.ok:  # a withheld answer does not become part of the conversation
             self.conversation += [("user", prompt), ("assistant", result.text)]
+        if not result.ok:  # withheld (blocked, held for review): the result says so; nothing to parse or insert
+            return result
         if controls.format == "code":
             self.ip.set_next_input(strip_fence(result.text), replace=False)
         if controls.format == "json":

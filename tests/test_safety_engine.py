@@ -202,6 +202,7 @@ def test_a_cache_hit_is_screened_under_the_current_level(genmagic_home: Path) ->
     assert first.ok and first.text == "a bad answer"
     second = _run(engine, "go", "echo:a bad answer", seed=5)  # standard now: the cached output is withheld
     assert second.cached and second.status == "blocked" and second.text == ""
+    assert (first.info["safety"], second.info["safety"]) == ("warn", "standard")  # each run records its level
 
 
 def test_the_screening_sink_passes_everything_else_through() -> None:

@@ -106,3 +106,11 @@ def test_the_review_panel_approves_edits_and_rejects(ip: Any) -> None:
         run(ip, f"%genmagic safety approve {result.history_id}")
     with pytest.raises(UsageError, match="run #999 is not in the history"):
         run(ip, "%genmagic safety approve 999")
+
+
+def test_a_withheld_json_or_code_output_is_neither_parsed_nor_inserted(ip: Any) -> None:
+    _only(Word("bad", "block", stage="output"))
+    result = run(ip, '%%generate -m echo:["bad"] --seed 7 -f json\nwhatever')
+    assert result.status == "blocked"  # the result, not a JSON error about an empty text
+    code = run(ip, "%%generate -m echo:bad=1 --seed 8 -f code\nwhatever")
+    assert code.status == "blocked" and ip.rl_next_input is None
