@@ -9,6 +9,10 @@ Image ``i`` was made with seed ``seeds[i]`` (the request's seed + i) alone, so
 ``%%imagine --seed {seeds[i]} -n 1`` (same other options) gives the same pixels. In the
 history store the images are PNG blobs named by content hash, each carrying its
 generation parameters (see :mod:`genmagic.pngmeta`).
+
+An image a safety verdict withholds (:meth:`ImageResult.withhold`) is blurred in
+``images`` (what is shown, saved and bound to ``--out``) while the original is kept for
+history and for an explicit :meth:`ImageResult.reveal`, which history records.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import OptionError
 from .pngmeta import image_metadata, png_bytes
 
 if TYPE_CHECKING:
@@ -133,6 +138,9 @@ class ImageResult(Result):
     seeds: list[int] = field(default_factory=list)
     nsfw: list[bool] = field(default_factory=list)  # the pipeline's own safety checker, per image
     sources: dict[str, str] = field(default_factory=dict)  # how --init/--mask were given (VAR or PATH)
+    withheld: dict[int, Verdict] = field(default_factory=dict)  # index -> the verdict that blurred it
+    originals: dict[int, Any] = field(default_factory=dict, repr=False)  # index -> the image before the blur
+    history: Any = field(default=None, repr=False, compare=False)  # the History it was recorded in (for reveal)
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -152,11 +160,62 @@ class ImageResult(Result):
     def __getitem__(self, index: int) -> Any:
         return self.images[index]
 
+    # -- withheld images
+    def original(self, index: int) -> Any:
+        """Image ``index`` as the model made it (blurred or not in ``images``)."""
+        return self.originals.get(index, self.images[index])
+
+    @property
+    def unblurred(self) -> list[Any]:
+        """Every image as the model made it: what safety checks screen."""
+        return [self.original(i) for i in range(len(self.images))]
+
+    def withhold(self, index: int, verdict: Verdict) -> None:
+        """Blur image ``index`` because of ``verdict``: ``images[index]`` (shown, saved, bound
+        to ``--out``) becomes the blurred copy; the original stays for history and
+        :meth:`reveal`. Withholding it again only keeps the first verdict."""
+        from .safety.blur import blur
+
+        if index in self.withheld:
+            return
+        self.originals[index] = self.images[index]
+        self.images[index] = blur(self.images[index])
+        self.withheld[index] = verdict
+
+    def clear_withheld(self) -> None:
+        """Put every original back (e.g. before screening a cached result under the current policy)."""
+        for index, image in self.originals.items():
+            self.images[index] = image
+        self.originals.clear()
+        self.withheld.clear()
+
+    def reveal(self, index: int, *, show: bool = False, history: Any = None) -> Any:
+        """The original of withheld image ``index``; the ``revealed`` decision (target
+        ``image N``) goes to the history the run was recorded in: ``history``, else the one
+        the engine set on the result, else the store under ``GENMAGIC_HOME``. ``show=True``
+        also puts the original back in ``images`` (the grid, ``save``). A result that was never
+        recorded (no ``history_id``) has no run to attach the decision to."""
+        if not 0 <= index < len(self.images):
+            raise OptionError(f"reveal({index}): this result has images 0 to {len(self.images) - 1}")
+        if index not in self.withheld:
+            raise OptionError(f"reveal({index}): image {index + 1} is not withheld; result.images[{index}] is the original")
+        verdict = self.withheld[index]
+        if self.history_id is not None:
+            store = history or self.history or _default_history()
+            store.decide(self.history_id, "revealed", target=f"image {index + 1}",
+                         note=f"{verdict.check}: {verdict.category}")
+        original = self.originals[index]
+        if show:
+            self.images[index] = original
+            del self.originals[index], self.withheld[index]
+        return original
+
     # -- metadata and files
-    def metadata(self, index: int) -> dict[str, Any]:
-        """What image ``index``'s PNG chunks hold: A1111 ``parameters`` and the full request."""
+    def metadata(self, index: int, *, original: bool = False) -> dict[str, Any]:
+        """What image ``index``'s PNG chunks hold: A1111 ``parameters`` and the full request;
+        a withheld (blurred) image says so under ``withheld`` (unless ``original``)."""
         image = self.images[index]
-        return image_metadata(
+        data = image_metadata(
             self.request.to_dict(),
             index=index,
             seed=self.seeds[index] if index < len(self.seeds) else (self.request.seed or 0) + index,
@@ -165,9 +224,14 @@ class ImageResult(Result):
             sources=self.sources,
             info=self.info,
         )
+        verdict = self.withheld.get(index)
+        if verdict is not None and not original:
+            data["withheld"] = {"category": verdict.category, "check": verdict.check, "reason": verdict.reason,
+                                "blurred": True}
+        return data
 
     def png(self, index: int = 0) -> bytes:
-        """Image ``index`` as PNG bytes with its generation parameters."""
+        """Image ``index`` as PNG bytes with its generation parameters (blurred if withheld)."""
         return png_bytes(self.images[index], self.metadata(index))
 
     def filenames(self) -> list[str]:
@@ -204,11 +268,14 @@ class ImageResult(Result):
 
     # -- history store
     def to_record(self, put_blob: Callable[[bytes, str], str]) -> Any:
+        """The originals (withheld ones too: a reveal from history needs them) and which are withheld."""
         return {
-            "images": [put_blob(self.png(i), ".png") for i in range(len(self.images))],
+            "images": [put_blob(png_bytes(self.original(i), self.metadata(i, original=True)), ".png")
+                       for i in range(len(self.images))],
             "seeds": list(self.seeds),
             "nsfw": list(self.nsfw),
             "sources": dict(self.sources),
+            "withheld": {str(i): v.to_dict() for i, v in sorted(self.withheld.items())},
         }
 
     @classmethod
@@ -222,13 +289,21 @@ class ImageResult(Result):
             with Image.open(io.BytesIO(get_blob(name))) as im:
                 im.load()
                 images.append(im.copy())
-        return cls(
+        result = cls(
             request=request,
             images=images,
             seeds=list(outputs.get("seeds", [])),
             nsfw=list(outputs.get("nsfw", [])),
             sources=dict(outputs.get("sources", {})),
         )
+        known = {f.name for f in fields(Verdict)}
+        for index, data in (outputs.get("withheld") or {}).items():  # blurred again, as when recorded
+            if not (str(index).isdigit() and int(index) < len(images) and isinstance(data, dict)):
+                raise ValueError(f"withheld image {index!r} is not one of the {len(images)} images")
+            args = {k: v for k, v in data.items() if k in known}
+            args["spans"] = tuple(tuple(s) for s in args.get("spans", ()))
+            result.withhold(int(index), Verdict(**args))
+        return result
 
     # -- display (the rendering lives in genmagic.display)
     def __repr__(self) -> str:
@@ -275,6 +350,14 @@ def write_atomic(path: Path, data: bytes) -> Path:
         raise
     return path
 
+
+
+def _default_history() -> Any:
+    """The history store under ``GENMAGIC_HOME`` (the default engine's)."""
+    from .history import History
+    from .registry import home_dir
+
+    return History(home_dir())
 
 
 def result_class(kind: str) -> type[Result]:
