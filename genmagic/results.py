@@ -309,7 +309,8 @@ class ImageResult(Result):
     def __repr__(self) -> str:
         return (
             f"ImageResult(model={self.request.model!r}, status={self.status!r}, "
-            f"seeds={self.seeds!r}, size={self.images[0].size if self.images else None})"
+            f"seeds={self.seeds!r}, size={self.images[0].size if self.images else None}"
+            + (f", withheld={sorted(self.withheld)!r}" if self.withheld else "") + ")"
         )
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:

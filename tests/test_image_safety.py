@@ -102,6 +102,37 @@ def test_flagged_images_keep_their_pixels_and_carry_the_flag(flagging_dir: Path,
     assert all(s.pipe.safety_checker is None for s in states)
 
 
+def test_img2img_runs_the_checker_too_and_keeps_the_pixels(flagging_dir: Path, genmagic_home: Path) -> None:
+    from PIL import Image
+
+    engine = Engine(home=genmagic_home)
+    init = Image.new("RGB", (64, 64), (200, 120, 40))
+    options = ImageOptions(steps=4, seed=1, strength=0.5)
+    result = engine.run(engine.request("image", "a blue square", options, model=str(flagging_dir), inputs={"init": init}),
+                        cache=False)
+    assert result.info["mode"] == "img2img" and result.nsfw == [True]
+    assert result.images[0].getextrema() != ((0, 0), (0, 0), (0, 0))
+
+
+def test_a_pickled_safety_checker_is_not_loaded_without_allow_pickle(flagging_dir: Path, tmp_path: Path,
+                                                                    genmagic_home: Path) -> None:
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "sd-pickled-checker"
+    shutil.copytree(flagging_dir, folder)
+    weights = folder / "safety_checker" / "model.safetensors"
+    torch.save(load_file(weights), folder / "safety_checker" / "pytorch_model.bin")
+    weights.unlink()
+    engine = Engine(home=genmagic_home)
+    with pytest.raises(ModelNotFoundError) as err:
+        imagine(engine, folder, num=1)
+    message = str(err.value)
+    assert "cannot load the safety checker" in message and "allow_pickle" in message and "\n" not in message
+
+
 def test_flags_become_block_verdicts_and_images_are_blurred_not_dropped(flagging_dir: Path, genmagic_home: Path,
                                                                         tmp_path: Path) -> None:
     engine = Engine(home=genmagic_home)
