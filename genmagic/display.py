@@ -371,8 +371,7 @@ def _image_footer(result: ImageResult) -> str:
     if result.status != "ok":
         parts.append(result.status)
     if result.withheld:
-        categories = sorted({v.category.replace('_', ' ') for v in result.withheld.values()})
-        parts.append(f"{len(result.withheld)} withheld, blurred ({', '.join(categories)})")
+        parts.append(f"{len(result.withheld)} withheld (blurred)")
     flagged = sum(1 for i, f in enumerate(result.nsfw) if f and i not in result.withheld)
     if flagged:
         parts.append(f"{flagged} flagged by the model's safety checker")
@@ -384,9 +383,12 @@ def _image_footer(result: ImageResult) -> str:
 def image_caption(result: ImageResult, index: int) -> str:
     """``seed N``, and why the image is blurred and how to see it, or that it was flagged."""
     caption = f"seed {result.seeds[index]}" if index < len(result.seeds) else f"image {index + 1}"
-    verdict = result.withheld.get(index)
-    if verdict is not None:
-        return f"{caption} · withheld: {verdict.category.replace('_', ' ')} · reveal: result.reveal({index})"
+    if index in result.withheld:
+        from .safety.labels import category_name
+
+        verdict = result.withheld_verdict(index)
+        why = category_name(verdict.category) if verdict is not None else result.withheld[index][1]
+        return f"{caption} · withheld: {why} · reveal: result.reveal({index})"
     if index < len(result.nsfw) and result.nsfw[index]:
         return f"{caption} · flagged"
     return caption

@@ -10,9 +10,9 @@ Image ``i`` was made with seed ``seeds[i]`` (the request's seed + i) alone, so
 history store the images are PNG blobs named by content hash, each carrying its
 generation parameters (see :mod:`genmagic.pngmeta`).
 
-An image a safety verdict withholds (:meth:`ImageResult.withhold`) is blurred in
-``images`` (what is shown, saved and bound to ``--out``) while the original is kept for
-history and for an explicit :meth:`ImageResult.reveal`, which history records.
+A withheld image (:meth:`Result.withhold`) is blurred in ``images`` (what is shown, saved
+and bound to ``--out``) while history keeps the original, which :meth:`ImageResult.reveal`
+returns (and history records that it was revealed).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +76,50 @@ class Result:
     history_id: int | None = None
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)  # backend provenance: device, dtype, ...
+    # Outputs a safety check withheld: index -> (the original output, the reason). The output list
+    # shows a stand-in (an empty text, a blurred image); history keeps the original.
+    withheld: dict[int, tuple[Any, str]] = field(default_factory=dict, repr=False)
+
+    # -- withheld outputs (safety)
+    def _outputs(self) -> list[Any]:
+        return []
+
+    def _stand_in(self, output: Any) -> Any:
+        """What is shown (and bound to ``--out``) instead of a withheld output."""
+        return None
+
+    def output_count(self) -> int:
+        return len(self._outputs())
+
+    def withhold(self, index: int, verdict: Verdict) -> None:
+        """Keep output ``index`` out of sight (and off ``--out``): ``verdict`` says why."""
+        outputs = self._outputs()
+        if index in self.withheld or not 0 <= index < len(outputs):
+            return
+        reason = verdict.reason or verdict.category.replace("_", " ")
+        self.withheld[index] = (outputs[index], reason)
+        outputs[index] = self._stand_in(outputs[index])
+
+    def release(self, index: int | None = None) -> None:
+        """Put withheld outputs back (all of them by default): after a person approved them."""
+        outputs = self._outputs()
+        for i in [index] if index is not None else list(self.withheld):
+            if i in self.withheld:
+                outputs[i] = self.withheld.pop(i)[0]
+
+    def originals(self) -> list[Any]:
+        """Every output as produced, withheld ones included (what history stores)."""
+        return [self.withheld[i][0] if i in self.withheld else o for i, o in enumerate(self._outputs())]
+
+    def _withheld_record(self) -> dict[str, str]:
+        return {str(i): reason for i, (_, reason) in self.withheld.items()}
+
+    def _withhold_stored(self, outputs: Any) -> None:
+        """Withhold again what a stored run had withheld (a history row shown later)."""
+        stored = outputs.get("withheld") if isinstance(outputs, dict) else None
+        for key, reason in (stored or {}).items() if isinstance(stored, dict) else ():
+            if str(key).isdigit():
+                self.withhold(int(key), Verdict("history", "", 0.0, "block", reason=str(reason)))
 
     def to_record(self, put_blob: Callable[[bytes, str], str]) -> Any:
         """The outputs as JSON for the history store; binary outputs go through ``put_blob``."""
@@ -101,12 +145,23 @@ class TextResult(Result):
     def text(self) -> str:
         return self.texts[0] if self.texts else ""
 
+    def _outputs(self) -> list[Any]:
+        return self.texts
+
+    def _stand_in(self, output: Any) -> Any:
+        return ""
+
     def to_record(self, put_blob: Callable[[bytes, str], str]) -> Any:
-        return {"texts": self.texts, "tokens": self.tokens}
+        record: dict[str, Any] = {"texts": self.originals(), "tokens": self.tokens}
+        if self.withheld:
+            record["withheld"] = self._withheld_record()
+        return record
 
     @classmethod
     def from_record(cls, request: Request, outputs: Any, get_blob: Callable[[str], bytes]) -> TextResult:
-        return cls(request=request, texts=list(outputs["texts"]), tokens=list(outputs.get("tokens", [])))
+        result = cls(request=request, texts=[str(t) for t in outputs["texts"]], tokens=list(outputs.get("tokens", [])))
+        result._withhold_stored(outputs)
+        return result
 
     def json(self) -> Any:
         """The text parsed as JSON (a ``OutputFormatError`` with the position otherwise)."""
@@ -138,8 +193,6 @@ class ImageResult(Result):
     seeds: list[int] = field(default_factory=list)
     nsfw: list[bool] = field(default_factory=list)  # the pipeline's own safety checker, per image
     sources: dict[str, str] = field(default_factory=dict)  # how --init/--mask were given (VAR or PATH)
-    withheld: dict[int, Verdict] = field(default_factory=dict)  # index -> the verdict that blurred it
-    originals: dict[int, Any] = field(default_factory=dict, repr=False)  # index -> the image before the blur
     history: Any = field(default=None, repr=False, compare=False)  # the History it was recorded in (for reveal)
 
     def __post_init__(self) -> None:
@@ -160,60 +213,44 @@ class ImageResult(Result):
     def __getitem__(self, index: int) -> Any:
         return self.images[index]
 
-    # -- withheld images
-    def original(self, index: int) -> Any:
-        """Image ``index`` as the model made it (blurred or not in ``images``)."""
-        return self.originals.get(index, self.images[index])
+    # -- withheld images (the safety checks')
+    def _outputs(self) -> list[Any]:
+        return self.images
 
-    @property
-    def unblurred(self) -> list[Any]:
-        """Every image as the model made it: what safety checks screen."""
-        return [self.original(i) for i in range(len(self.images))]
-
-    def withhold(self, index: int, verdict: Verdict) -> None:
-        """Blur image ``index`` because of ``verdict``: ``images[index]`` (shown, saved, bound
-        to ``--out``) becomes the blurred copy; the original stays for history and
-        :meth:`reveal`. Withholding it again only keeps the first verdict."""
+    def _stand_in(self, output: Any) -> Any:
         from .safety.blur import blur
 
-        if index in self.withheld:
-            return
-        self.originals[index] = self.images[index]
-        self.images[index] = blur(self.images[index])
-        self.withheld[index] = verdict
+        return blur(output)
 
-    def clear_withheld(self) -> None:
-        """Put every original back (e.g. before screening a cached result under the current policy)."""
-        for index, image in self.originals.items():
-            self.images[index] = image
-        self.originals.clear()
-        self.withheld.clear()
+    def withheld_verdict(self, index: int) -> Verdict | None:
+        """The verdict that withheld image ``index`` (None when it is not withheld, or when the
+        result was rebuilt from history, which keeps only the reason)."""
+        if index not in self.withheld:
+            return None
+        return next((v for v in self.verdicts if v.action == "block" and v.target == f"image {index + 1}"), None)
 
     def reveal(self, index: int, *, show: bool = False, history: Any = None) -> Any:
-        """The original of withheld image ``index``; the ``revealed`` decision (target
-        ``image N``) goes to the history the run was recorded in: ``history``, else the one
-        the engine set on the result, else the store under ``GENMAGIC_HOME``. ``show=True``
-        also puts the original back in ``images`` (the grid, ``save``). A result that was never
-        recorded (no ``history_id``) has no run to attach the decision to."""
+        """The original of withheld image ``index``. The ``revealed`` decision (target ``image
+        N``) goes to the history the run was recorded in: ``history``, else the one set on the
+        result (``result.history``), else the store under ``GENMAGIC_HOME`` (the default
+        engine's); a result never recorded has no run to attach it to. ``show=True`` also puts
+        the original back in ``images`` (what the grid shows and ``save`` writes)."""
         if not 0 <= index < len(self.images):
             raise OptionError(f"reveal({index}): this result has images 0 to {len(self.images) - 1}")
         if index not in self.withheld:
             raise OptionError(f"reveal({index}): image {index + 1} is not withheld; result.images[{index}] is the original")
-        verdict = self.withheld[index]
+        original, reason = self.withheld[index]
         if self.history_id is not None:
             store = history or self.history or _default_history()
-            store.decide(self.history_id, "revealed", target=f"image {index + 1}",
-                         note=f"{verdict.check}: {verdict.category}")
-        original = self.originals[index]
+            store.decide(self.history_id, "revealed", target=f"image {index + 1}", note=reason)
         if show:
-            self.images[index] = original
-            del self.originals[index], self.withheld[index]
+            self.release(index)
         return original
 
     # -- metadata and files
     def metadata(self, index: int, *, original: bool = False) -> dict[str, Any]:
         """What image ``index``'s PNG chunks hold: A1111 ``parameters`` and the full request;
-        a withheld (blurred) image says so under ``withheld`` (unless ``original``)."""
+        a withheld (blurred) image says so under ``withheld``, unless ``original``."""
         image = self.images[index]
         data = image_metadata(
             self.request.to_dict(),
@@ -224,10 +261,10 @@ class ImageResult(Result):
             sources=self.sources,
             info=self.info,
         )
-        verdict = self.withheld.get(index)
-        if verdict is not None and not original:
-            data["withheld"] = {"category": verdict.category, "check": verdict.check, "reason": verdict.reason,
-                                "blurred": True}
+        if index in self.withheld and not original:
+            verdict = self.withheld_verdict(index)
+            data["withheld"] = {"blurred": True, "reason": self.withheld[index][1],
+                                "category": verdict.category if verdict else ""}
         return data
 
     def png(self, index: int = 0) -> bytes:
@@ -269,14 +306,16 @@ class ImageResult(Result):
     # -- history store
     def to_record(self, put_blob: Callable[[bytes, str], str]) -> Any:
         """The originals (withheld ones too: a reveal from history needs them) and which are withheld."""
-        return {
-            "images": [put_blob(png_bytes(self.original(i), self.metadata(i, original=True)), ".png")
-                       for i in range(len(self.images))],
+        record: dict[str, Any] = {
+            "images": [put_blob(png_bytes(image, self.metadata(i, original=True)), ".png")
+                       for i, image in enumerate(self.originals())],
             "seeds": list(self.seeds),
             "nsfw": list(self.nsfw),
             "sources": dict(self.sources),
-            "withheld": {str(i): v.to_dict() for i, v in sorted(self.withheld.items())},
         }
+        if self.withheld:
+            record["withheld"] = self._withheld_record()
+        return record
 
     @classmethod
     def from_record(cls, request: Request, outputs: Any, get_blob: Callable[[str], bytes]) -> ImageResult:
@@ -296,13 +335,7 @@ class ImageResult(Result):
             nsfw=list(outputs.get("nsfw", [])),
             sources=dict(outputs.get("sources", {})),
         )
-        known = {f.name for f in fields(Verdict)}
-        for index, data in (outputs.get("withheld") or {}).items():  # blurred again, as when recorded
-            if not (str(index).isdigit() and int(index) < len(images) and isinstance(data, dict)):
-                raise ValueError(f"withheld image {index!r} is not one of the {len(images)} images")
-            args = {k: v for k, v in data.items() if k in known}
-            args["spans"] = tuple(tuple(s) for s in args.get("spans", ()))
-            result.withhold(int(index), Verdict(**args))
+        result._withhold_stored(outputs)  # blurred again, as when it was recorded
         return result
 
     # -- display (the rendering lives in genmagic.display)

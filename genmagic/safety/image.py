@@ -34,18 +34,13 @@ from ..errors import ModelNotFoundError, OptionError
 from ..registry import dir_fingerprint
 from ..results import Verdict
 from .blur import blur
+from .labels import CATEGORY_NAMES, check_level
 
 if TYPE_CHECKING:
     from ..request import Request
 
 __all__ = ["DEFAULT_LABELS", "STRICT_FACTOR", "ImageCheck", "blur"]
 
-# The MLCommons hazard ids (plus privacy and harassment) a label may map to, or "safe".
-CATEGORIES = (
-    "violent_crimes", "non_violent_crimes", "sex_related_crimes", "child_sexual_exploitation",
-    "indiscriminate_weapons", "suicide_and_self_harm", "hate", "sexual_content", "privacy",
-    "specialized_advice", "defamation", "elections", "intellectual_property", "harassment",
-)
 DEFAULT_LABELS: Mapping[str, str] = {
     **dict.fromkeys(("nsfw", "porn", "hentai", "sexy", "explicit", "sexual", "nudity"), "sexual_content"),
     **dict.fromkeys(("violence", "violent", "gore", "blood"), "violent_crimes"),
@@ -53,7 +48,6 @@ DEFAULT_LABELS: Mapping[str, str] = {
 }
 STRICT_FACTOR = 0.6  # strict blocks at threshold * STRICT_FACTOR (standard warns there)
 CHECKER_REASON = "flagged by the pipeline's safety checker (StableDiffusionSafetyChecker)"
-LEVELS = ("off", "warn", "standard", "strict")
 
 
 @dataclass
@@ -80,10 +74,10 @@ class ImageCheck:
         self.classifier = Path(classifier).expanduser() if classifier else None
         self.threshold = threshold
         for label, category in (labels or {}).items():
-            if category != "safe" and category not in CATEGORIES:
+            if category != "safe" and category not in CATEGORY_NAMES:
                 raise OptionError(
                     f"image classifier label {label!r} maps to {category!r}, which is no category; "
-                    f"use 'safe' or one of {', '.join(CATEGORIES)}"
+                    f"use 'safe' or one of {', '.join(CATEGORY_NAMES)}"
                 )
         self.labels = {k.lower(): v for k, v in {**DEFAULT_LABELS, **(labels or {})}.items()}
 
@@ -91,16 +85,15 @@ class ImageCheck:
     def strict_threshold(self) -> float:
         return self.threshold * STRICT_FACTOR
 
-    def screen(self, text: str, stage: str, request: Request) -> list[Verdict]:
-        """Texts are other checks' job (this lets the check sit in ``Engine.checks``)."""
+    def screen(self, text: str, stage: str, request: Request, level: str = "standard") -> list[Verdict]:
+        """Texts are other checks' job."""
         return []
 
     def screen_images(self, images: Sequence[Any], request: Request, level: str = "standard",
                       flags: Sequence[bool] = ()) -> list[Verdict]:
         """The verdicts on ``images`` (the originals, not blurred copies): one ``block`` per
         image ``flags`` marks (the pipeline's safety checker), then the classifier's."""
-        if level not in LEVELS:
-            raise OptionError(f"safety level {level!r} is not one of {', '.join(LEVELS)}")
+        check_level(level, "level")
         verdicts = [
             Verdict(check=self.name, category="sexual_content", score=1.0, action="block", stage="output",
                     target=f"image {i + 1}", reason=CHECKER_REASON)
