@@ -52,6 +52,13 @@ def pixels(image: Any) -> bytes:
     return bytes(image.convert("RGB").tobytes())
 
 
+def bare_engine(home: Path) -> Engine:
+    """An engine without safety checks: these tests call the image check and withhold themselves."""
+    engine = Engine(home=home)
+    engine.checks = []
+    return engine
+
+
 def imagine(engine: Engine, folder: Path, num: int = 2) -> Any:
     request = engine.request("image", "a red circle", ImageOptions(steps=2, seed=3, num=num), model=str(folder))
     return engine.run(request, cache=False)
@@ -90,7 +97,7 @@ def test_the_pipelines_checker_really_blacks_out_when_diffusers_runs_it(flagging
 
 def test_flagged_images_keep_their_pixels_and_carry_the_flag(flagging_dir: Path, passing_dir: Path,
                                                             genmagic_home: Path) -> None:
-    engine = Engine(home=genmagic_home)
+    engine = bare_engine(genmagic_home)
     flagged = imagine(engine, flagging_dir)
     passed = imagine(engine, passing_dir)
     assert flagged.nsfw == [True, True] and passed.nsfw == [False, False]
@@ -107,7 +114,7 @@ def test_flagged_images_keep_their_pixels_and_carry_the_flag(flagging_dir: Path,
 def test_img2img_runs_the_checker_too_and_keeps_the_pixels(flagging_dir: Path, genmagic_home: Path) -> None:
     from PIL import Image
 
-    engine = Engine(home=genmagic_home)
+    engine = bare_engine(genmagic_home)
     init = Image.new("RGB", (64, 64), (200, 120, 40))
     options = ImageOptions(steps=4, seed=1, strength=0.5)
     result = engine.run(engine.request("image", "a blue square", options, model=str(flagging_dir), inputs={"init": init}),
@@ -128,7 +135,7 @@ def test_a_pickled_safety_checker_is_not_loaded_without_allow_pickle(flagging_di
     weights = folder / "safety_checker" / "model.safetensors"
     torch.save(load_file(weights), folder / "safety_checker" / "pytorch_model.bin")
     weights.unlink()
-    engine = Engine(home=genmagic_home)
+    engine = bare_engine(genmagic_home)
     with pytest.raises(ModelNotFoundError) as err:
         imagine(engine, folder, num=1)
     message = str(err.value)
@@ -137,7 +144,7 @@ def test_a_pickled_safety_checker_is_not_loaded_without_allow_pickle(flagging_di
 
 def test_flags_become_block_verdicts_and_images_are_blurred_not_dropped(flagging_dir: Path, genmagic_home: Path,
                                                                         tmp_path: Path) -> None:
-    engine = Engine(home=genmagic_home)
+    engine = bare_engine(genmagic_home)
     result = imagine(engine, flagging_dir)
     originals = [im.copy() for im in result.images]
     verdicts = ImageCheck().screen_images(result.images, result.request, "standard", flags=result.nsfw)
@@ -163,7 +170,7 @@ def test_flags_become_block_verdicts_and_images_are_blurred_not_dropped(flagging
 
 
 def test_reveal_gives_the_original_and_records_the_decision(flagging_dir: Path, genmagic_home: Path) -> None:
-    engine = Engine(home=genmagic_home)
+    engine = bare_engine(genmagic_home)
     result = imagine(engine, flagging_dir)
     original = result.images[1].copy()
     withhold_blocked(result, ImageCheck().screen_images(result.images, result.request, "standard", flags=result.nsfw))
@@ -186,7 +193,7 @@ def test_reveal_gives_the_original_and_records_the_decision(flagging_dir: Path, 
 
 
 def test_history_keeps_originals_and_a_rebuilt_result_is_blurred_again(flagging_dir: Path, genmagic_home: Path) -> None:
-    engine = Engine(home=genmagic_home)
+    engine = bare_engine(genmagic_home)
     result = imagine(engine, flagging_dir)
     originals = [pixels(im) for im in result.images]
     withhold_blocked(result, ImageCheck().screen_images(result.images, result.request, "standard", flags=result.nsfw))
@@ -217,7 +224,7 @@ def test_the_grid_shows_blurred_images_with_the_category_and_how_to_reveal(flagg
                                                                           genmagic_home: Path) -> None:
     from genmagic.display import display_png
 
-    engine = Engine(home=genmagic_home)
+    engine = bare_engine(genmagic_home)
     result = imagine(engine, flagging_dir)
     original = result.images[0].copy()
     withhold_blocked(result, ImageCheck().screen_images(result.images, result.request, "standard", flags=result.nsfw))
@@ -234,7 +241,7 @@ def test_the_grid_shows_blurred_images_with_the_category_and_how_to_reveal(flagg
 
 
 def test_a_classifier_blocks_what_it_labels_unsafe(models: Path, passing_dir: Path, genmagic_home: Path) -> None:
-    engine = Engine(home=genmagic_home)
+    engine = bare_engine(genmagic_home)
     result = imagine(engine, passing_dir)
     unsafe = ImageCheck(classifier(models, "clf-nsfw", probs={"nsfw": 0.99, "safe": 0.01}))
     verdicts = unsafe.screen_images(result.images, result.request, "standard", flags=result.nsfw)
