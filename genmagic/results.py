@@ -241,8 +241,15 @@ class ImageResult(Result):
             raise OptionError(f"reveal({index}): image {index + 1} is not withheld; result.images[{index}] is the original")
         original, reason = self.withheld[index]
         if self.history_id is not None:
-            store = history or self.history or _default_history()
-            store.decide(self.history_id, "revealed", target=f"image {index + 1}", note=reason)
+            store = history or self.history
+            own = store is None
+            if own:
+                store = _default_history()
+            try:
+                store.decide(self.history_id, "revealed", target=f"image {index + 1}", note=reason)
+            finally:
+                if own:
+                    store.close()
         if show:
             self.release(index)
         return original

@@ -155,10 +155,11 @@ def tiny_safety_checker(*, flag: bool) -> tuple[Any, Any]:
 
 
 def build_tiny_image_classifier(path: str | os.PathLike[str], *, labels: tuple[str, ...] = ("safe", "nsfw"),
-                                probs: Mapping[str, float] | None = None) -> Path:
+                                probs: Mapping[str, float] | None = None, multi_label: bool = False) -> Path:
     """A tiny ViT image classifier (32x32, 1 layer) saved with ``save_pretrained`` (safetensors).
     ``probs``: the probability it gives each label for every image (its head's weights zeroed,
-    the biases set to log p; a label not named gets ~0), or None (random weights)."""
+    the biases set to log p, or to logit p for a ``multi_label`` model; a label not named gets
+    ~0), or None (random weights)."""
     import math
 
     import torch
@@ -170,13 +171,16 @@ def build_tiny_image_classifier(path: str | os.PathLike[str], *, labels: tuple[s
         image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
         intermediate_size=32, id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
+        problem_type="multi_label_classification" if multi_label else None,
     )
     torch.manual_seed(0)
     model = ViTForImageClassification(config).eval()
     if probs is not None:
         with torch.no_grad():
             model.classifier.weight.zero_()
-            model.classifier.bias.copy_(torch.tensor([math.log(probs.get(name, 0.0) or 1e-9) for name in labels]))
+            p = [min(max(probs.get(name, 0.0), 1e-9), 1 - 1e-6) for name in labels]
+            bias = [math.log(x / (1 - x)) if multi_label else math.log(x) for x in p]
+            model.classifier.bias.copy_(torch.tensor(bias))
     model.save_pretrained(out, safe_serialization=True)
     ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(out)
     return out

@@ -288,6 +288,18 @@ def test_labels_of_one_category_add_up_and_labels_can_be_mapped(models: Path) ->
         ImageCheck(plain, labels={"LABEL_1": "gory"})
 
 
+def test_a_multi_label_classifier_gives_each_category_its_own_probability(models: Path) -> None:
+    from PIL import Image
+
+    folder = classifier(models, "clf-multi", labels=("nsfw", "porn", "gore", "safe"), multi_label=True,
+                        probs={"nsfw": 0.7, "porn": 0.6, "gore": 0.55, "safe": 0.9})
+    verdicts = ImageCheck(folder).screen_images([Image.new("RGB", (40, 40))], _request(), "standard")
+    # Independent sigmoids: a category takes its most confident label (0.7), not the sum (1.3).
+    assert sorted((v.category, v.action, round(v.score, 2)) for v in verdicts) == [
+        ("sexual_content", "block", 0.7), ("violent_crimes", "block", 0.55),
+    ]
+
+
 def test_the_classifier_is_loaded_once_per_folder_content(models: Path) -> None:
     folder = classifier(models, "clf-nsfw", probs={"nsfw": 0.99, "safe": 0.01})
     first = ImageCheck(folder).load()
