@@ -298,6 +298,7 @@ def test_a_multi_label_classifier_gives_each_category_its_own_probability(models
     assert sorted((v.category, v.action, round(v.score, 2)) for v in verdicts) == [
         ("sexual_content", "block", 0.7), ("violent_crimes", "block", 0.55),
     ]
+    assert "gives nsfw 0.70" in verdicts[0].reason
 
 
 def test_the_classifier_is_loaded_once_per_folder_content(models: Path) -> None:

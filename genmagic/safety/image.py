@@ -119,7 +119,10 @@ class ImageCheck:
                 if not category or category == "safe":
                     continue
                 total, names = per_category.get(category, (0.0, []))
-                per_category[category] = (max(total, p) if clf.multi_label else total + p, [*names, label])
+                if not clf.multi_label:  # one distribution: the category's labels add up
+                    per_category[category] = (total + p, [*names, label])
+                elif p > total or not names:  # independent labels: the most confident one speaks
+                    per_category[category] = (p, [label])
             for category, (p, names) in per_category.items():
                 if p < self.strict_threshold:
                     continue
