@@ -387,16 +387,32 @@ def _image_footer(result: ImageResult) -> str:
         parts.append("cached")
     if result.status != "ok":
         parts.append(result.status)
-    if any(result.nsfw):
-        parts.append(f"{sum(result.nsfw)} flagged by the model's safety checker")
+    if result.withheld:
+        parts.append(f"{len(result.withheld)} withheld (blurred)")
+    flagged = sum(1 for i, f in enumerate(result.nsfw) if f and i not in result.withheld)
+    if flagged:
+        parts.append(f"{flagged} flagged by the model's safety checker")
     if result.history_id:
         parts.append(f"history #{result.history_id}")
     return " · ".join(parts)
 
 
+def image_caption(result: ImageResult, index: int) -> str:
+    """``seed N``, and why the image is blurred and how to see it, or that it was flagged."""
+    caption = f"seed {result.seeds[index]}" if index < len(result.seeds) else f"image {index + 1}"
+    if index in result.withheld:
+        from .safety.labels import category_name
+
+        verdict = result.withheld_verdict(index)
+        why = category_name(verdict.category) if verdict is not None else result.withheld[index][1]
+        return f"{caption} · withheld: {why} · reveal: result.reveal({index})"
+    if index < len(result.nsfw) and result.nsfw[index]:
+        return f"{caption} · flagged"
+    return caption
+
+
 def image_result_bundle(result: ImageResult) -> dict[str, Any]:
-    captions = [f"seed {s}" + (" · flagged" if i < len(result.nsfw) and result.nsfw[i] else "")
-                for i, s in enumerate(result.seeds)]
+    captions = [image_caption(result, i) for i in range(len(result.images))]
     return {"text/plain": repr(result), "text/html": grid_html(result.images, captions, _image_footer(result))}
 
 

@@ -9,6 +9,10 @@ Image ``i`` was made with seed ``seeds[i]`` (the request's seed + i) alone, so
 ``%%imagine --seed {seeds[i]} -n 1`` (same other options) gives the same pixels. In the
 history store the images are PNG blobs named by content hash, each carrying its
 generation parameters (see :mod:`genmagic.pngmeta`).
+
+A withheld image (:meth:`Result.withhold`) is blurred in ``images`` (what is shown, saved
+and bound to ``--out``) while history keeps the original, which :meth:`ImageResult.reveal`
+returns (and history records that it was revealed).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import OptionError
 from .pngmeta import image_metadata, png_bytes
 
 if TYPE_CHECKING:
@@ -188,6 +193,7 @@ class ImageResult(Result):
     seeds: list[int] = field(default_factory=list)
     nsfw: list[bool] = field(default_factory=list)  # the pipeline's own safety checker, per image
     sources: dict[str, str] = field(default_factory=dict)  # how --init/--mask were given (VAR or PATH)
+    history: Any = field(default=None, repr=False, compare=False)  # the History it was recorded in (for reveal)
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -207,11 +213,53 @@ class ImageResult(Result):
     def __getitem__(self, index: int) -> Any:
         return self.images[index]
 
+    # -- withheld images (the safety checks')
+    def _outputs(self) -> list[Any]:
+        return self.images
+
+    def _stand_in(self, output: Any) -> Any:
+        from .safety.blur import blur
+
+        return blur(output)
+
+    def withheld_verdict(self, index: int) -> Verdict | None:
+        """The verdict that withheld image ``index`` (None when it is not withheld, or when the
+        result was rebuilt from history, which keeps only the reason)."""
+        if index not in self.withheld:
+            return None
+        return next((v for v in self.verdicts if v.action == "block" and v.target == f"image {index + 1}"), None)
+
+    def reveal(self, index: int, *, show: bool = False, history: Any = None) -> Any:
+        """The original of withheld image ``index``. The ``revealed`` decision (target ``image
+        N``) goes to the history the run was recorded in: ``history``, else the one set on the
+        result (``result.history``), else the store under ``GENMAGIC_HOME`` (the default
+        engine's); a result never recorded has no run to attach it to. ``show=True`` also puts
+        the original back in ``images`` (what the grid shows and ``save`` writes)."""
+        if not 0 <= index < len(self.images):
+            raise OptionError(f"reveal({index}): this result has images 0 to {len(self.images) - 1}")
+        if index not in self.withheld:
+            raise OptionError(f"reveal({index}): image {index + 1} is not withheld; result.images[{index}] is the original")
+        original, reason = self.withheld[index]
+        if self.history_id is not None:
+            store = history or self.history
+            own = store is None
+            if own:
+                store = _default_history()
+            try:
+                store.decide(self.history_id, "revealed", target=f"image {index + 1}", note=reason)
+            finally:
+                if own:
+                    store.close()
+        if show:
+            self.release(index)
+        return original
+
     # -- metadata and files
-    def metadata(self, index: int) -> dict[str, Any]:
-        """What image ``index``'s PNG chunks hold: A1111 ``parameters`` and the full request."""
+    def metadata(self, index: int, *, original: bool = False) -> dict[str, Any]:
+        """What image ``index``'s PNG chunks hold: A1111 ``parameters`` and the full request;
+        a withheld (blurred) image says so under ``withheld``, unless ``original``."""
         image = self.images[index]
-        return image_metadata(
+        data = image_metadata(
             self.request.to_dict(),
             index=index,
             seed=self.seeds[index] if index < len(self.seeds) else (self.request.seed or 0) + index,
@@ -220,9 +268,14 @@ class ImageResult(Result):
             sources=self.sources,
             info=self.info,
         )
+        if index in self.withheld and not original:
+            verdict = self.withheld_verdict(index)
+            data["withheld"] = {"blurred": True, "reason": self.withheld[index][1],
+                                "category": verdict.category if verdict else ""}
+        return data
 
     def png(self, index: int = 0) -> bytes:
-        """Image ``index`` as PNG bytes with its generation parameters."""
+        """Image ``index`` as PNG bytes with its generation parameters (blurred if withheld)."""
         return png_bytes(self.images[index], self.metadata(index))
 
     def filenames(self) -> list[str]:
@@ -259,12 +312,17 @@ class ImageResult(Result):
 
     # -- history store
     def to_record(self, put_blob: Callable[[bytes, str], str]) -> Any:
-        return {
-            "images": [put_blob(self.png(i), ".png") for i in range(len(self.images))],
+        """The originals (withheld ones too: a reveal from history needs them) and which are withheld."""
+        record: dict[str, Any] = {
+            "images": [put_blob(png_bytes(image, self.metadata(i, original=True)), ".png")
+                       for i, image in enumerate(self.originals())],
             "seeds": list(self.seeds),
             "nsfw": list(self.nsfw),
             "sources": dict(self.sources),
         }
+        if self.withheld:
+            record["withheld"] = self._withheld_record()
+        return record
 
     @classmethod
     def from_record(cls, request: Request, outputs: Any, get_blob: Callable[[str], bytes]) -> ImageResult:
@@ -277,19 +335,22 @@ class ImageResult(Result):
             with Image.open(io.BytesIO(get_blob(name))) as im:
                 im.load()
                 images.append(im.copy())
-        return cls(
+        result = cls(
             request=request,
             images=images,
             seeds=list(outputs.get("seeds", [])),
             nsfw=list(outputs.get("nsfw", [])),
             sources=dict(outputs.get("sources", {})),
         )
+        result._withhold_stored(outputs)  # blurred again, as when it was recorded
+        return result
 
     # -- display (the rendering lives in genmagic.display)
     def __repr__(self) -> str:
         return (
             f"ImageResult(model={self.request.model!r}, status={self.status!r}, "
-            f"seeds={self.seeds!r}, size={self.images[0].size if self.images else None})"
+            f"seeds={self.seeds!r}, size={self.images[0].size if self.images else None}"
+            + (f", withheld={sorted(self.withheld)!r}" if self.withheld else "") + ")"
         )
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
@@ -330,6 +391,14 @@ def write_atomic(path: Path, data: bytes) -> Path:
         raise
     return path
 
+
+
+def _default_history() -> Any:
+    """The history store under ``GENMAGIC_HOME`` (the default engine's)."""
+    from .history import History
+    from .registry import home_dir
+
+    return History(home_dir())
 
 
 def result_class(kind: str) -> type[Result]:

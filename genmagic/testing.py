@@ -8,6 +8,7 @@ as any user's model folder.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,12 @@ def build_tiny_text_model(path: str | os.PathLike[str], *, chat_template: bool =
 _IMAGE_WORDS = ["a", "an", "the", "red", "green", "blue", "yellow", "white", "black", "orange", "purple", "circle", "square", "triangle", "star", "on", "of", "and", "with", "background", "small", "large", "big", "tiny", "blurry", "bright", "dark", "picture", "photo"]
 
 
-def build_tiny_image_pipeline(path: str | os.PathLike[str], *, sample_size: int = 64) -> Path:
+def build_tiny_image_pipeline(path: str | os.PathLike[str], *, sample_size: int = 64, nsfw: bool | None = None) -> Path:
     """A tiny Stable Diffusion pipeline (VAE 64x64 → 16x16x4, 2-level UNet, 2-layer CLIP
-    text encoder, word-level tokenizer), seeded, saved with ``save_pretrained``."""
+    text encoder, word-level tokenizer), seeded, saved with ``save_pretrained``.
+
+    ``nsfw``: None, no safety checker; True, a tiny ``StableDiffusionSafetyChecker`` that flags
+    every image; False, one that flags none (see :func:`tiny_safety_checker`)."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
@@ -115,5 +119,68 @@ def build_tiny_image_pipeline(path: str | os.PathLike[str], *, sample_size: int 
         vae=vae.eval(), text_encoder=text.eval(), tokenizer=tokenizer, unet=unet.eval(), scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
+    if nsfw is not None:
+        pipe.safety_checker, pipe.feature_extractor = tiny_safety_checker(flag=nsfw)
+        pipe.register_modules(safety_checker=pipe.safety_checker, feature_extractor=pipe.feature_extractor)
+        pipe.register_to_config(requires_safety_checker=True)
     pipe.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def tiny_safety_checker(*, flag: bool) -> tuple[Any, Any]:
+    """A tiny diffusers ``StableDiffusionSafetyChecker`` (2-layer CLIP vision tower, 32x32 input)
+    and its ``CLIPImageProcessor``. It flags an image when the cosine between the image's
+    embedding and a concept embedding exceeds that concept's threshold: the thresholds are set
+    to -2 (``flag=True``: every image) or 2 (never), below and above any cosine."""
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessorPil
+
+    config = CLIPConfig(
+        text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2},
+        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=8,
+    )
+    torch.manual_seed(0)
+    checker: Any = StableDiffusionSafetyChecker(config).eval()
+    threshold = -2.0 if flag else 2.0
+    with torch.no_grad():
+        checker.concept_embeds.copy_(torch.randn_like(checker.concept_embeds))
+        checker.special_care_embeds.copy_(torch.randn_like(checker.special_care_embeds))
+        checker.concept_embeds_weights.fill_(threshold)
+        checker.special_care_embeds_weights.fill_(2.0)  # the special-care pass only nudges the scores
+    processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return checker, processor
+
+
+def build_tiny_image_classifier(path: str | os.PathLike[str], *, labels: tuple[str, ...] = ("safe", "nsfw"),
+                                probs: Mapping[str, float] | None = None, multi_label: bool = False) -> Path:
+    """A tiny ViT image classifier (32x32, 1 layer) saved with ``save_pretrained`` (safetensors).
+    ``probs``: the probability it gives each label for every image (its head's weights zeroed,
+    the biases set to log p, or to logit p for a ``multi_label`` model; a label not named gets
+    ~0), or None (random weights)."""
+    import math
+
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        problem_type="multi_label_classification" if multi_label else None,
+    )
+    torch.manual_seed(0)
+    model = ViTForImageClassification(config).eval()
+    if probs is not None:
+        with torch.no_grad():
+            model.classifier.weight.zero_()
+            p = [min(max(probs.get(name, 0.0), 1e-9), 1 - 1e-6) for name in labels]
+            bias = [math.log(x / (1 - x)) if multi_label else math.log(x) for x in p]
+            model.classifier.bias.copy_(torch.tensor(bias))
+    model.save_pretrained(out, safe_serialization=True)
+    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(out)
     return out

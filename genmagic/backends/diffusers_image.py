@@ -15,6 +15,14 @@ the pipeline stays usable (diffusers resets its state at the start of every call
 img2img and inpainting reuse the loaded weights through ``AutoPipelineFor*.from_pipe``.
 LoRA files are loaded once per (path, content) with ``load_lora_weights`` and switched per
 run with ``set_adapters``; schedulers are swapped per run with ``from_config``.
+
+A folder with diffusers' ``StableDiffusionSafetyChecker`` (``safety_checker`` +
+``feature_extractor`` in ``model_index.json``) is loaded with ``safety_checker=None``: the
+pipeline would replace a flagged image by a black one, and a flagged image must be kept (the
+engine blurs it, and the user may reveal it). The checker is loaded beside the pipeline
+(safetensors only, unless the model is registered with ``allow_pickle``; never remote code)
+and run on each decoded image with a throwaway stand-in for the pixels it would black out:
+its flags fill ``ImageResult.nsfw``, the pixels stay as the VAE made them.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ class _ImagePipe:
     active_lora: bool = False
     base_adapters: dict[str, float] = field(default_factory=dict)  # the spec's adapters (name -> scale), always on
     preview_map: Any = None  # (weights [C,3], bias [3]) latent → RGB, fitted on first use
+    safety: tuple[Any, Any] | None = None  # (StableDiffusionSafetyChecker, its feature extractor), run beside
 
 
 def _dtype_kwarg() -> str:
@@ -199,6 +208,54 @@ def native_size(pipe: Any) -> tuple[int, int]:
     return default * vsf, default * vsf
 
 
+_SD_CHECKER = ["stable_diffusion", "StableDiffusionSafetyChecker"]
+
+
+def _has_sd_checker(index: dict[str, Any]) -> bool:
+    """The pipeline folder names diffusers' own safety checker (which blacks out what it flags)."""
+    return list(index.get("safety_checker") or []) == _SD_CHECKER
+
+
+def _load_safety_checker(folder: str, spec: ModelSpec, dtype: Any, pipe: Any) -> tuple[Any, Any]:
+    """The folder's ``StableDiffusionSafetyChecker`` and feature extractor, to run beside the pipeline."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+
+    extractor = getattr(pipe, "feature_extractor", None)
+    if extractor is None:
+        raise ModelNotFoundError(
+            f"{spec.alias!r} has a safety_checker but no feature_extractor in {folder}/{_MARKER}; "
+            "save the pipeline with its feature extractor"
+        )
+    try:
+        with _quiet_transformers():
+            checker = StableDiffusionSafetyChecker.from_pretrained(
+                os.path.join(folder, "safety_checker"), dtype=dtype, local_files_only=True,
+                use_safetensors=None if spec.allow_pickle else True,
+            )
+    except (OSError, ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if not spec.allow_pickle:
+            first += " (only .safetensors weights are loaded unless the model is registered with allow_pickle = true)"
+        raise ModelNotFoundError(f"cannot load the safety checker of {spec.alias!r} from {folder}: {first[:300]}") from None
+    return checker.eval(), extractor
+
+
+def nsfw_flags(safety: tuple[Any, Any], images: list[Any]) -> list[bool]:
+    """``StableDiffusionSafetyChecker``'s flags for PIL ``images``, without touching their pixels:
+    its ``forward`` blacks out the flagged entries of the ``images`` it is given, so it gets
+    1x1 stand-ins (its verdict comes from ``clip_input`` alone). Its "black image will be
+    returned" warning is not true here, so it is silenced."""
+    import numpy as np
+    import torch
+
+    checker, extractor = safety
+    param = next(checker.parameters())
+    clip = extractor([im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
+    with torch.inference_mode(), _quiet_transformers():
+        _, flags = checker(clip_input=clip.to(param.device, param.dtype), images=np.zeros((len(images), 1, 1, 3)))
+    return [bool(f) for f in flags]
+
+
 def _check_steps(steps: int, train_steps: int, alias: str) -> None:
     """A scheduler trained on ``train_steps`` timesteps cannot space ``steps`` of them."""
     if train_steps and steps >= train_steps:
@@ -207,11 +264,11 @@ def _check_steps(steps: int, train_steps: int, alias: str) -> None:
         )
 
 
-def _module_bytes(pipe: Any) -> int:
+def _module_bytes(pipe: Any, *extra: Any) -> int:
     import torch
 
     total = 0
-    for component in getattr(pipe, "components", {}).values():
+    for component in [*getattr(pipe, "components", {}).values(), *extra]:
         if isinstance(component, torch.nn.Module):
             total += sum(p.numel() * p.element_size() for p in component.parameters())
             total += sum(b.numel() * b.element_size() for b in component.buffers())
@@ -303,6 +360,8 @@ class DiffusersImageBackend:
         kwargs: dict[str, Any] = {_dtype_kwarg(): dtype}
         if not spec.allow_pickle:
             kwargs["use_safetensors"] = True
+        if _has_sd_checker(index):  # run beside the pipeline (below), so that it flags without blacking out
+            kwargs.update(safety_checker=None, requires_safety_checker=False)
         if os.path.isfile(os.path.join(folder, "pipeline.py")):
             if not spec.trust_remote_code:
                 raise ModelNotFoundError(
@@ -336,12 +395,16 @@ class DiffusersImageBackend:
             base_adapters[name] = scale
         if base_adapters:
             pipe.set_adapters(list(base_adapters), adapter_weights=list(base_adapters.values()))
+        safety = _load_safety_checker(folder, spec, dtype, pipe) if _has_sd_checker(index) else None
         pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
+        if safety is not None:
+            safety[0].to(device)
         return Loaded(
             spec=spec,
-            model=_ImagePipe(pipe=pipe, folder=folder, scheduler=pipe.scheduler, base_adapters=base_adapters),
-            nbytes=_module_bytes(pipe),
+            model=_ImagePipe(pipe=pipe, folder=folder, scheduler=pipe.scheduler, base_adapters=base_adapters,
+                             safety=safety),
+            nbytes=_module_bytes(pipe, *(safety[:1] if safety else ())),
             device=device,
             dtype=dtype_name,
             info={"folder": folder, "pipeline": type(pipe).__name__},
@@ -366,6 +429,7 @@ class DiffusersImageBackend:
         state: _ImagePipe | None = loaded.model
         if state is not None:
             state.derived.clear()
+            state.safety = None
         loaded.model = None
         with contextlib.suppress(Exception):
             import torch
@@ -614,14 +678,14 @@ class DiffusersImageBackend:
                 if image is not None:
                     images.append(image.resize((width, height), 0))
                     seeds.append(seed + index)
-                    nsfw.append(False)
+                    nsfw.append(nsfw_flags(state.safety, images[-1:])[0] if state.safety else False)
                 break
             except ValueError as err:  # diffusers' check_inputs: a value this pipeline refuses
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise OptionError(f"{alias} rejected the request: {first[:200]}") from None
             images.append(output.images[0])
             seeds.append(seed + index)
-            flags = getattr(output, "nsfw_content_detected", None)
+            flags = nsfw_flags(state.safety, images[-1:]) if state.safety else getattr(output, "nsfw_content_detected", None)
             nsfw.append(bool(flags[0]) if flags else False)
             if sink.cancelled:
                 status = "interrupted"
