@@ -413,7 +413,10 @@ def image_caption(result: ImageResult, index: int) -> str:
 
 def image_result_bundle(result: ImageResult) -> dict[str, Any]:
     captions = [image_caption(result, i) for i in range(len(result.images))]
-    return {"text/plain": repr(result), "text/html": grid_html(result.images, captions, _image_footer(result))}
+    safety = safety_line(result)
+    note = note_html("safety: " + safety, WARN) if safety else ""
+    plain = repr(result) + (f"\n[safety: {safety}]" if safety else "")
+    return {"text/plain": plain, "text/html": grid_html(result.images, captions, _image_footer(result)) + note}
 
 
 def display_png(image: Any) -> bytes:

@@ -334,6 +334,7 @@ class History:
             os.getpid(),
         )
 
+        result.history = self  # where later decisions on it (review, reveal) are recorded
         result.history_id = self._insert(
             "INSERT INTO runs (created, kind, model, revision, prompt, request, key, outputs, status,"
             " error, cached, timings, verdicts, info, notebook, cell_id, pid)"

@@ -75,5 +75,5 @@ def result_from_history(history: History, rid: int) -> Result:
     else:
         result = result_class(rec.kind).from_record(request, rec.outputs, history.get_blob)
     result.status, result.error, result.timings = rec.status, rec.error, rec.timings
-    result.history_id, result.info = rec.id, rec.info
+    result.history_id, result.info, result.history = rec.id, rec.info, history
     return result

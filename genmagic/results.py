@@ -79,6 +79,7 @@ class Result:
     # Outputs a safety check withheld: index -> (the original output, the reason). The output list
     # shows a stand-in (an empty text, a blurred image); history keeps the original.
     withheld: dict[int, tuple[Any, str]] = field(default_factory=dict, repr=False)
+    history: Any = field(default=None, repr=False, compare=False)  # the History it is recorded in (set by record)
 
     # -- withheld outputs (safety)
     def _outputs(self) -> list[Any]:
@@ -193,7 +194,6 @@ class ImageResult(Result):
     seeds: list[int] = field(default_factory=list)
     nsfw: list[bool] = field(default_factory=list)  # the pipeline's own safety checker, per image
     sources: dict[str, str] = field(default_factory=dict)  # how --init/--mask were given (VAR or PATH)
-    history: Any = field(default=None, repr=False, compare=False)  # the History it was recorded in (for reveal)
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -231,25 +231,17 @@ class ImageResult(Result):
 
     def reveal(self, index: int, *, show: bool = False, history: Any = None) -> Any:
         """The original of withheld image ``index``. The ``revealed`` decision (target ``image
-        N``) goes to the history the run was recorded in: ``history``, else the one set on the
-        result (``result.history``), else the store under ``GENMAGIC_HOME`` (the default
-        engine's); a result never recorded has no run to attach it to. ``show=True`` also puts
+        N``) goes to the history the run was recorded in (``result.history``, set when it was
+        recorded or read back; or ``history``); a result never recorded has no run to attach it to. ``show=True`` also puts
         the original back in ``images`` (what the grid shows and ``save`` writes)."""
         if not 0 <= index < len(self.images):
             raise OptionError(f"reveal({index}): this result has images 0 to {len(self.images) - 1}")
         if index not in self.withheld:
             raise OptionError(f"reveal({index}): image {index + 1} is not withheld; result.images[{index}] is the original")
         original, reason = self.withheld[index]
-        if self.history_id is not None:
-            store = history or self.history
-            own = store is None
-            if own:
-                store = _default_history()
-            try:
-                store.decide(self.history_id, "revealed", target=f"image {index + 1}", note=reason)
-            finally:
-                if own:
-                    store.close()
+        store = history or self.history
+        if self.history_id is not None and store is not None:
+            store.decide(self.history_id, "revealed", target=f"image {index + 1}", note=reason)
         if show:
             self.release(index)
         return original
@@ -391,14 +383,6 @@ def write_atomic(path: Path, data: bytes) -> Path:
         raise
     return path
 
-
-
-def _default_history() -> Any:
-    """The history store under ``GENMAGIC_HOME`` (the default engine's)."""
-    from .history import History
-    from .registry import home_dir
-
-    return History(home_dir())
 
 
 def result_class(kind: str) -> type[Result]:

@@ -119,7 +119,11 @@ def test_a_lookup_on_a_file_corrupt_past_page_one_moves_it_aside(
     genmagic_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     history = _history_damaged_in_the_middle(genmagic_home)
-    assert history.lookup("k2000") is None
+    # Which rows sit on the damaged pages depends on the file's layout: look up keys until one does.
+    for i in range(0, 3000, 7):
+        assert history.lookup(f"k{i}") is None or not list(genmagic_home.glob("history.sqlite.corrupt-*"))
+        if list(genmagic_home.glob("history.sqlite.corrupt-*")):
+            break
     (aside,) = genmagic_home.glob("history.sqlite.corrupt-2*[0-9]")
     assert f"moved it to {aside.name}" in capsys.readouterr().err
     assert history.count() == 0 and history.list() == []
