@@ -1,0 +1,535 @@
+"""PII detection and redaction, validated rather than pattern-only.
+
+``find_pii(text)`` finds e-mail addresses, phone numbers, payment card numbers, IBANs, US social
+security numbers and IP addresses. A cheap regular expression proposes candidates and a maintained
+validator confirms each one:
+
+- phone: ``phonenumbers`` (``PhoneNumberMatcher`` at ``Leniency.VALID``). Numbers written with
+  ``+CC`` (or an international call prefix) need no region; national formats are tried for each of
+  ``DEFAULT_REGIONS``. A number written as bare digits (no separator, no ``+``) needs a phone word
+  before it ("call", "tel", "mobile", ...), so order numbers and dates such as ``20240315`` pass.
+- credit_card: ``stdnum.luhn`` plus a card length and issuer prefix (Visa, Mastercard, Amex,
+  Discover, Diners, JCB, UnionPay, Maestro). ISBN-13s (978/979...) and IMEIs (15 digits, 35/86/01...)
+  can pass Luhn but carry no issuer prefix of that length, so they are not cards.
+- iban: ``stdnum.iban`` (mod-97, the country's length and BBAN structure), compact or printed in
+  groups of four.
+- us_ssn: ``stdnum.us.ssn`` (area not 000/666/9xx, group not 00, serial not 0000, known
+  advertising numbers). ``AAA-GG-SSSS`` or ``AAA GG SSSS`` anywhere; nine bare digits only after
+  "SSN" / "social security".
+- ip_address: ``ipaddress`` validates IPv4 (no leading zeros) and IPv6 (compressed forms, ``%zone``).
+  An IPv4-shaped value is a *version*, not an address, when it is prefixed by ``v``/``V`` or a
+  version operator (``==``, ``>=``, ``~=``, ``^``), follows a version word ("version", "release",
+  "build", "firmware", a section word, ...), continues with more dotted numbers, or carries a
+  pre-release suffix (``-rc1``, ``-beta``, ``+build``).
+- email: an RFC 5322-ish address with an alphabetic top-level domain (file names such as
+  ``icon@2x.png`` are not addresses).
+
+A number right after a label such as "Order #", "Invoice no.", "Tracking", "ISBN", "IMEI", "SKU"
+is an identifier of that kind and is not reported as a card, phone, SSN or IP address.
+
+Overlaps are resolved by type (email, iban, credit_card, us_ssn, ip_address, phone) and then by
+length, so a phone-shaped run inside an IBAN or an e-mail address is reported once, as the IBAN or
+the address.
+
+``Redactor`` replaces what was found with a typed placeholder (``<EMAIL_1>``), a mask that keeps the
+length, separators and last four digits, or a salted hash (``<EMAIL:3f9a1c2b>``); ``mapping`` keeps
+what each placeholder or hash stands for, so the user can undo it locally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import secrets
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+
+import phonenumbers
+from stdnum import iban as _iban
+from stdnum import isbn as _isbn
+from stdnum import luhn as _luhn
+from stdnum.us import ssn as _ssn
+
+from genmagic.errors import OptionError
+
+PII_TYPES = ("email", "phone", "credit_card", "iban", "us_ssn", "ip_address")
+# Regions whose national formats are tried (international +CC numbers need none): the US (and the
+# rest of the NANP), the UK, Germany, France, India, Spain, Italy, the Netherlands, Australia and
+# Brazil. Each extra region finds more national numbers and also lets more digit runs through.
+DEFAULT_REGIONS = ("US", "GB", "DE", "FR", "IN", "ES", "IT", "NL", "AU", "BR")
+MODES = ("placeholder", "mask", "hash")
+
+# Which type wins where two candidates overlap (earlier wins).
+_PRIORITY = {"email": 0, "iban": 1, "credit_card": 2, "us_ssn": 3, "ip_address": 4, "phone": 5}
+
+
+@dataclass(frozen=True)
+class PiiMatch:
+    """One piece of PII: its type, ``text[start:end]`` and a confidence in 0..1."""
+
+    type: str
+    start: int
+    end: int
+    value: str
+    score: float
+
+
+# ---------------------------------------------------------------- candidates
+
+_EMAIL_RE = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-](?:[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{0,63})"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9-])"
+)
+# File extensions that look like top-level domains in "name@2x.png" or "icon@home.svg".
+_FILE_SUFFIXES = frozenset(
+    ["png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "tif", "tiff", "pdf", "txt", "json", "yaml",
+     "yml", "toml", "csv", "tsv", "js", "ts", "css", "html", "htm", "py", "ipynb", "log", "zip", "gz", "tar",
+     "mp3", "mp4", "wav"]
+)
+# Digit groups joined by single spaces or dashes: cards, SSNs.
+_DIGIT_RUN_RE = re.compile(r"\d+(?:[ \-]\d+)*")
+_IBAN_RE = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}")
+_IPV4_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_IPV6_RE = re.compile(
+    r"(?:[0-9A-Fa-f]{1,4})?::?(?:[0-9A-Fa-f]{1,4}::?){0,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?"
+    r"(?:%[0-9A-Za-z_.]+)?"
+)
+# Runs that could hold a phone number: digits with phone separators, optionally a leading + or (.
+_PHONE_RUN_RE = re.compile(r"[+(]?\d[\d \t().\-/]{5,}\d")
+_DOTTED_QUAD_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+
+# A label right before a number that says what kind of identifier it is.
+_ID_LABEL_RE = re.compile(
+    r"(?:\b(?:isbn(?:-?1[03])?|issn|imei|meid|iccid|order|invoice|inv|tracking|track|shipment|parcel|awb|"
+    r"po|sku|upc|ean|gtin|part|serial|s/n|sn|ref|reference|ticket|case|claim|policy|model|item|batch|lot|"
+    r"transaction|txn|receipt|confirmation|booking|reservation|pnr|doi|arxiv|pmid|patent|asin|vin|"
+    r"zip|postcode|postal)"
+    r"(?:\s*(?:no\.?|nr\.?|num\.?|number|#|id|code))?|#)\s*[:#=.-]?\s*$",
+    re.IGNORECASE,
+)
+_VERSION_WORD_RE = re.compile(
+    r"(?:\b(?:v|ver|vers|version|versions|release|rel|build|revision|rev|firmware|fw|patch|update|"
+    r"upgrade|upgraded|downgrade|tag|sdk|api|kernel|driver|bios|os|python|node|java|chrome|firefox|"
+    r"windows|android|ios|macos|section|sec|chapter|clause|figure|fig|table|step|item|rule|paragraph|"
+    r"para|article|art|appendix|annex|oid|snmp|mib)\.?\s*[:=]?\s*|(?:==|>=|<=|~=|!=|\^|~|[vV]))$",
+    re.IGNORECASE,
+)
+_SEMVER_RE = re.compile(r"(?<![\d.])\d+\.\d+\.\d+(?![\d.])")
+_PRERELEASE_RE = re.compile(r"(?:-(?:rc|alpha|beta|dev|pre|post|snapshot|final|ga|lts)|\+[0-9A-Za-z])", re.IGNORECASE)
+_PHONE_WORD_RE = re.compile(
+    r"\b(?:phone|ph|tel|telephone|call|called|calling|mobile|mob|cell|cellphone|contact|reach|text|sms|"
+    r"whatsapp|fax|dial|ring|hotline|number|no|nr|on|at)\b[^\n\d]{0,20}$",
+    re.IGNORECASE,
+)
+_SSN_WORD_RE = re.compile(r"\b(?:ssn|ss#|ss no|social security|soc\.? sec\.?|ssa|tin|taxpayer)\b[^\n\d]{0,25}$", re.IGNORECASE)
+
+# Card issuer prefixes (inclusive ranges over the leading digits) and the lengths each issues.
+_CARD_RANGES: tuple[tuple[int, int, frozenset[int]], ...] = (
+    (4, 4, frozenset({13, 16, 19})),  # Visa
+    (51, 55, frozenset({16})),  # Mastercard
+    (2221, 2720, frozenset({16})),  # Mastercard 2-series
+    (34, 34, frozenset({15})),  # American Express
+    (37, 37, frozenset({15})),
+    (6011, 6011, frozenset({16, 17, 18, 19})),  # Discover
+    (644, 649, frozenset({16, 17, 18, 19})),
+    (65, 65, frozenset({16, 17, 18, 19})),
+    (300, 305, frozenset({14, 16, 17, 18, 19})),  # Diners Club
+    (36, 36, frozenset({14, 16, 17, 18, 19})),
+    (38, 39, frozenset({14, 16, 17, 18, 19})),
+    (3528, 3589, frozenset({16, 17, 18, 19})),  # JCB
+    (62, 62, frozenset({16, 17, 18, 19})),  # UnionPay
+    (50, 50, frozenset({12, 13, 14, 15, 16, 17, 18, 19})),  # Maestro
+    (56, 58, frozenset({12, 13, 14, 15, 16, 17, 18, 19})),
+    (6304, 6304, frozenset({16, 17, 18, 19})),
+    (6759, 6759, frozenset({16, 17, 18, 19})),
+    (6761, 6763, frozenset({16, 17, 18, 19})),
+    (2200, 2204, frozenset({16, 17, 18, 19})),  # Mir
+)
+
+
+def _is_card(digits: str) -> bool:
+    if not 13 <= len(digits) <= 19 or len(set(digits)) < 2 or not _luhn.is_valid(digits):
+        return False
+    for low, high, lengths in _CARD_RANGES:
+        width = len(str(low))
+        if low <= int(digits[:width]) <= high and len(digits) in lengths:
+            return True
+    return False
+
+
+def _label_before(text: str, start: int) -> bool:
+    """Whether an identifier label ("Order #", "ISBN", "IMEI: ") sits right before ``start``."""
+    return _ID_LABEL_RE.search(text[max(0, start - 40) : start]) is not None
+
+
+def _bounded(text: str, start: int, end: int) -> bool:
+    """``text[start:end]`` is a whole token: no letter, digit, ``-_/`` next to it, and no ``.`` or
+    ``,`` that continues a number (``1.5``) on either side."""
+    before = text[start - 1] if start > 0 else " "
+    after = text[end] if end < len(text) else " "
+    if before.isalnum() or after.isalnum() or before in "-_/" or after in "-_/":
+        return False
+    if before in ".," and start > 1 and text[start - 2].isdigit():
+        return False
+    return not (after in ".," and end + 1 < len(text) and text[end + 1].isdigit())
+
+
+# ---------------------------------------------------------------- detectors
+
+
+def _emails(text: str) -> Iterator[PiiMatch]:
+    seen = -1
+    at = text.find("@")
+    while at != -1:
+        lo = max(0, at - 64)
+        for m in _EMAIL_RE.finditer(text, lo, min(len(text), at + 256)):
+            if not m.start() <= at < m.end() or m.start() <= seen:
+                continue
+            start, end = m.span()
+            while text[start] in ".-+=" and start < at:  # punctuation before a local part is not in it
+                start += 1
+            local, domain = text[start:at], text[at + 1 : end]
+            before = text[start - 1] if start > 0 else " "
+            if before.isalnum() or before in "._%+-@" or ".." in local or local.endswith("."):
+                continue
+            if domain.rsplit(".", 1)[-1].lower() in _FILE_SUFFIXES:
+                continue
+            seen = start
+            yield PiiMatch("email", start, end, text[start:end], 0.95)
+        at = text.find("@", at + 1)
+
+
+def _groups(run: str) -> list[tuple[int, int, str]]:
+    """(start, end, separator before) of each digit group in a run."""
+    out, pos = [], 0
+    for piece in re.finditer(r"\d+", run):
+        out.append((piece.start(), piece.end(), run[pos : piece.start()]))
+        pos = piece.end()
+    return out
+
+
+def _cards_and_ssns(text: str, types: Collection[str]) -> Iterator[PiiMatch]:
+    want_card, want_ssn = "credit_card" in types, "us_ssn" in types
+    for run in _DIGIT_RUN_RE.finditer(text):
+        s = run.group()
+        if len(s) < 9:
+            continue
+        base = run.start()
+        groups = _groups(s)
+        if len(groups) > 12:
+            continue
+        found: list[tuple[int, int]] = []
+        if want_card:
+            found = list(_card_spans(text, base, groups))
+            for a, b in found:
+                yield PiiMatch("credit_card", a, b, text[a:b], 0.95)
+        if want_ssn:
+            for a, b, score in _ssn_spans(text, base, groups):
+                if not any(a < fb and fa < b for fa, fb in found):
+                    yield PiiMatch("us_ssn", a, b, text[a:b], score)
+
+
+def _card_spans(text: str, base: int, groups: list[tuple[int, int, str]]) -> Iterator[tuple[int, int]]:
+    """Card numbers among consecutive groups joined by one separator (longest first)."""
+    n = len(groups)
+    used = -1
+    for i in range(n):
+        for j in range(n - 1, i - 1, -1):
+            if base + groups[i][0] < used:
+                break
+            seps = {groups[k][2] for k in range(i + 1, j + 1)}
+            if len(seps) > 1:
+                continue
+            # Inner groups of a printed card are 3 to 6 digits long.
+            if j > i and any(not 3 <= groups[k][1] - groups[k][0] <= 6 for k in range(i + 1, j)):
+                continue
+            a, b = base + groups[i][0], base + groups[j][1]
+            digits = re.sub(r"\D", "", text[a:b])
+            if len(digits) > 19:
+                continue
+            if len(digits) < 13:
+                break
+            if _is_card(digits) and _bounded(text, a, b) and not _label_before(text, a):
+                used = b
+                yield a, b
+                break
+
+
+def _ssn_spans(text: str, base: int, groups: list[tuple[int, int, str]]) -> Iterator[tuple[int, int, float]]:
+    n = len(groups)
+    for i in range(n):
+        a = base + groups[i][0]
+        if i + 2 < n and [g[1] - g[0] for g in groups[i : i + 3]] == [3, 2, 4]:
+            sep = groups[i + 1][2]
+            joined_left = i > 0 and groups[i][2] == sep
+            joined_right = i + 3 < n and groups[i + 3][2] == sep
+            b = base + groups[i + 2][1]
+            if sep == groups[i + 2][2] and not joined_left and not joined_right and _valid_ssn(text, a, b):
+                context = _SSN_WORD_RE.search(text[max(0, a - 60) : a]) is not None
+                yield a, b, 0.95 if context else 0.85
+        if groups[i][1] - groups[i][0] == 9 and n == 1:
+            b = base + groups[i][1]
+            if _SSN_WORD_RE.search(text[max(0, a - 60) : a]) and _valid_ssn(text, a, b):
+                yield a, b, 0.8
+
+
+def _valid_ssn(text: str, a: int, b: int) -> bool:
+    digits = re.sub(r"\D", "", text[a:b])
+    return _bounded(text, a, b) and _ssn.is_valid(digits) and not _label_before(text, a)
+
+
+def _ibans(text: str) -> Iterator[PiiMatch]:
+    for m in _IBAN_RE.finditer(text):
+        start = m.start()
+        if start > 0 and text[start - 1].isalnum():
+            continue
+        chunks = m.group().split(" ")
+        # The run may swallow a following word ("... 0130 00 EUR"): try shorter runs of chunks.
+        for k in range(len(chunks), 0, -1):
+            candidate = " ".join(chunks[:k])
+            end = start + len(candidate)
+            if end < len(text) and text[end].isalnum():
+                continue
+            if len(candidate.replace(" ", "")) < 15:
+                break
+            if _iban.is_valid(candidate):
+                yield PiiMatch("iban", start, end, candidate, 0.99)
+                break
+
+
+def _is_version(text: str, start: int, end: int) -> bool:
+    """An IPv4-shaped value that is a version or section number (see the module docstring)."""
+    before = text[max(0, start - 30) : start]
+    if _VERSION_WORD_RE.search(before):
+        return True
+    if before.endswith(("v.", "V.")):
+        return True
+    after = text[end : end + 10]
+    if re.match(r"\.\d", after) or _PRERELEASE_RE.match(after):
+        return True
+    # Among other versions ("1.0.0, 1.0.1, 1.1.0.0"): a three-part version stands nearby.
+    return _SEMVER_RE.search(text, max(0, start - 40), min(len(text), end + 40)) is not None
+
+
+def _ipv4s(text: str) -> Iterator[PiiMatch]:
+    for m in _IPV4_RE.finditer(text):
+        start, end = m.span()
+        before = text[start - 1] if start > 0 else " "
+        after = text[end] if end < len(text) else " "
+        if before.isalnum() or before in "._-" or after.isalnum() or after == "_":
+            continue
+        if after == "." and end + 1 < len(text) and text[end + 1].isdigit():
+            continue
+        try:
+            ipaddress.IPv4Address(m.group())
+        except ValueError:
+            continue
+        if _is_version(text, start, end) or _label_before(text, start):
+            continue
+        yield PiiMatch("ip_address", start, end, m.group(), 0.85)
+
+
+def _ipv6s(text: str) -> Iterator[PiiMatch]:
+    pos = text.find(":")
+    while pos != -1:
+        lo = max(0, pos - 40)
+        m = None
+        for cand in _IPV6_RE.finditer(text, lo, min(len(text), pos + 80)):
+            if cand.start() <= pos < cand.end():
+                m = cand
+                break
+        if m is None:
+            pos = text.find(":", pos + 1)
+            continue
+        start, end = m.span()
+        pos = text.find(":", end)
+        value = m.group()
+        before = text[start - 1] if start > 0 else " "
+        after = text[end] if end < len(text) else " "
+        if before.isalnum() or before in ":_." or after.isalnum() or after in ":_":
+            continue
+        if value.count(":") < 2 or sum(1 for g in re.split(r"[:%]", value.split("%")[0]) if g) < 2:
+            continue
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            continue
+        yield PiiMatch("ip_address", start, end, value, 0.9)
+
+
+def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Iterator[PiiMatch]:
+    """Phone numbers in runs of digits and phone separators, skipping runs that ``taken`` (what the
+    other detectors found) covers."""
+    last_end = -1
+    spans = sorted((m.start, m.end) for m in taken)
+    for run in _PHONE_RUN_RE.finditer(text):
+        r0, r1 = run.span()
+        if r0 < last_end or sum(c.isdigit() for c in run.group()) < 7 or _DOTTED_QUAD_RE.fullmatch(run.group()):
+            continue
+        if any(a <= r0 + (text[r0] in "+(") and r1 <= b for a, b in spans):
+            continue
+        # Give the matcher a little context on each side; it checks the characters around a number.
+        lo, hi = max(0, r0 - 8), min(len(text), r1 + 8)
+        window = text[lo:hi]
+        found: dict[tuple[int, int], float] = {}
+        for region in regions:
+            for pm in phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID):
+                a, b = lo + pm.start, lo + pm.end
+                if (a, b) in found or b <= r0 or a >= r1:
+                    continue
+                raw = pm.raw_string
+                international = raw.startswith(("+", "00")) or pm.number.country_code_source in (
+                    phonenumbers.CountryCodeSource.FROM_NUMBER_WITH_PLUS_SIGN,
+                    phonenumbers.CountryCodeSource.FROM_NUMBER_WITH_IDD,
+                )
+                if _phone_ok(text, a, b, raw, international):
+                    found[(a, b)] = 0.9 if international else 0.75
+            # An international number reads the same in every region: one pass is enough.
+            if text[r0] == "+" and any(a <= r0 and r1 <= b for a, b in found):
+                break
+        for (a, b), score in sorted(found.items()):
+            last_end = max(last_end, b)
+            yield PiiMatch("phone", a, b, text[a:b], score)
+
+
+def _phone_ok(text: str, a: int, b: int, raw: str, international: bool) -> bool:
+    if _label_before(text, a) or _is_version(text, a, b) or _DOTTED_QUAD_RE.fullmatch(raw):
+        return False
+    if raw.isdigit():  # bare digits: only after a phone word
+        return _PHONE_WORD_RE.search(text[max(0, a - 40) : a]) is not None
+    if not international and re.fullmatch(r"\d{1,4}([./-])\d{1,2}\1\d{1,4}", raw):  # a date
+        return False
+    # A hyphenated ISBN ("0-306-40615-2") is a book, not a phone.
+    return international or raw.count("-") < 3 or not _isbn.is_valid(raw)
+
+
+def find_pii(
+    text: str, *, types: Collection[str] = PII_TYPES, regions: Sequence[str] = DEFAULT_REGIONS
+) -> list[PiiMatch]:
+    """The PII in ``text``, sorted by start and non-overlapping.
+
+    ``types`` limits the search to some of ``PII_TYPES``; ``regions`` are the ``phonenumbers``
+    regions (ISO 3166 codes) whose national formats are tried.
+    """
+    unknown = [t for t in types if t not in PII_TYPES]
+    if unknown:
+        raise OptionError(f"unknown PII type {unknown[0]!r}: use some of {', '.join(PII_TYPES)}")
+    bad = [r for r in regions if r not in phonenumbers.SUPPORTED_REGIONS]
+    if bad:
+        raise OptionError(f"unknown phone region {bad[0]!r}: use ISO 3166 codes such as 'US', 'GB', 'DE'")
+    candidates: list[PiiMatch] = []
+    if "email" in types and "@" in text:
+        candidates.extend(_emails(text))
+    if "iban" in types:
+        candidates.extend(_ibans(text))
+    if "credit_card" in types or "us_ssn" in types:
+        candidates.extend(_cards_and_ssns(text, types))
+    if "ip_address" in types:
+        candidates.extend(_ipv4s(text))
+        if "::" in text or text.count(":") >= 2:
+            candidates.extend(_ipv6s(text))
+    if "phone" in types:
+        candidates.extend(_phones(text, regions, candidates))
+    return _resolve(candidates)
+
+
+def _resolve(candidates: list[PiiMatch]) -> list[PiiMatch]:
+    kept: list[PiiMatch] = []
+    for c in sorted(candidates, key=lambda m: (_PRIORITY[m.type], m.start - m.end, m.start)):
+        if all(c.end <= k.start or k.end <= c.start for k in kept):
+            kept.append(c)
+    return sorted(kept, key=lambda m: m.start)
+
+
+# ---------------------------------------------------------------- redaction
+
+
+def _normalise(kind: str, value: str) -> str:
+    if kind in ("phone", "credit_card", "us_ssn"):
+        return re.sub(r"\D", "", value)
+    if kind == "iban":
+        return value.replace(" ", "").upper()
+    return value.lower()
+
+
+def _mask(kind: str, value: str) -> str:
+    """``value`` with its letters and digits starred, keeping length and separators.
+
+    Cards, phones, IBANs and SSNs keep their last four digits (``**** **** **** 1111``), an IBAN
+    its country code (``DE** **** **** **** **30 00``); an e-mail
+    address keeps the first letter of the local part and of each domain label, and the top-level
+    domain (``j***@e******.com``); an IP address is starred whole (``***.***.*.**``).
+    """
+    if kind == "email":
+        local, _, domain = value.partition("@")
+        labels = domain.split(".")
+        starred = [label[:1] + "*" * (len(label) - 1) for label in labels[:-1]]
+        return local[:1] + "*" * (len(local) - 1) + "@" + ".".join([*starred, labels[-1]])
+    keep = 4 if kind in ("credit_card", "phone", "iban", "us_ssn") else 0
+    if kind == "iban":  # and its country code
+        return value[:2] + _mask("us_ssn", value[2:])
+    out, kept = [], 0
+    for ch in reversed(value):
+        if ch.isalnum():
+            out.append(ch if kept < keep else "*")
+            kept += 1
+        else:
+            out.append(ch)
+    return "".join(reversed(out))
+
+
+class Redactor:
+    """Replaces PII with placeholders, masks or salted hashes; the same value gets the same
+    replacement for the life of the redactor.
+
+    ``mode`` is ``"placeholder"`` (``<EMAIL_1>``, ``<PHONE_2>``), ``"mask"`` (see :func:`_mask`)
+    or ``"hash"`` (``<EMAIL:3f9a1c2b>``, the first 8 hex digits of a salted SHA-256; the salt is
+    random per redactor unless given). ``mapping`` maps each placeholder or hash back to the value.
+    """
+
+    def __init__(self, mode: str = "placeholder", salt: bytes | None = None) -> None:
+        if mode not in MODES:
+            raise OptionError(f"redaction mode {mode!r} is not one of {', '.join(MODES)}")
+        self.mode = mode
+        self.salt = secrets.token_bytes(16) if salt is None else salt
+        self.mapping: dict[str, str] = {}
+        self._tokens: dict[tuple[str, str], str] = {}
+        self._counts: dict[str, int] = {}
+
+    def token(self, match: PiiMatch) -> str:
+        """What replaces ``match``."""
+        if self.mode == "mask":
+            return _mask(match.type, match.value)
+        key = (match.type, _normalise(match.type, match.value))
+        token = self._tokens.get(key)
+        if token is None:
+            label = match.type.upper()
+            if self.mode == "placeholder":
+                self._counts[match.type] = self._counts.get(match.type, 0) + 1
+                token = f"<{label}_{self._counts[match.type]}>"
+            else:
+                digest = hashlib.sha256(self.salt + f"{key[0]}:{key[1]}".encode()).hexdigest()
+                token = f"<{label}:{digest[:8]}>"
+            self._tokens[key] = token
+            self.mapping[token] = match.value
+        return token
+
+    def redact(self, text: str, matches: Sequence[PiiMatch] | None = None) -> str:
+        """``text`` with each match replaced (``None``: what :func:`find_pii` finds)."""
+        if matches is None:
+            matches = find_pii(text)
+        out, pos = [], 0
+        for m in sorted(matches, key=lambda m: m.start):
+            if m.start < pos:  # overlaps one already replaced
+                continue
+            out.append(text[pos : m.start])
+            out.append(self.token(m))
+            pos = m.end
+        out.append(text[pos:])
+        return "".join(out)
+
+
+def redact(text: str, mode: str = "placeholder", salt: bytes | None = None) -> str:
+    """``text`` with its PII replaced, by a fresh :class:`Redactor`."""
+    return Redactor(mode, salt).redact(text)
