@@ -89,14 +89,14 @@ _FILE_SUFFIXES = frozenset(
 )
 # Digit groups joined by single spaces or dashes: cards, SSNs.
 _DIGIT_RUN_RE = re.compile(r"\d+(?:[ \-]\d+)*")
-_IBAN_RE = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}")
+_IBAN_RE = re.compile(r"[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,32}")
 _IPV4_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 _IPV6_RE = re.compile(
     r"(?:[0-9A-Fa-f]{1,4})?::?(?:[0-9A-Fa-f]{1,4}::?){0,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?"
     r"(?:%[0-9A-Za-z_.]+)?"
 )
 # Runs that could hold a phone number: digits with phone separators, optionally a leading + or (.
-_PHONE_RUN_RE = re.compile(r"[+(]?\d[\d \t().\-/]{5,}\d")
+_PHONE_RUN_RE = re.compile(r"\d[\d \t().\-/]{5,}\d")  # and a "+" or "(" before it
 _DOTTED_QUAD_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 
 # A label right before a number that says what kind of identifier it is.
@@ -105,7 +105,7 @@ _ID_LABEL_RE = re.compile(
     r"po|sku|upc|ean|gtin|part|serial|s/n|sn|ref|reference|ticket|case|claim|policy|model|item|batch|lot|"
     r"transaction|txn|receipt|confirmation|booking|reservation|pnr|doi|arxiv|pmid|patent|asin|vin|"
     r"zip|postcode|postal)"
-    r"(?:\s*(?:no\.?|nr\.?|num\.?|number|#|id|code))?|#)\s*[:#=.-]?\s*$",
+    r"(?:\s*(?:no\.?|nr\.?|num\.?|number|#|id|code))?|\b(?:id|code)|#)(?:\s+(?:is|was))?\s*[:#=.-]?\s*$",
     re.IGNORECASE,
 )
 _VERSION_WORD_RE = re.compile(
@@ -115,6 +115,7 @@ _VERSION_WORD_RE = re.compile(
     r"para|article|art|appendix|annex|oid|snmp|mib)\.?\s*[:=]?\s*|(?:==|>=|<=|~=|!=|\^|~|[vV]))$",
     re.IGNORECASE,
 )
+_VERSION_AFTER_RE = re.compile(r"\s*(?:version|release|build|update|patch|firmware)\b", re.IGNORECASE)
 _SEMVER_RE = re.compile(r"(?<![\d.])\d+\.\d+\.\d+(?![\d.])")
 _PRERELEASE_RE = re.compile(r"(?:-(?:rc|alpha|beta|dev|pre|post|snapshot|final|ga|lts)|\+[0-9A-Za-z])", re.IGNORECASE)
 _PHONE_WORD_RE = re.compile(
@@ -279,13 +280,24 @@ def _valid_ssn(text: str, a: int, b: int) -> bool:
     return _bounded(text, a, b) and _ssn.is_valid(digits) and not _label_before(text, a)
 
 
+def _valid_iban(candidate: str) -> bool:
+    """mod-97, the country's length and BBAN layout. The national checks some countries add
+    (a Belgian account's own mod-97, bank registries) are left out: they reject real test IBANs."""
+    try:
+        _iban.validate(candidate, check_country=False)
+    except ValueError:
+        return False
+    return True
+
+
 def _ibans(text: str) -> Iterator[PiiMatch]:
-    for m in _IBAN_RE.finditer(text):
-        start = m.start()
+    pos = 0
+    while (m := _IBAN_RE.search(text, pos)) is not None:
+        start, pos = m.start(), m.start() + 1
         if start > 0 and text[start - 1].isalnum():
             continue
         chunks = m.group().split(" ")
-        # The run may swallow a following word ("... 0130 00 EUR"): try shorter runs of chunks.
+        # The run may swallow following words ("... 0130 00 EUR"): try shorter runs of chunks.
         for k in range(len(chunks), 0, -1):
             candidate = " ".join(chunks[:k])
             end = start + len(candidate)
@@ -293,12 +305,13 @@ def _ibans(text: str) -> Iterator[PiiMatch]:
                 continue
             if len(candidate.replace(" ", "")) < 15:
                 break
-            if _iban.is_valid(candidate):
+            if _valid_iban(candidate):
                 yield PiiMatch("iban", start, end, candidate, 0.99)
+                pos = end
                 break
 
 
-def _is_version(text: str, start: int, end: int) -> bool:
+def _is_version(text: str, start: int, end: int, nearby: bool = True) -> bool:
     """An IPv4-shaped value that is a version or section number (see the module docstring)."""
     before = text[max(0, start - 30) : start]
     if _VERSION_WORD_RE.search(before):
@@ -308,8 +321,10 @@ def _is_version(text: str, start: int, end: int) -> bool:
     after = text[end : end + 10]
     if re.match(r"\.\d", after) or _PRERELEASE_RE.match(after):
         return True
+    if _VERSION_AFTER_RE.match(text, end):
+        return True
     # Among other versions ("1.0.0, 1.0.1, 1.1.0.0"): a three-part version stands nearby.
-    return _SEMVER_RE.search(text, max(0, start - 40), min(len(text), end + 40)) is not None
+    return nearby and _SEMVER_RE.search(text, max(0, start - 40), min(len(text), end + 40)) is not None
 
 
 def _ipv4s(text: str) -> Iterator[PiiMatch]:
@@ -328,6 +343,17 @@ def _ipv4s(text: str) -> Iterator[PiiMatch]:
         if _is_version(text, start, end) or _label_before(text, start):
             continue
         yield PiiMatch("ip_address", start, end, m.group(), 0.85)
+
+
+def _ipv6_shaped(text: str, start: int, end: int) -> bool:
+    """At least two groups with digits in them, so slices (``a[::2]``) and C++ scopes are not
+    addresses; the loopback ``::1`` on its own, or in brackets with a port (``[::1]:8080``)."""
+    value = text[start:end]
+    if sum(1 for g in value.split("%")[0].split(":") if g) >= 2:
+        return True
+    if value != "::1":
+        return False
+    return text[start - 1 : start] != "[" or re.match(r"\]:\d", text[end : end + 3]) is not None
 
 
 def _ipv6s(text: str) -> Iterator[PiiMatch]:
@@ -349,7 +375,7 @@ def _ipv6s(text: str) -> Iterator[PiiMatch]:
         after = text[end] if end < len(text) else " "
         if before.isalnum() or before in ":_." or after.isalnum() or after in ":_":
             continue
-        if value.count(":") < 2 or sum(1 for g in re.split(r"[:%]", value.split("%")[0]) if g) < 2:
+        if value.count(":") < 2 or not _ipv6_shaped(text, start, end):
             continue
         try:
             ipaddress.IPv6Address(value)
@@ -365,6 +391,8 @@ def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Ite
     spans = sorted((m.start, m.end) for m in taken)
     for run in _PHONE_RUN_RE.finditer(text):
         r0, r1 = run.span()
+        if r0 > 0 and text[r0 - 1] in "+(":
+            r0 -= 1
         if r0 < last_end or sum(c.isdigit() for c in run.group()) < 7 or _DOTTED_QUAD_RE.fullmatch(run.group()):
             continue
         if any(a <= r0 + (text[r0] in "+(") and r1 <= b for a, b in spans):
@@ -394,11 +422,11 @@ def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Ite
 
 
 def _phone_ok(text: str, a: int, b: int, raw: str, international: bool) -> bool:
-    if _label_before(text, a) or _is_version(text, a, b) or _DOTTED_QUAD_RE.fullmatch(raw):
+    if _label_before(text, a) or _is_version(text, a, b, nearby=False) or _DOTTED_QUAD_RE.fullmatch(raw):
         return False
     if raw.isdigit():  # bare digits: only after a phone word
         return _PHONE_WORD_RE.search(text[max(0, a - 40) : a]) is not None
-    if not international and re.fullmatch(r"\d{1,4}([./-])\d{1,2}\1\d{1,4}", raw):  # a date
+    if not international and re.fullmatch(r"\d{1,4}([./-])\d{1,2}\1\d{1,4}|\d{5}-\d{4}", raw):  # a date, a ZIP+4
         return False
     # A hyphenated ISBN ("0-306-40615-2") is a book, not a phone.
     return international or raw.count("-") < 3 or not _isbn.is_valid(raw)
