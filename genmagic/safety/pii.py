@@ -401,7 +401,7 @@ def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Ite
         lo, hi = max(0, r0 - 8), min(len(text), r1 + 8)
         window = text[lo:hi]
         found: dict[tuple[int, int], float] = {}
-        for region in regions:
+        for region in regions or ("ZZ",):  # ZZ: no region, +CC numbers only
             for pm in phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID):
                 a, b = lo + pm.start, lo + pm.end
                 if (a, b) in found or b <= r0 or a >= r1:
