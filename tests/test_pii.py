@@ -105,12 +105,30 @@ NEGATIVES = [
     "assets/logo@2x.png and icon@home.svg",
     "IMEI 490154203237518 and 35-209900-176148-1",
     "Population 8,336,817 (2022 est.); 6.022e23",
+    "Bank routing number 021000021; the version is 1.2.3.4",
+    ">>> '{:,}'.format(1234567890)",
+    "'01      012     0123    01234'",
+    "Mozilla/5.0 Chrome/120.0.0.0 Safari/537.36",
 ]
 
 
 @pytest.mark.parametrize("text", NEGATIVES)
 def test_tricky_negatives_are_not_pii(text: str) -> None:
     assert found(text) == []
+
+
+def test_ip_lists_and_ranges_are_addresses_but_version_lists_are_not() -> None:
+    assert found("hosts 10.0.0.1, 10.0.0.2") == [("ip_address", "10.0.0.1"), ("ip_address", "10.0.0.2")]
+    assert found("scan 10.0.0.1-10.0.0.254") == [("ip_address", "10.0.0.1"), ("ip_address", "10.0.0.254")]
+    assert found("Safari/537.36 from 198.51.100.7, nginx/1.25.3") == [("ip_address", "198.51.100.7")]
+    assert found("upgraded 2.3.4 to 2.3.4.5; tested 1.0.0, 1.0.1 and 1.1.0.0") == []
+
+
+def test_pure_documentation_prose_has_no_pii() -> None:
+    from pydoc_data.topics import topics
+
+    prose = "\n\n".join(topics[k] for k in sorted(topics))
+    assert find_pii(prose) == []
 
 
 def test_luhn_valid_isbn13_is_not_a_card() -> None:

@@ -98,13 +98,14 @@ _IPV6_RE = re.compile(
 # Runs that could hold a phone number: digits with phone separators, optionally a leading + or (.
 _PHONE_RUN_RE = re.compile(r"\d[\d \t().\-/]{5,}\d")  # and a "+" or "(" before it
 _DOTTED_QUAD_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_NOT_PHONE_RUN_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\d+\.\d+")  # dotted quads, decimals
 
 # A label right before a number that says what kind of identifier it is.
 _ID_LABEL_RE = re.compile(
     r"(?:\b(?:isbn(?:-?1[03])?|issn|imei|meid|iccid|order|invoice|inv|tracking|track|shipment|parcel|awb|"
     r"po|sku|upc|ean|gtin|part|serial|s/n|sn|ref|reference|ticket|case|claim|policy|model|item|batch|lot|"
     r"transaction|txn|receipt|confirmation|booking|reservation|pnr|doi|arxiv|pmid|patent|asin|vin|"
-    r"zip|postcode|postal)"
+    r"zip|postcode|postal|routing|aba|swift|bic|sort\s*code)"
     r"(?:\s*(?:no\.?|nr\.?|num\.?|number|#|id|code))?|\b(?:id|code)|#)(?:\s+(?:is|was))?\s*[:#=.-]?\s*$",
     re.IGNORECASE,
 )
@@ -112,18 +113,20 @@ _VERSION_WORD_RE = re.compile(
     r"(?:\b(?:v|ver|vers|version|versions|release|rel|build|revision|rev|firmware|fw|patch|update|"
     r"upgrade|upgraded|downgrade|tag|sdk|api|kernel|driver|bios|os|python|node|java|chrome|firefox|"
     r"windows|android|ios|macos|section|sec|chapter|clause|figure|fig|table|step|item|rule|paragraph|"
-    r"para|article|art|appendix|annex|oid|snmp|mib)\.?\s*[:=]?\s*|(?:==|>=|<=|~=|!=|\^|~|[vV]))$",
+    r"para|article|art|appendix|annex|oid|snmp|mib)\.?(?:\s+(?:is|was|now|number|no\.?|string|id))?\s*[:=]?\s*|(?:==|>=|<=|~=|!=|\^|~|[vV]))$",
     re.IGNORECASE,
 )
 _VERSION_AFTER_RE = re.compile(r"\s*(?:version|release|build|update|patch|firmware)\b", re.IGNORECASE)
-_SEMVER_RE = re.compile(r"(?<![\d.])\d+\.\d+\.\d+(?![\d.])")
+_LIST_SEP = r"(?:\s*,\s*|\s*/\s*|\s+(?:and|or|to|->|→)\s+)"
+_SEMVER_BEFORE_RE = re.compile(r"(?<![\d.])\d+\.\d+\.\d+" + _LIST_SEP + "$")
+_SEMVER_AFTER_RE = re.compile(_LIST_SEP + r"\d+\.\d+\.\d+(?![\d.])")
 _PRERELEASE_RE = re.compile(r"(?:-(?:rc|alpha|beta|dev|pre|post|snapshot|final|ga|lts)|\+[0-9A-Za-z])", re.IGNORECASE)
 _PHONE_WORD_RE = re.compile(
     r"\b(?:phone|ph|tel|telephone|call|called|calling|mobile|mob|cell|cellphone|contact|reach|text|sms|"
-    r"whatsapp|fax|dial|ring|hotline|number|no|nr|on|at)\b[^\n\d]{0,20}$",
+    r"whatsapp|fax|dial|ring|hotline|number)\b[^\n\d]{0,20}$",
     re.IGNORECASE,
 )
-_SSN_WORD_RE = re.compile(r"\b(?:ssn|ss#|ss no|social security|soc\.? sec\.?|ssa|tin|taxpayer)\b[^\n\d]{0,25}$", re.IGNORECASE)
+_SSN_WORD_RE = re.compile(r"\b(?:ssn|ss#|ss no|social security|social|soc\.? sec\.?|ssa|tin|taxpayer)\b[^\n\d]{0,25}$", re.IGNORECASE)
 
 # Card issuer prefixes (inclusive ranges over the leading digits) and the lengths each issues.
 _CARD_RANGES: tuple[tuple[int, int, frozenset[int]], ...] = (
@@ -316,15 +319,17 @@ def _is_version(text: str, start: int, end: int, nearby: bool = True) -> bool:
     before = text[max(0, start - 30) : start]
     if _VERSION_WORD_RE.search(before):
         return True
-    if before.endswith(("v.", "V.")):
+    if before.endswith(("v.", "V.")) or re.search(r"[A-Za-z]/$", before):  # "Chrome/120.0.0.0"
         return True
     after = text[end : end + 10]
     if re.match(r"\.\d", after) or _PRERELEASE_RE.match(after):
         return True
     if _VERSION_AFTER_RE.match(text, end):
         return True
-    # Among other versions ("1.0.0, 1.0.1, 1.1.0.0"): a three-part version stands nearby.
-    return nearby and _SEMVER_RE.search(text, max(0, start - 40), min(len(text), end + 40)) is not None
+    # In a list of versions ("1.0.0, 1.0.1 and 1.1.0.0"): a three-part version is its neighbour.
+    if not nearby:
+        return False
+    return bool(_SEMVER_BEFORE_RE.search(text, max(0, start - 40), start) or _SEMVER_AFTER_RE.match(text, end))
 
 
 def _ipv4s(text: str) -> Iterator[PiiMatch]:
@@ -332,7 +337,9 @@ def _ipv4s(text: str) -> Iterator[PiiMatch]:
         start, end = m.span()
         before = text[start - 1] if start > 0 else " "
         after = text[end] if end < len(text) else " "
-        if before.isalnum() or before in "._-" or after.isalnum() or after == "_":
+        if before.isalnum() or before in "._" or after.isalnum() or after == "_":
+            continue
+        if before == "-" and not text[start - 2 : start - 1].isdigit():  # "-1.2.3.4", but a range "a-b" is fine
             continue
         if after == "." and end + 1 < len(text) and text[end + 1].isdigit():
             continue
@@ -393,7 +400,7 @@ def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Ite
         r0, r1 = run.span()
         if r0 > 0 and text[r0 - 1] in "+(":
             r0 -= 1
-        if r0 < last_end or sum(c.isdigit() for c in run.group()) < 7 or _DOTTED_QUAD_RE.fullmatch(run.group()):
+        if r0 < last_end or sum(c.isdigit() for c in run.group()) < 7 or _NOT_PHONE_RUN_RE.fullmatch(run.group()):
             continue
         if any(a <= r0 + (text[r0] in "+(") and r1 <= b for a, b in spans):
             continue
@@ -424,7 +431,9 @@ def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Ite
 def _phone_ok(text: str, a: int, b: int, raw: str, international: bool) -> bool:
     if _label_before(text, a) or _is_version(text, a, b, nearby=False) or _DOTTED_QUAD_RE.fullmatch(raw):
         return False
-    if raw.isdigit():  # bare digits: only after a phone word
+    if re.search(r"\s\s|\t", raw):  # tab-aligned columns of numbers
+        return False
+    if raw.strip("()").isdigit():  # bare digits: only after a phone word
         return _PHONE_WORD_RE.search(text[max(0, a - 40) : a]) is not None
     if not international and re.fullmatch(r"\d{1,4}([./-])\d{1,2}\1\d{1,4}|\d{5}-\d{4}", raw):  # a date, a ZIP+4
         return False
