@@ -245,8 +245,10 @@ def _card_spans(text: str, base: int, groups: list[tuple[int, int, str]]) -> Ite
             seps = {groups[k][2] for k in range(i + 1, j + 1)}
             if len(seps) > 1:
                 continue
-            # Inner groups of a printed card are 3 to 6 digits long.
-            if j > i and any(not 3 <= groups[k][1] - groups[k][0] <= 6 for k in range(i + 1, j)):
+            # A printed card starts with four digits, then groups of 4 to 6 (4-4-4-4, Amex 4-6-5,
+            # Diners 4-6-4, 13 digits 4-4-4-1, 19 digits 4-4-4-4-3).
+            sizes = [groups[k][1] - groups[k][0] for k in range(i, j + 1)]
+            if j > i and (sizes[0] != 4 or any(not 4 <= n <= 6 for n in sizes[1:-1]) or sizes[-1] > 6):
                 continue
             a, b = base + groups[i][0], base + groups[j][1]
             digits = re.sub(r"\D", "", text[a:b])
@@ -418,14 +420,26 @@ def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Ite
                     phonenumbers.CountryCodeSource.FROM_NUMBER_WITH_PLUS_SIGN,
                     phonenumbers.CountryCodeSource.FROM_NUMBER_WITH_IDD,
                 )
-                if _phone_ok(text, a, b, raw, international):
-                    found[(a, b)] = 0.9 if international else 0.75
+                if not _phone_ok(text, a, b, raw, international):
+                    continue
+                # Valid digits in an odd grouping ("0642 7928 7"): a phone only after a phone word.
+                odd = not international and not raw.strip("()").isdigit() and not _grouped(window, region, pm.start)
+                if odd and not _PHONE_WORD_RE.search(text[max(0, a - 40) : a]):
+                    continue
+                found[(a, b)] = 0.9 if international else 0.75
             # An international number reads the same in every region: one pass is enough.
             if text[r0] == "+" and any(a <= r0 and r1 <= b for a, b in found):
                 break
         for (a, b), score in sorted(found.items()):
             last_end = max(last_end, b)
             yield PiiMatch("phone", a, b, text[a:b], score)
+
+
+def _grouped(window: str, region: str, start: int) -> bool:
+    """Whether the number at ``start`` is grouped the way ``region`` writes its numbers (digits of
+    a group may be run together, a group is never split)."""
+    strict = phonenumbers.Leniency.STRICT_GROUPING
+    return any(pm.start == start for pm in phonenumbers.PhoneNumberMatcher(window, region, leniency=strict))
 
 
 def _phone_ok(text: str, a: int, b: int, raw: str, international: bool) -> bool:
