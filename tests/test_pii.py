@@ -124,6 +124,21 @@ def test_ip_lists_and_ranges_are_addresses_but_version_lists_are_not() -> None:
     assert found("upgraded 2.3.4 to 2.3.4.5; tested 1.0.0, 1.0.1 and 1.1.0.0") == []
 
 
+def test_odd_groupings_and_number_tables_are_not_phones_or_cards() -> None:
+    # Valid German digits in a grouping nobody writes, without a phone word before them.
+    assert found("values 0642 7928 7 and") == []
+    assert found("call 0642 7928 7") == [("phone", "0642 7928 7")]
+    # Luhn-valid with a Visa prefix, but no card is printed 3-3-7.
+    assert found("values 429-170-3896184 in the table") == []
+    assert found("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 " * 50) == []
+
+
+def test_many_values_in_one_text_are_all_found() -> None:
+    text = "a@example.com, +44 20 7946 0958, 10.0.0.1; " * 300
+    counts = {t: sum(m.type == t for m in find_pii(text)) for t in ("email", "phone", "ip_address")}
+    assert counts == {"email": 300, "phone": 300, "ip_address": 300}
+
+
 def test_pure_documentation_prose_has_no_pii() -> None:
     from pydoc_data.topics import topics
 

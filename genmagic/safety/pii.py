@@ -38,6 +38,7 @@ what each placeholder or hash stands for, so the user can undo it locally.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import ipaddress
 import re
@@ -96,7 +97,9 @@ _IPV6_RE = re.compile(
     r"(?:%[0-9A-Za-z_.]+)?"
 )
 # Runs that could hold a phone number: digits with phone separators, optionally a leading + or (.
-_PHONE_RUN_RE = re.compile(r"\d[\d \t().\-/]{5,}\d")  # and a "+" or "(" before it
+# (and a "+" or "(" before it). Capped, so that a long table of numbers is cut into pieces the
+# matcher reads quickly instead of one run it reads once per region.
+_PHONE_RUN_RE = re.compile(r"\d[\d \t().\-/]{5,30}\d")
 _DOTTED_QUAD_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 _NOT_PHONE_RUN_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\d+\.\d+")  # dotted quads, decimals
 
@@ -182,15 +185,26 @@ def _bounded(text: str, start: int, end: int) -> bool:
 # ---------------------------------------------------------------- detectors
 
 
+def _windows(text: str, char: str, before: int, after: int, inner: str) -> Iterator[tuple[int, int]]:
+    """Spans from ``before`` characters before each ``char`` to ``after`` characters after it,
+    merged where they overlap; a span never starts inside a token (alphanumerics and ``inner``)."""
+    n, pos = len(text), text.find(char)
+    while pos != -1:
+        lo, hi = max(0, pos - before), min(n, pos + after)
+        nxt = text.find(char, pos + 1)
+        while nxt != -1 and nxt - before <= hi:
+            hi, nxt = min(n, nxt + after), text.find(char, nxt + 1)
+        while 0 < lo < pos and (text[lo - 1].isalnum() or text[lo - 1] in inner):
+            lo += 1
+        yield lo, hi
+        pos = nxt
+
+
 def _emails(text: str) -> Iterator[PiiMatch]:
-    seen = -1
-    at = text.find("@")
-    while at != -1:
-        lo = max(0, at - 64)
-        for m in _EMAIL_RE.finditer(text, lo, min(len(text), at + 256)):
-            if not m.start() <= at < m.end() or m.start() <= seen:
-                continue
+    for lo, hi in _windows(text, "@", 64, 256, "!#$%&'*+/=?^_`{|}~.-"):
+        for m in _EMAIL_RE.finditer(text, lo, hi):
             start, end = m.span()
+            at = text.index("@", start)
             while text[start] in ".-+=" and start < at:  # punctuation before a local part is not in it
                 start += 1
             local, domain = text[start:at], text[at + 1 : end]
@@ -199,9 +213,7 @@ def _emails(text: str) -> Iterator[PiiMatch]:
                 continue
             if domain.rsplit(".", 1)[-1].lower() in _FILE_SUFFIXES:
                 continue
-            seen = start
             yield PiiMatch("email", start, end, text[start:end], 0.95)
-        at = text.find("@", at + 1)
 
 
 def _groups(run: str) -> list[tuple[int, int, str]]:
@@ -366,31 +378,21 @@ def _ipv6_shaped(text: str, start: int, end: int) -> bool:
 
 
 def _ipv6s(text: str) -> Iterator[PiiMatch]:
-    pos = text.find(":")
-    while pos != -1:
-        lo = max(0, pos - 40)
-        m = None
-        for cand in _IPV6_RE.finditer(text, lo, min(len(text), pos + 80)):
-            if cand.start() <= pos < cand.end():
-                m = cand
-                break
-        if m is None:
-            pos = text.find(":", pos + 1)
-            continue
-        start, end = m.span()
-        pos = text.find(":", end)
-        value = m.group()
-        before = text[start - 1] if start > 0 else " "
-        after = text[end] if end < len(text) else " "
-        if before.isalnum() or before in ":_." or after.isalnum() or after in ":_":
-            continue
-        if value.count(":") < 2 or not _ipv6_shaped(text, start, end):
-            continue
-        try:
-            ipaddress.IPv6Address(value)
-        except ValueError:
-            continue
-        yield PiiMatch("ip_address", start, end, value, 0.9)
+    for lo, hi in _windows(text, ":", 40, 80, ":.%_"):
+        for m in _IPV6_RE.finditer(text, lo, hi):
+            start, end = m.span()
+            value = m.group()
+            before = text[start - 1] if start > 0 else " "
+            after = text[end] if end < len(text) else " "
+            if before.isalnum() or before in ":_." or after.isalnum() or after in ":_":
+                continue
+            if value.count(":") < 2 or not _ipv6_shaped(text, start, end):
+                continue
+            try:
+                ipaddress.IPv6Address(value)
+            except ValueError:
+                continue
+            yield PiiMatch("ip_address", start, end, value, 0.9)
 
 
 def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Iterator[PiiMatch]:
@@ -402,7 +404,7 @@ def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Ite
         r0, r1 = run.span()
         if r0 > 0 and text[r0 - 1] in "+(":
             r0 -= 1
-        if r0 < last_end or sum(c.isdigit() for c in run.group()) < 7 or _NOT_PHONE_RUN_RE.fullmatch(run.group()):
+        if r0 < last_end or not _phone_shaped(run.group()):
             continue
         if any(a <= r0 + (text[r0] in "+(") and r1 <= b for a, b in spans):
             continue
@@ -433,6 +435,16 @@ def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Ite
         for (a, b), score in sorted(found.items()):
             last_end = max(last_end, b)
             yield PiiMatch("phone", a, b, text[a:b], score)
+
+
+def _phone_shaped(run: str) -> bool:
+    """7 to 17 digits in at most 7 groups, at most two of them single digits, not a decimal or
+    a dotted quad: a cheap test before the matcher reads the run once per region."""
+    groups = re.findall(r"\d+", run)
+    digits = sum(len(g) for g in groups)
+    if not 7 <= digits <= 17 or len(groups) > 7 or sum(len(g) == 1 for g in groups) > 2:
+        return False
+    return _NOT_PHONE_RUN_RE.fullmatch(run) is None
 
 
 def _grouped(window: str, region: str, start: int) -> bool:
@@ -486,11 +498,16 @@ def find_pii(
 
 
 def _resolve(candidates: list[PiiMatch]) -> list[PiiMatch]:
+    """Keep the higher-priority (then the longer) of overlapping candidates."""
+    starts: list[int] = []  # of the kept matches, which never overlap: sorted by start and by end
     kept: list[PiiMatch] = []
     for c in sorted(candidates, key=lambda m: (_PRIORITY[m.type], m.start - m.end, m.start)):
-        if all(c.end <= k.start or k.end <= c.start for k in kept):
-            kept.append(c)
-    return sorted(kept, key=lambda m: m.start)
+        i = bisect.bisect_right(starts, c.start)
+        if (i > 0 and kept[i - 1].end > c.start) or (i < len(kept) and kept[i].start < c.end):
+            continue
+        starts.insert(i, c.start)
+        kept.insert(i, c)
+    return kept
 
 
 # ---------------------------------------------------------------- redaction

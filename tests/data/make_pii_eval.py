@@ -300,6 +300,88 @@ HELDOUT_NEG = [
 ]
 
 
+# Hand-labelled rows written after the detector (text, [(type, value), ...]): formats and
+# contexts the generators above do not make.
+HAND_POS = [
+    ("Hey, it's Tom - my cell is 917-555-0198 and work is 646.555.0123 x204",
+     [("phone", "917-555-0198"), ("phone", "646.555.0123")]),
+    ("Customer: Maria Gonzalez, maria.gonzalez@hotmail.es, +34 91 123 45 67",
+     [("email", "maria.gonzalez@hotmail.es"), ("phone", "+34 91 123 45 67")]),
+    ("Callback requested: 0161 496 0000 (Manchester)", [("phone", "0161 496 0000")]),
+    ("Her Aadhaar-linked mobile is +91-9876543210.", [("phone", "+91-9876543210")]),
+    ("Tel: +33 (0)1 42 68 53 00", [("phone", "+33 (0)1 42 68 53 00")]),
+    ("Tel.: +49 (0) 30 12345678", [("phone", "+49 (0) 30 12345678")]),
+    ("phone: +1 416 555 0199 (Toronto)", [("phone", "+1 416 555 0199")]),
+    ("Ring me: +353 1 234 5678", [("phone", "+353 1 234 5678")]),
+    ("+48 22 123 45 67 is the Warsaw office", [("phone", "+48 22 123 45 67")]),
+    ("Contact +86 138 0013 8000 for China sales", [("phone", "+86 138 0013 8000")]),
+    ("Kenya line +254 712 345678", [("phone", "+254 712 345678")]),
+    ("Dial 0044 20 7946 0958 from abroad", [("phone", "0044 20 7946 0958")]),
+    ("tel:+14155552671", [("phone", "+14155552671")]),
+    ("(+44) 20 7946 0958 is the switchboard", [("phone", "(+44) 20 7946 0958")]),
+    ("German Handy 0151 23456789, Festnetz 089 1234567", [("phone", "0151 23456789"), ("phone", "089 1234567")]),
+    ("France 06 12 34 56 78 ou 01 42 68 53 00", [("phone", "06 12 34 56 78"), ("phone", "01 42 68 53 00")]),
+    ("call me on 2025550173 tonight", [("phone", "2025550173")]),
+    ("card=4916338506082832&exp=0127", [("credit_card", "4916338506082832")]),
+    ('{"cc": "5425233430109903", "name": "J Smith"}', [("credit_card", "5425233430109903")]),
+    ("Payment: VISA ****-****-****-1111 and full 4012 8888 8888 1881", [("credit_card", "4012 8888 8888 1881")]),
+    ("Discover 6011111111111117, JCB 3530111333300000, MC 5105105105105100",
+     [("credit_card", "6011111111111117"), ("credit_card", "3530111333300000"), ("credit_card", "5105105105105100")]),
+    ("Diners 30569309025904, UnionPay 6200000000000005", [("credit_card", "30569309025904"),
+                                                         ("credit_card", "6200000000000005")]),
+    ("Pay to: ES91 2100 0418 4502 0005 1332", [("iban", "ES91 2100 0418 4502 0005 1332")]),
+    ("IT60 X054 2811 1010 0000 0123 456 is the Italian account", [("iban", "IT60 X054 2811 1010 0000 0123 456")]),
+    ("AT61 1904 3002 3457 3201, PL61 1090 1014 0000 0712 1981 2874",
+     [("iban", "AT61 1904 3002 3457 3201"), ("iban", "PL61 1090 1014 0000 0712 1981 2874")]),
+    ("NO93 8601 1117 947, FI21 1234 5600 0007 85", [("iban", "NO93 8601 1117 947"), ("iban", "FI21 1234 5600 0007 85")]),
+    ("iban=IE29AIBK93115212345678;", [("iban", "IE29AIBK93115212345678")]),
+    ("NL91ABNA0417164300 and BE68539007547034", [("iban", "NL91ABNA0417164300"), ("iban", "BE68539007547034")]),
+    ("iban: gb82west12345698765432", [("iban", "gb82west12345698765432")]),
+    ("ssn 536 22 8726 / social security number: 536228726", [("us_ssn", "536 22 8726"), ("us_ssn", "536228726")]),
+    ("Server IPs: 10.0.0.1, 10.0.0.2 and 10.0.0.3",
+     [("ip_address", "10.0.0.1"), ("ip_address", "10.0.0.2"), ("ip_address", "10.0.0.3")]),
+    ('"remote_ip": "52.14.200.7"', [("ip_address", "52.14.200.7")]),
+    ("X-Forwarded-For: 203.0.113.195, 70.41.3.18", [("ip_address", "203.0.113.195"), ("ip_address", "70.41.3.18")]),
+    ("inet6 fe80::a00:27ff:fe4e:66a1/64 scope link", [("ip_address", "fe80::a00:27ff:fe4e:66a1")]),
+    ("ping6 2606:4700:4700::1111", [("ip_address", "2606:4700:4700::1111")]),
+    ("Connect to [2001:db8::1]:8080 or 192.168.1.1:8080", [("ip_address", "2001:db8::1"), ("ip_address", "192.168.1.1")]),
+    ("Mozilla/5.0 Chrome/120.0.0.0 Safari/537.36 from 198.51.100.7", [("ip_address", "198.51.100.7")]),
+    ("user john_smith@company.io logged in from 172.16.254.1",
+     [("email", "john_smith@company.io"), ("ip_address", "172.16.254.1")]),
+    ("mailto:support@example.com?subject=help", [("email", "support@example.com")]),
+    ("Email: o'connor@example.ie", [("email", "o'connor@example.ie")]),
+    ("name,email,phone\nAnn,ann@example.com,+14155552671", [("email", "ann@example.com"), ("phone", "+14155552671")]),
+]
+HAND_NEG = [
+    "Released on 2023-12-01; next release 2024.1.0", "Angular 17.0.8.1 fixes the regression",
+    "node-v20.11.0.1-linux-x64", "Timestamp 1700000000123 (ms since epoch)", "Use port 5432 and 6379",
+    "Flight UA1234 from SFO at 08:45, seat 12A", "PO-2024-00571 approved by finance", "Lot 23-1145-88, expiry 2026-01",
+    "Bank routing number 021000021 (not personal)", "EAN 4006381333931 barcode", "UPC 036000291452",
+    "CAS 7732-18-5 (water)", "DOI 10.1000/182 and arXiv:2401.12345", "Patent US 7,654,321 B2",
+    "git sha 9fceb02 and 1a2b3c4d5e6f7a8b9c0d", "GPS: 48.8566 N, 2.3522 E", "Lat 37.7749, Lon -122.4194",
+    "Amount: 1 234 567,89 EUR", "Phone model SM-G991B, firmware G991BXXU5CVF1", "ISBN-13: 978-1-4028-9462-6",
+    "ISBN 1-4028-9462-7", "Part no. 4111-1111-1111-1111", "Call stack: frame #12 at 0x0040F3A2",
+    "The 2nd edition (ISBN 0-19-852663-6) is cheaper.", "uuid: 6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+    "Order ID 1234567890, total $123.45", "ref 20240315-001", "Fibonacci: 1 1 2 3 5 8 13 21 34 55 89 144",
+    "Serial 4532015112830366", "2001:db8 is a documentation prefix", "Ratio 16:9:4:3",
+    "CVE-2024-3094 affects xz 5.6.0 and 5.6.1", "Kernel 6.1.0.17 on Debian",
+    "see https://example.com/users/12345678/orders/987654321", "Your confirmation code is 4556 7375 8689 9855",
+    "Python 3.12.0 (main, Oct  2 2023, 13:45:54) [GCC 11.4.0]", "2024-03-15 10:30:45,123 INFO started pid 12345",
+    "pip install package==1.2.3.4", "the 10.0.0.1 version of the spec", "USB VID:PID 046d:c52b",
+    "Docker image sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4",
+    "Temperature 98.6 F, BP 120/80, pulse 72", "Error code 0x80070005, HRESULT 2147942405",
+]
+
+
+def hand_row(text: str, values: list[tuple[str, str]]) -> dict:
+    pii, pos = [], 0
+    for kind, value in values:
+        start = text.index(value, pos)
+        pii.append({"type": kind, "start": start, "end": start + len(value)})
+        pos = start + len(value)
+    return {"text": text, "pii": pii, "split": "heldout"}
+
+
 def fill(template: str) -> dict:
     text, pii, pos = "", [], 0
     import re
@@ -388,6 +470,8 @@ def main() -> None:
         for country in IBAN_COUNTRIES:
             rows.append({**single("iban", "Transfer to {}, thanks.", iban(country)), "split": split})
         rows.extend(negatives(negs, split, neg_copies))
+    rows.extend(hand_row(text, values) for text, values in HAND_POS)
+    rows.extend({"text": text, "pii": [], "split": "heldout"} for text in HAND_NEG)
     for row in rows:
         for p in row["pii"]:
             assert p["end"] <= len(row["text"])
