@@ -133,6 +133,12 @@ def test_odd_groupings_and_number_tables_are_not_phones_or_cards() -> None:
     assert found("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 " * 50) == []
 
 
+def test_phone_spans_stop_before_an_extension_and_between_numbers() -> None:
+    assert found("+1 415-555-2671 ext. 123") == [("phone", "+1 415-555-2671")]
+    assert found("+44 7911 123456 / +44 20 7946 0958") == [("phone", "+44 7911 123456"), ("phone", "+44 20 7946 0958")]
+    assert found("020 7946 0958 - 020 7946 0959") == [("phone", "020 7946 0958"), ("phone", "020 7946 0959")]
+
+
 def test_many_values_in_one_text_are_all_found() -> None:
     text = "a@example.com, +44 20 7946 0958, 10.0.0.1; " * 300
     counts = {t: sum(m.type == t for m in find_pii(text)) for t in ("email", "phone", "ip_address")}

@@ -112,7 +112,8 @@ _IPV6_RE = re.compile(
 # Runs that could hold a phone number: digits with phone separators, optionally a leading + or (.
 # (and a "+" or "(" before it). Capped, so that a long table of numbers is cut into pieces the
 # matcher reads quickly instead of one run it reads once per region.
-_PHONE_RUN_RE = re.compile(r"\d[\d \t().\-/]{5,30}\d")
+# Digits joined by at most two separators at a time, so " / " or " - " between two numbers ends a run.
+_PHONE_RUN_RE = re.compile(r"\d(?:[ \t().\-/]{0,2}\d){6,24}")
 _DOTTED_QUAD_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 _NOT_PHONE_RUN_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\d+\.\d+")  # dotted quads, decimals
 
@@ -427,7 +428,7 @@ def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Ite
         found: dict[tuple[int, int], float] = {}
         for region in regions or ("ZZ",):  # ZZ: no region, +CC numbers only
             for pm in phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID):
-                a, b = lo + pm.start, lo + pm.end
+                a, b = lo + pm.start, min(lo + pm.end, r1)  # without an extension ("ext. 123") after the run
                 if (a, b) in found or b <= r0 or a >= r1:
                     continue
                 raw = pm.raw_string
