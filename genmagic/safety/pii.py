@@ -109,10 +109,9 @@ _IPV6_RE = re.compile(
     r"(?:[0-9A-Fa-f]{1,4})?::?(?:[0-9A-Fa-f]{1,4}::?){0,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?"
     r"(?:%[0-9A-Za-z_.]+)?"
 )
-# Runs that could hold a phone number: digits with phone separators, optionally a leading + or (.
-# (and a "+" or "(" before it). Capped, so that a long table of numbers is cut into pieces the
-# matcher reads quickly instead of one run it reads once per region.
-# Digits joined by at most two separators at a time, so " / " or " - " between two numbers ends a run.
+# Runs that could hold a phone number (with a "+" or "(" before them): 7 to 25 digits joined by
+# at most two separators at a time, so " / " or " - " between two numbers ends a run, and a long
+# table of numbers is cut into short pieces.
 _PHONE_RUN_RE = re.compile(r"\d(?:[ \t().\-/]{0,2}\d){6,24}")
 _DOTTED_QUAD_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 _NOT_PHONE_RUN_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\d+\.\d+")  # dotted quads, decimals
@@ -123,14 +122,15 @@ _ID_LABEL_RE = re.compile(
     r"po|sku|upc|ean|gtin|part|serial|s/n|sn|ref|reference|ticket|case|claim|policy|model|item|batch|lot|"
     r"transaction|txn|receipt|confirmation|booking|reservation|pnr|doi|arxiv|pmid|patent|asin|vin|"
     r"zip|postcode|postal|routing|aba|swift|bic|sort\s*code)"
-    r"(?:\s*(?:no\.?|nr\.?|num\.?|number|#|id|code))?|\b(?:id|code)|#)(?:\s+(?:is|was))?\s*[:#=.-]?\s*$",
+    r"(?:\s*(?:no\.?|nr\.?|num\.?|number|#|id|code))?|\b(?:id|code))(?:\s+(?:is|was))?\s*[:#=.-]?\s*$",
     re.IGNORECASE,
 )
 _VERSION_WORD_RE = re.compile(
     r"(?:\b(?:v|ver|vers|version|versions|release|rel|build|revision|rev|firmware|fw|patch|update|"
     r"upgrade|upgraded|downgrade|tag|sdk|kernel|driver|bios|python|java|chrome|firefox|"
     r"windows|android|ios|macos|section|sec|chapter|clause|figure|fig|table|step|paragraph|"
-    r"para|article|art|appendix|annex|oid|snmp|mib)\.?(?:\s+(?:is|was|now|number|no\.?|string|id))?\s*[:=]?\s*|(?:==|>=|<=|~=|!=|\^|~|[vV]))$",
+    r"para|article|art|appendix|annex|oid|snmp|mib)\.?(?:\s+(?:is|was|now|number|no\.?|string|id))?\s*[:=]?\s*"
+    r"|(?:==|>=|<=|~=|!=|\^|~|[vV]))$",
     re.IGNORECASE,
 )
 _VERSION_AFTER_RE = re.compile(r"\s*(?:version|release|build|update|patch|firmware)\b", re.IGNORECASE)
@@ -143,7 +143,9 @@ _PHONE_WORD_RE = re.compile(
     r"whatsapp|fax|dial|ring|hotline|number)\b[^\n\d]{0,20}$",
     re.IGNORECASE,
 )
-_SSN_WORD_RE = re.compile(r"\b(?:ssn|ss#|ss no|social security|social|soc\.? sec\.?|ssa|tin|taxpayer)\b[^\n\d]{0,25}$", re.IGNORECASE)
+_SSN_WORD_RE = re.compile(
+    r"\b(?:ssn|ss#|ss no|social security|social|soc\.? sec\.?|ssa|tin|taxpayer)\b[^\n\d]{0,25}$", re.IGNORECASE
+)
 
 # Card issuer prefixes (inclusive ranges over the leading digits) and the lengths each issues.
 _CARD_RANGES: tuple[tuple[int, int, frozenset[int]], ...] = (
@@ -274,7 +276,7 @@ def _card_spans(text: str, base: int, groups: list[tuple[int, int, str]]) -> Ite
             # A printed card starts with four digits, then groups of 4 to 6 (4-4-4-4, Amex 4-6-5,
             # Diners 4-6-4, 13 digits 4-4-4-1, 19 digits 4-4-4-4-3).
             sizes = [groups[k][1] - groups[k][0] for k in range(i, j + 1)]
-            if j > i and (sizes[0] != 4 or any(not 4 <= n <= 6 for n in sizes[1:-1]) or sizes[-1] > 6):
+            if j > i and (sizes[0] != 4 or any(not 4 <= size <= 6 for size in sizes[1:-1]) or sizes[-1] > 6):
                 continue
             a, b = base + groups[i][0], base + groups[j][1]
             digits = re.sub(r"\D", "", text[a:b])
@@ -413,14 +415,16 @@ def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Ite
     """Phone numbers in runs of digits and phone separators, skipping runs that ``taken`` (what the
     other detectors found) covers."""
     last_end = -1
-    spans = sorted((m.start, m.end) for m in taken)
+    kept = _resolve(list(taken))  # sorted, not overlapping
+    starts = [m.start for m in kept]
     for run in _PHONE_RUN_RE.finditer(text):
         r0, r1 = run.span()
         if r0 > 0 and text[r0 - 1] in "+(":
             r0 -= 1
         if r0 < last_end or not _phone_shaped(run.group()):
             continue
-        if any(a <= r0 + (text[r0] in "+(") and r1 <= b for a, b in spans):
+        i = bisect.bisect_right(starts, r0 + (text[r0] in "+(")) - 1
+        if i >= 0 and r1 <= kept[i].end:  # inside an IBAN, a card, an address...
             continue
         # Give the matcher a little context on each side; it checks the characters around a number.
         lo, hi = max(0, r0 - 8), min(len(text), r1 + 8)
