@@ -109,6 +109,9 @@ NEGATIVES = [
     ">>> '{:,}'.format(1234567890)",
     "'01      012     0123    01234'",
     "Mozilla/5.0 Chrome/120.0.0.0 Safari/537.36",
+    'the HTML5 spec sections "8.2.4.44 Bogus comment state"',
+    "zip(indexes[::2], indexes[1::2]); x[0::2]; a[::1]",
+    "git clone git@github.com:org/repo.git",
 ]
 
 

@@ -129,7 +129,7 @@ _VERSION_WORD_RE = re.compile(
     r"(?:\b(?:v|ver|vers|version|versions|release|rel|build|revision|rev|firmware|fw|patch|update|"
     r"upgrade|upgraded|downgrade|tag|sdk|kernel|driver|bios|python|java|chrome|firefox|"
     r"windows|android|ios|macos|section|sec|chapter|clause|figure|fig|table|step|paragraph|"
-    r"para|article|art|appendix|annex|oid|snmp|mib)\.?(?:\s+(?:is|was|now|number|no\.?|string|id))?\s*[:=]?\s*"
+    r"para|article|art|appendix|annex|oid|snmp|mib)s?\.?(?:\s+(?:is|was|now|number|no\.?|string|id))?\s*[:=]?\s*[\"'(]?"
     r"|(?:==|>=|<=|~=|!=|\^|~|[vV]))$",
     re.IGNORECASE,
 )
@@ -228,6 +228,8 @@ def _emails(text: str) -> Iterator[PiiMatch]:
             if before.isalnum() or before in "._%+-@" or ".." in local or local.endswith("."):
                 continue
             if domain.rsplit(".", 1)[-1].lower() in _FILE_SUFFIXES:
+                continue
+            if text[end : end + 1] == ":" and text[end + 1 : end + 2] not in ("", " ", "\n"):  # git@host:repo
                 continue
             yield PiiMatch("email", start, end, text[start:end], 0.95)
 
@@ -383,14 +385,14 @@ def _ipv4s(text: str) -> Iterator[PiiMatch]:
 
 
 def _ipv6_shaped(text: str, start: int, end: int) -> bool:
-    """At least two groups with digits in them, so slices (``a[::2]``) and C++ scopes are not
-    addresses; the loopback ``::1`` on its own, or in brackets with a port (``[::1]:8080``)."""
+    """At least two groups, not only short decimal ones around ``::``, so slices (``a[::2]``,
+    ``a[1::2]``) are not addresses; the loopback ``::1`` on its own, or in brackets with a port
+    (``[::1]:8080``)."""
     value = text[start:end]
-    if sum(1 for g in value.split("%")[0].split(":") if g) >= 2:
-        return True
-    if value != "::1":
-        return False
-    return text[start - 1 : start] != "[" or re.match(r"\]:\d", text[end : end + 3]) is not None
+    groups = [g for g in value.split("%")[0].split(":") if g]
+    if "::" in value and all(len(g) <= 2 and g.isdigit() for g in groups):  # a slice "[1::2]", "12::30"
+        return value == "::1" and (text[start - 1 : start] != "[" or text[end : end + 2] == "]:")
+    return len(groups) >= 2
 
 
 def _ipv6s(text: str) -> Iterator[PiiMatch]:
