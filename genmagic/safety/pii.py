@@ -113,6 +113,8 @@ _IPV6_RE = re.compile(
 # at most two separators at a time, so " / " or " - " between two numbers ends a run, and a long
 # table of numbers is cut into short pieces.
 _PHONE_RUN_RE = re.compile(r"\d(?:[ \t().\-/]{0,2}\d){6,24}")
+_RUN_GOES_ON_RE = re.compile(r"[ \t().\-/]{0,2}\d")
+_RUN_WENT_ON_RE = re.compile(r"\d[ \t().\-/]{0,2}$")
 _DOTTED_QUAD_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 _NOT_PHONE_RUN_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\d+\.\d+")  # dotted quads, decimals
 
@@ -162,8 +164,8 @@ _CARD_RANGES: tuple[tuple[int, int, frozenset[int]], ...] = (
     (38, 39, frozenset({14, 16, 17, 18, 19})),
     (3528, 3589, frozenset({16, 17, 18, 19})),  # JCB
     (62, 62, frozenset({16, 17, 18, 19})),  # UnionPay
-    (50, 50, frozenset({12, 13, 14, 15, 16, 17, 18, 19})),  # Maestro
-    (56, 58, frozenset({12, 13, 14, 15, 16, 17, 18, 19})),
+    (50, 50, frozenset({16, 19})),  # Maestro (it issues 12 to 19 digits, but nearly all are 16 or 19)
+    (56, 58, frozenset({16, 19})),
     (6304, 6304, frozenset({16, 17, 18, 19})),
     (6759, 6759, frozenset({16, 17, 18, 19})),
     (6761, 6763, frozenset({16, 17, 18, 19})),
@@ -425,6 +427,13 @@ def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Ite
             r0 -= 1
         if r0 < last_end or not _phone_shaped(run.group()):
             continue
+        before, after = text[r0 - 1 : r0], text[r1 : r1 + 1]
+        if before.isalpha() or before == "_" or after.isalpha() or after == "_":
+            continue  # part of a word, a hex string or a hash
+        if re.match(r"\d:", text[r0 - 2 : r0]) or re.match(r":\d", text[r1 : r1 + 2]):
+            continue  # part of a time ("04:05:06.111111-04:00")
+        if _RUN_GOES_ON_RE.match(text, r1) or _RUN_WENT_ON_RE.search(text, max(0, r0 - 3), r0):
+            continue  # a piece of a longer sequence of numbers (a table, a list of integers)
         i = bisect.bisect_right(starts, r0 + (text[r0] in "+(")) - 1
         if i >= 0 and r1 <= kept[i].end:  # inside an IBAN, a card, an address...
             continue
@@ -445,7 +454,7 @@ def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Ite
                 if not _phone_ok(text, a, b, raw, international):
                     continue
                 # Valid digits in an odd grouping ("0642 7928 7"): a phone only after a phone word.
-                odd = not international and not raw.strip("()").isdigit() and not _grouped(window, region, pm.start)
+                odd = not international and not _bare(raw) and not _grouped(window, region, pm.start)
                 if odd and not _PHONE_WORD_RE.search(text[max(0, a - 40) : a]):
                     continue
                 found[(a, b)] = 0.9 if international else 0.75
@@ -455,6 +464,11 @@ def _phones(text: str, regions: Sequence[str], taken: Sequence[PiiMatch]) -> Ite
         for (a, b), score in sorted(found.items()):
             last_end = max(last_end, b)
             yield PiiMatch("phone", a, b, text[a:b], score)
+
+
+def _bare(raw: str) -> bool:
+    """Digits with no separator inside (brackets or a sign around them do not count)."""
+    return raw.strip("()[]-. ").isdigit()
 
 
 def _phone_shaped(run: str) -> bool:
@@ -479,7 +493,7 @@ def _phone_ok(text: str, a: int, b: int, raw: str, international: bool) -> bool:
         return False
     if re.search(r"\s\s|\t", raw):  # tab-aligned columns of numbers
         return False
-    if raw.strip("()").isdigit():  # bare digits: only after a phone word
+    if _bare(raw):  # bare digits: only after a phone word
         return _PHONE_WORD_RE.search(text[max(0, a - 40) : a]) is not None
     if not international and re.fullmatch(r"\d{1,4}([./-])\d{1,2}\1\d{1,4}|\d{5}-\d{4}", raw):  # a date, a ZIP+4
         return False
