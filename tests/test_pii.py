@@ -110,7 +110,7 @@ NEGATIVES = [
     "'01      012     0123    01234'",
     "Mozilla/5.0 Chrome/120.0.0.0 Safari/537.36",
     'the HTML5 spec sections "8.2.4.44 Bogus comment state"',
-    "zip(indexes[::2], indexes[1::2]); x[0::2]; a[::1]",
+    "zip(indexes[::2], indexes[1::2]); x[0::2]; a[::1]; re.split(':+', 'a::bc')",
     "git clone git@github.com:org/repo.git",
     "hashes = [-678966196, -1745215313, 811136751]; f(-2147483646)",
     "('2020-06-01T04:05:06.111111-04:00', 0x3ff0000000000000, 1b68144734c4b)",

@@ -387,11 +387,13 @@ def _ipv4s(text: str) -> Iterator[PiiMatch]:
 
 
 def _ipv6_shaped(text: str, start: int, end: int) -> bool:
-    """At least two groups, not only short decimal ones around ``::``, so slices (``a[::2]``,
-    ``a[1::2]``) are not addresses; the loopback ``::1`` on its own, or in brackets with a port
+    """At least two groups, a digit among them, and not only short decimal groups around ``::``,
+    so slices (``a[::2]``, ``a[1::2]``) and words (``a::bc``) are not addresses; the loopback ``::1`` on its own, or in brackets with a port
     (``[::1]:8080``)."""
     value = text[start:end]
     groups = [g for g in value.split("%")[0].split(":") if g]
+    if not any(ch.isdigit() for g in groups for ch in g):  # words: "a::bc", "dead::beef"
+        return False
     if "::" in value and all(len(g) <= 2 and g.isdigit() for g in groups):  # a slice "[1::2]", "12::30"
         return value == "::1" and (text[start - 1 : start] != "[" or text[end : end + 2] == "]:")
     return len(groups) >= 2
