@@ -563,9 +563,9 @@ def _mask(kind: str, value: str) -> str:
     """``value`` with its letters and digits starred, keeping length and separators.
 
     Cards, phones, IBANs and SSNs keep their last four digits (``**** **** **** 1111``), an IBAN
-    its country code (``DE** **** **** **** **30 00``); an e-mail
-    address keeps the first letter of the local part and of each domain label, and the top-level
-    domain (``j***@e******.com``); an IP address is starred whole (``***.***.*.**``).
+    also its country code (``DE** **** **** **** **30 00``); an e-mail address keeps the first
+    letter of the local part and of each domain label, and the top-level domain
+    (``j***@e******.com``); an IP address is starred whole (``***.***.*.**``).
     """
     if kind == "email":
         local, _, domain = value.partition("@")
@@ -591,7 +591,8 @@ class Redactor:
 
     ``mode`` is ``"placeholder"`` (``<EMAIL_1>``, ``<PHONE_2>``), ``"mask"`` (see :func:`_mask`)
     or ``"hash"`` (``<EMAIL:3f9a1c2b>``, the first 8 hex digits of a salted SHA-256; the salt is
-    random per redactor unless given). ``mapping`` maps each placeholder or hash back to the value.
+    random per redactor unless given). ``mapping`` maps each placeholder or hash back to the value
+    it first stood for (masks are not recorded: two values can share one).
     """
 
     def __init__(self, mode: str = "placeholder", salt: bytes | None = None) -> None:
