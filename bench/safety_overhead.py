@@ -6,7 +6,7 @@
    and as a ratio.
 2. The cost of screening a streamed output, per token: a realistic answer fed token by token
    through the ``ScreeningSink`` (rule layer at each sentence end) vs straight into a sink.
-3. PII scanning throughput (MB/s) on several MB of prose with PII sprinkled in.
+3. PII scanning throughput (MB/s) on several MB of prose with PII sprinkled in (bench/pii_eval.py).
 
     python bench/safety_overhead.py [--rounds 15]
 """
@@ -94,20 +94,11 @@ def stream_cost(repeats: int = 20) -> dict[str, float]:
     return {"tokens": float(len(tokens)), "us_per_token": (wrapped - bare) / len(tokens) * 1e6}
 
 
-def pii_throughput(megabytes: float = 4.0) -> dict[str, float]:
-    import pydoc_data.topics as topics
+def pii_throughput(megabytes: float = 4.0) -> float:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from pii_eval import throughput_mb_s
 
-    from genmagic.safety.pii import find_pii
-
-    prose = "\n".join(str(v) for v in topics.topics.values())
-    sprinkle = (" Contact jane.doe@example.org or +44 20 7946 0958 about card 4111 1111 1111 1111 "
-                "(IBAN DE89 3704 0044 0532 0130 00) from 192.168.10.4. ")
-    chunk = prose[:20000] + sprinkle
-    text = (chunk * int(megabytes * 1e6 / len(chunk) + 1))[: int(megabytes * 1e6)]
-    start = time.perf_counter()
-    found = find_pii(text)
-    seconds = time.perf_counter() - start
-    return {"MB": len(text.encode()) / 1e6, "MB_per_s": len(text.encode()) / 1e6 / seconds, "found": float(len(found))}
+    return float(throughput_mb_s(megabytes))
 
 
 def main() -> None:
@@ -121,8 +112,7 @@ def main() -> None:
           f"per call (ratio {lat['ratio']:.3f}; target <= 20 ms)")
     cost = stream_cost()
     print(f"streamed output screening: {cost['us_per_token']:.1f} us per token ({cost['tokens']:.0f} tokens)")
-    pii = pii_throughput()
-    print(f"PII scanning: {pii['MB_per_s']:.2f} MB/s on {pii['MB']:.1f} MB ({pii['found']:.0f} found)")
+    print(f"PII scanning: {pii_throughput():.2f} MB/s (prose with PII every few KB; bench/pii_eval.py)")
 
 
 if __name__ == "__main__":
