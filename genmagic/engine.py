@@ -43,6 +43,9 @@ class Check(Protocol):
     def screen(self, text: str, stage: str, request: Request, level: str) -> list[Verdict]: ...
 
 
+_ASSIGNED = object()  # Engine.checks was assigned: it no longer follows the config
+
+
 class Engine:
     def __init__(
         self,
@@ -54,20 +57,25 @@ class Engine:
         self.history = History(home or home_dir())
         self.models = ModelCache(budget_mb, self.registry)
         self._checks: list[Check] | None = None
+        self._checks_from: Any = None  # the config's image classifier the default checks were made with
         self.safety_level: str | None = None  # the session's level (%genmagic safety); None: the config's
 
     @property
     def checks(self) -> list[Check]:
-        """The safety checks every run goes through (the defaults are made on first use)."""
-        if self._checks is None:
+        """The safety checks every run goes through: the defaults (made on first use, and again when
+        the config names another image classifier), or the list assigned to this property."""
+        configured = self.registry.safety_path("image_classifier")
+        if self._checks is None or (self._checks_from is not _ASSIGNED and configured != self._checks_from):
             from .safety.policy import default_checks
 
-            self._checks = default_checks(self.registry.safety_setting("image_classifier"))
+            self._checks = default_checks(configured)
+            self._checks_from = configured
         return self._checks
 
     @checks.setter
     def checks(self, value: list[Check]) -> None:
         self._checks = list(value)
+        self._checks_from = _ASSIGNED
 
     def level(self, safety: str | None = None) -> str:
         """The safety level of a run: its own, the session's, the config files', ``standard``."""

@@ -374,6 +374,17 @@ class Registry:
         entry = self._safety.get(key)
         return entry[0] if entry else None
 
+    def safety_path(self, key: str) -> str | None:
+        """A ``[safety]`` path (e.g. ``image_classifier``), relative to the config file that set it."""
+        self._refresh()
+        entry = self._safety.get(key)
+        if entry is None:
+            return None
+        value, _, path = entry
+        if not isinstance(value, str) or not value:
+            raise OptionError(f"[safety] {key} in {path} must be a folder path (a string), got {value!r}")
+        return str((path.parent / os.path.expanduser(value)).resolve())
+
     def safety_level(self) -> str | None:
         """The config files' ``[safety] level``. A project file may raise the level; lowering it
         below ``standard`` (a cloned repository switching checks off) needs the file trusted."""
