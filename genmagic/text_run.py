@@ -36,9 +36,10 @@ def build_request(
     model: str | None = None,
     messages: Sequence[tuple[str, str]] = (),
     given: Collection[str] | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> Request:
     """The text request: ``messages`` are the earlier turns of a ``--chat`` conversation."""
-    return engine.request("text", prompt, options, model=model, messages=tuple(messages), given=given)
+    return engine.request("text", prompt, options, model=model, messages=tuple(messages), inputs=inputs, given=given)
 
 
 def run(
@@ -56,7 +57,9 @@ def run(
     """Build the request, run it; the result shows itself in ``controls.format``. With
     ``-f json`` an output that does not parse makes a failed run (status ``error``, see
     :func:`check_format`): the caller reports it, the result and history keep the text."""
-    request = build_request(engine, prompt, options, model or controls.model, messages, given)
+    # -f json asks a served model for JSON (response_format): an input, so it is in the key
+    inputs = {"response_format": "json"} if controls.format == "json" else {}
+    request = build_request(engine, prompt, options, model or controls.model, messages, given, inputs)
     result: TextResult = run_with_sink(
         engine, request, sink, cache=controls.cache, finish=functools.partial(check_format, fmt=controls.format),
         **dict(where or {}),
