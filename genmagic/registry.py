@@ -536,8 +536,10 @@ class Registry:
         spec = self._complete(spec, strict=True)
         _check_backend_settings(spec)
         self._session[alias] = spec
-        if persist:
-            entry: dict[str, Any] = {"source": spec.source, "kind": spec.kind, "backend": spec.backend}
+        if persist:  # a served model's entry names its URL by its own key (base_url), not `source`
+            source_key = getattr(get_backend(spec.backend), "source_setting", None)
+            entry: dict[str, Any] = {} if source_key in spec.settings else {"source": spec.source}
+            entry.update(kind=spec.kind, backend=spec.backend)
             if spec.adapters:
                 entry["adapters"] = list(spec.adapters)
             for name in ("allow_pickle", "trust_remote_code"):

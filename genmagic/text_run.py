@@ -16,6 +16,7 @@ the run raises, and the caller closes it otherwise (it knows what note to show).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -36,10 +37,21 @@ def build_request(
     model: str | None = None,
     messages: Sequence[tuple[str, str]] = (),
     given: Collection[str] | None = None,
-    inputs: Mapping[str, Any] | None = None,
 ) -> Request:
     """The text request: ``messages`` are the earlier turns of a ``--chat`` conversation."""
-    return engine.request("text", prompt, options, model=model, messages=tuple(messages), inputs=inputs, given=given)
+    return engine.request("text", prompt, options, model=model, messages=tuple(messages), given=given)
+
+
+def _ask_format(request: Request, fmt: str) -> Request:
+    """A backend that can ask its model for a format (``constrained_formats``: a served model's
+    ``response_format``) gets it as an input of the request, so it is in the cache key; for the
+    others ``-f`` only says how the output is shown, and the key stays the same."""
+    from .registry import get_backend
+
+    spec = request.spec
+    if spec is None or fmt not in getattr(get_backend(spec.backend), "constrained_formats", ()):
+        return request
+    return dataclasses.replace(request, inputs={**request.inputs, "response_format": fmt})
 
 
 def run(
@@ -57,9 +69,8 @@ def run(
     """Build the request, run it; the result shows itself in ``controls.format``. With
     ``-f json`` an output that does not parse makes a failed run (status ``error``, see
     :func:`check_format`): the caller reports it, the result and history keep the text."""
-    # -f json asks a served model for JSON (response_format): an input, so it is in the key
-    inputs = {"response_format": "json"} if controls.format == "json" else {}
-    request = build_request(engine, prompt, options, model or controls.model, messages, given, inputs)
+    request = build_request(engine, prompt, options, model or controls.model, messages, given)
+    request = _ask_format(request, controls.format)
     result: TextResult = run_with_sink(
         engine, request, sink, cache=controls.cache, finish=functools.partial(check_format, fmt=controls.format),
         **dict(where or {}),

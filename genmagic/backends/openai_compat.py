@@ -99,6 +99,7 @@ class OpenAICompatBackend:
 
     kinds = ("text", "image")
     remote = True  # prompts leave this machine (the safety layer redacts PII first)
+    constrained_formats = ("json",)  # -f json asks the server for JSON (response_format)
     source_setting = "base_url"
     settings: ClassVar[dict[str, Setting]] = {
         "base_url": Setting("the server's OpenAI API root, e.g. http://localhost:8000/v1", check=_url_problem),
@@ -180,7 +181,8 @@ class OpenAICompatBackend:
                 f"the server at {spec.source} has no model {model!r} (alias {spec.alias!r}); it offers: {offered}; "
                 f"fix `model` in the alias, see {command('models --remote ' + spec.source)}"
             )
-        identity = {k: v for k, v in found[0].model_dump().items() if k != "created"}  # created: per request on some
+        # what the server said (unset fields left out); `created` is the time of the request on some servers
+        identity = {k: v for k, v in found[0].to_dict().items() if k != "created"}
         text = json.dumps(identity, sort_keys=True, default=str)
         self._identities[(spec.source, model)] = text
         return Loaded(spec=spec, model=client, info={"base_url": spec.source, "model": model,
