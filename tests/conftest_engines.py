@@ -68,7 +68,7 @@ class EngineServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 tail = self.log_path.read_text(errors="replace")[-2000:]
-                pytest.fail(f"the llama.cpp server exited with {self.proc.returncode}:\n{tail}", pytrace=False)
+                raise RuntimeError(f"the llama.cpp server exited with {self.proc.returncode}:\n{tail}")
             try:
                 with urllib.request.urlopen(self.url + "/models", timeout=2) as answer:
                     if json.load(answer)["data"]:
@@ -80,8 +80,7 @@ class EngineServer:
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        pytest.fail(f"the llama.cpp server did not answer {self.url}/models in {timeout:.0f} s", pytrace=False)
-        raise AssertionError  # unreachable
+        raise RuntimeError(f"the llama.cpp server did not answer {self.url}/models in {timeout:.0f} s")
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no goodbye to open streams."""
@@ -98,15 +97,19 @@ class EngineServer:
                 self.kill()
 
 
-@pytest.fixture(scope="session")
-def tiny_gguf() -> Path:
-    """The embedded tiny-text as GGUF (float32), cached under the engine cache by its fingerprint."""
+class EngineMissing(RuntimeError):
+    """llama-cpp-python or its sdist is not where ``make engine`` puts them."""
+
+
+def make_tiny_gguf() -> Path:
+    """The embedded tiny-text as GGUF (float32), made with the recipe of its model card and cached
+    under the engine cache by the model's fingerprint."""
     if importlib.util.find_spec("llama_cpp") is None:
-        missing(f"llama-cpp-python {ENGINE_VERSION} is not installed")
+        raise EngineMissing(f"llama-cpp-python {ENGINE_VERSION} is not installed")
     vendor = engine_cache() / f"llama_cpp_python-{ENGINE_VERSION}" / "vendor" / "llama.cpp"
     script = vendor / "convert_hf_to_gguf.py"
     if not script.is_file():
-        missing(f"llama.cpp's converter is not at {script}")
+        raise EngineMissing(f"llama.cpp's converter is not at {script}")
     from genmagic.registry import dir_fingerprint
 
     out = engine_cache() / "gguf" / f"tiny-text-{dir_fingerprint(TINY_TEXT)}.gguf"
@@ -117,9 +120,18 @@ def tiny_gguf() -> Path:
         done = subprocess.run([sys.executable, str(script), str(TINY_TEXT), "--outfile", str(partial),
                                "--outtype", "f32"], env=env, capture_output=True, text=True)
         if done.returncode != 0:
-            pytest.fail(f"convert_hf_to_gguf.py failed:\n{done.stderr[-2000:]}", pytrace=False)
+            raise RuntimeError(f"convert_hf_to_gguf.py failed:\n{done.stderr[-2000:]}")
         partial.replace(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf() -> Path:
+    try:
+        return make_tiny_gguf()
+    except EngineMissing as err:
+        missing(str(err))
+        raise
 
 
 @pytest.fixture(scope="session")
