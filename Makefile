@@ -55,10 +55,11 @@ lint: setup
 test: lint engine
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
-bench: setup
+bench: setup engine
 	$(BIN)/python bench/import_cost.py
 	$(BIN)/python bench/generate_overhead.py
 	$(BIN)/python bench/imagine_overhead.py
+	$(BIN)/python bench/remote_overhead.py
 	$(BIN)/python bench/model_quality.py
 
 clean:
