@@ -617,8 +617,10 @@ class Registry:
             from .trust import require_trusted  # an untrusted project file may not run model code
 
             path, _, digest = self._project
+            # nor send prompts (and the key its api_key_env names) to a server it chose
+            remote = bool(getattr(get_backend(spec.backend), "remote", False)) if spec.backend else False
             require_trusted(spec, path, (self._user_file or user_config_path()).parent, via_default=by_default,
-                            digest=digest, fingerprint=dir_fingerprint)
+                            digest=digest, fingerprint=dir_fingerprint, sends_to=spec.source if remote else None)
         return spec
 
     def _resolve_source(self, name: str, kind: str) -> ModelSpec:

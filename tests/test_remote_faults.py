@@ -154,3 +154,16 @@ def test_images_from_a_server_that_has_them(server: FaultServer) -> None:
                            model="painter", given={"width", "height"})
     assert result.ok and result.images[0].getpixel((0, 0)) == (200, 10, 10)
     assert server.seen[-1]["path"] == "/v1/images/generations" and server.seen[-1]["body"]["size"] == "8x8"
+    with pytest.raises(OptionError, match="--steps 30 cannot be sent to 'painter'"):
+        image_run.run(engine, "x", o.ImageOptions(steps=30), o.ImageControls(), model="painter", given={"steps"})
+
+
+def test_the_magic_shows_the_partial_text_of_a_dropped_stream(ip: Any, server: FaultServer) -> None:
+    from conftest import run
+    from IPython.core.error import UsageError
+
+    server.then("drop", ["Once", " upon"])
+    run(ip, f"%genmagic register f openai:{server.url} --model m1")
+    with pytest.raises(UsageError, match=f"the server at {server.url} dropped the stream after 2 tokens"):
+        run(ip, "%%generate -m f --out t_partial\nhi")
+    assert ip.user_ns["t_partial"].text == "Once upon" and ip.user_ns["t_partial"].status == "error"

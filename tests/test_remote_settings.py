@@ -28,13 +28,20 @@ def project(text: str) -> Path:
     return path
 
 
+def user_file(text: str) -> Path:
+    path = Path(os.environ["GENMAGIC_CONFIG_DIR"]) / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
 def entry(**keys: str) -> str:
     body = {"backend": '"openai"', "base_url": f'"{URL}"', "model": '"m"', **keys}
     return "[models.team]\n" + "".join(f"{k} = {v}\n" for k, v in body.items() if v)
 
 
 def test_an_entry_in_the_issues_shape_resolves() -> None:
-    project(entry(api_key_env='"TEAM_KEY"', read_timeout="30", server='"vllm"'))
+    user_file(entry(api_key_env='"TEAM_KEY"', read_timeout="30", server='"vllm"'))
     spec = Registry().resolve("team", "text")
     assert (spec.backend, spec.kind, spec.source) == ("openai", "text", URL)
     assert spec.settings == {"base_url": URL, "model": "m", "api_key_env": "TEAM_KEY", "read_timeout": 30,
@@ -53,7 +60,7 @@ def test_an_entry_in_the_issues_shape_resolves() -> None:
     ({"model": ""}, "needs model = ... \\(--model with `%genmagic register`\\)"),
 ])
 def test_bad_settings_are_one_line_errors_naming_alias_key_and_file(keys: dict[str, str], message: str) -> None:
-    path = project(entry(**keys))
+    path = user_file(entry(**keys))
     with pytest.raises(ModelNotFoundError, match=message) as caught:
         Registry().resolve("team", "text")
     text = str(caught.value)
@@ -66,7 +73,7 @@ def test_other_backends_keep_ignoring_unknown_keys(tiny_text_dir: Path) -> None:
 
 
 def test_no_network_before_a_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    project(entry())
+    user_file(entry())
     engine = Engine()
 
     def refuse(*args: Any) -> None:
@@ -110,3 +117,20 @@ def test_register_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> Non
     assert Registry().resolve("team", "text").settings["server"] == "llama.cpp"
     assert main(["register", "bad", f"openai:{URL}", "--model", "m", "--setting", "colour=red"]) == 2
     assert "unknown key 'colour'" in capsys.readouterr().err
+
+
+def test_a_cloned_project_file_may_not_send_prompts_to_a_server_until_trusted(capsys: pytest.CaptureFixture[str]) -> None:
+    from genmagic.trust import UntrustedFileError
+
+    path = project(entry(api_key_env='"OPENAI_API_KEY"') + '\n[defaults]\ntext = "team"\n')
+    with pytest.raises(UntrustedFileError, match=f"sets base_url = {URL} in {path}.*or send prompts to a server"):
+        Registry().resolve("team", "text")
+    with pytest.raises(UntrustedFileError, match="model 'team' sets base_url"):
+        Registry().resolve(None, "text")  # the project's default too
+    from genmagic.cli import main
+
+    assert main(["trust", str(path)]) == 0
+    assert Registry().resolve(None, "text").alias == "team"
+    path.write_text(path.read_text().replace(URL, "http://127.0.0.1:10/v1"))  # changed: trust again
+    with pytest.raises(UntrustedFileError, match="has changed since you trusted it"):
+        Registry().resolve("team", "text")

@@ -21,6 +21,7 @@ fingerprint then includes for the rest of the process. Generation streams each s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -161,6 +162,12 @@ class OpenAICompatBackend:
             hint = " (set server = \"llama.cpp\" or \"vllm\" in its registry entry if it is one)" if server == "openai" \
                 and name in ("top_k", "repetition_penalty") else ""
             raise OptionError(f"{flag} {value} cannot be sent to {spec.alias!r}: {why}{hint}; leave {flag} out")
+        if getattr(options, "kind", "") == "image":  # the images API takes a prompt, a size and a count
+            for f in dataclasses.fields(options):
+                if f.name in ("steps", "guidance", "strength") and getattr(options, f.name) != f.default:
+                    flag = "--" + f.name
+                    raise OptionError(f"{flag} {getattr(options, f.name)} cannot be sent to {spec.alias!r}: the "
+                                      f"images API has no such parameter; leave {flag} out")
 
     def cacheable(self, spec: ModelSpec, request: Request) -> bool:
         """A seeded run is cached only when the server honours seeds and its model's identity is
@@ -324,6 +331,8 @@ class OpenAICompatBackend:
 
         from PIL import Image
 
+        if request.inputs:
+            raise OptionError(f"--init/--mask cannot be sent to {spec.alias!r}: its images API makes new images only")
         options: Any = request.options
         args: dict[str, Any] = {"model": loaded.info["model"], "prompt": request.prompt, "n": options.num,
                                 "response_format": "b64_json"}
@@ -336,8 +345,10 @@ class OpenAICompatBackend:
         except (TypeError, ValueError, OSError, AttributeError) as err:
             raise ServerError(f"the server at {spec.source} sent no readable images ({_first_line(err)})") from None
         seeds = [options.seed + i if options.seed is not None else 0 for i in range(len(images))]
+        # the images API takes no seed: the seeds are recorded as asked, and `seed_sent` says they were not sent
         return ImageResult(request=request, images=images, seeds=seeds,
-                           timings={"generate": time.perf_counter() - started}, info=dict(loaded.info))
+                           timings={"generate": time.perf_counter() - started},
+                           info={**loaded.info, "seed_sent": False})
 
     # -- errors: one line, naming the URL, the variable to set or the models on offer; never the key
     def _call(self, spec: ModelSpec, call: Any, images: bool = False) -> Any:
