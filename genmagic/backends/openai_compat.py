@@ -180,9 +180,14 @@ class OpenAICompatBackend:
     def load(self, spec: ModelSpec, options: Any) -> Loaded:
         client = self._client(spec)
         model = str(_setting(spec, "model"))
-        entries = self._call(spec, lambda: list(client.models.list()))
+        try:
+            entries = self._call(spec, lambda: list(client.models.list()))
+        except BaseException:
+            client.close()
+            raise
         found = [e for e in entries if getattr(e, "id", None) == model]
         if not found:
+            client.close()
             offered = ", ".join(str(getattr(e, "id", e)) for e in entries) or "none"
             raise ModelNotFoundError(
                 f"the server at {spec.source} has no model {model!r} (alias {spec.alias!r}); it offers: {offered}; "
@@ -314,7 +319,10 @@ class OpenAICompatBackend:
             except dropped as err:
                 raise _Dropped(f"the server at {spec.source} dropped the stream after {piece.tokens} tokens "
                                f"({_first_line(err)}); the partial text is kept") from None
-            except (ValueError, openai.APIError) as err:
+            except openai.APIError as err:  # an `error` event in the stream
+                raise _Dropped(f"the server at {spec.source} reported an error after {piece.tokens} tokens "
+                               f"({_first_line(err)}); the partial text is kept") from None
+            except ValueError as err:
                 raise _Dropped(f"the server at {spec.source} sent a malformed stream after {piece.tokens} tokens "
                                f"({_first_line(err)}); the partial text is kept") from None
             yield chunk
@@ -388,7 +396,8 @@ class OpenAICompatBackend:
     def _not_found(self, spec: ModelSpec, err: Exception) -> str:
         model = _setting(spec, "model")
         try:
-            offered = ", ".join(m.id for m in self._client(spec).models.list()) or "none"
+            with closing(self._client(spec)) as client:
+                offered = ", ".join(m.id for m in client.models.list()) or "none"
         except Exception:  # the listing is a hint only
             offered = "(could not list them)"
         return f"the server at {spec.source} has no model {model!r} (alias {spec.alias!r}); it offers: {offered}"
@@ -420,7 +429,7 @@ class _Dropped(Exception):
 @dataclass
 class _Sample:
     text: str = ""
-    tokens: int = 0
+    tokens: int = 0  # streamed pieces (one token each on llama.cpp and vLLM); the usage count when not streamed
     finish: str | None = None
     first_at: float | None = None
     interrupted: bool = False
