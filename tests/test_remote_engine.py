@@ -209,3 +209,17 @@ def test_api_keys_come_from_the_environment_and_are_never_stored(start_engine: A
     assert b"TEAM_KEY" in stored and key.encode() not in stored
     db = sqlite3.connect(genmagic_home / "history.sqlite")
     assert db.execute("SELECT count(*) FROM runs WHERE model = 'locked'").fetchone()[0] == 3  # two failures, one run
+
+
+def test_a_missing_engine_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    import conftest_engines
+
+    monkeypatch.setenv("GENMAGIC_ENGINE_CACHE", str(tmp_path))  # no sdist there
+    with pytest.raises(conftest_engines.EngineMissing, match="converter is not at"):
+        conftest_engines.make_tiny_gguf()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=f"run `make engine`.*into {tmp_path}"):
+        conftest_engines.missing("llama-cpp-python is not installed")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="run `make engine`"):
+        conftest_engines.missing("llama-cpp-python is not installed")
