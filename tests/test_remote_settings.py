@@ -103,6 +103,8 @@ def test_register_in_the_magic_saves_the_entry(ip: Any) -> None:
     assert 'base_url = "http://127.0.0.1:9/v1"' in saved and "read_timeout = 300" in saved and "source" not in saved
     spec = Registry().resolve("team", "text")
     assert spec.settings["api_key_env"] == "TEAM_KEY" and spec.backend == "openai"
+    listed = repr(run(ip, "%genmagic models"))  # no network: the table shows the URL
+    assert "team" in listed and "openai" in listed and URL in listed
     with pytest.raises(UsageError, match=r"'nomodel' .*needs model"):
         run(ip, f"%genmagic register nomodel openai:{URL}")
     with pytest.raises(UsageError, match="api_key_env = 'sk-123-x' must name an environment variable"):
