@@ -8,7 +8,15 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 EXTRAS ?= image,finetune,safety,server,notebook,dev
 
-.PHONY: setup demo test lint bench clean
+# A real serving engine for the remote-backend tests: llama-cpp-python's OpenAI-compatible server,
+# compiled once (3-6 min on 2 cores) into a wheel cached outside the repo, so re-runs skip the build.
+# Its sdist (llama.cpp's convert_hf_to_gguf.py and the bundled gguf-py) is kept in the same folder.
+ENGINE_CACHE ?= $(HOME)/.cache/genmagic/wheels
+LLAMA_CPP ?= 0.3.36
+LLAMA_CPP_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
+export GENMAGIC_ENGINE_CACHE := $(ENGINE_CACHE)
+
+.PHONY: setup demo test lint bench clean engine
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +30,21 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 setup: $(VENV)/.installed
 
+$(VENV)/.engine-$(LLAMA_CPP): $(VENV)/.installed
+	mkdir -p "$(ENGINE_CACHE)"
+	test -f "$(ENGINE_CACHE)/llama_cpp_python-$(LLAMA_CPP).tar.gz" || \
+		$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP)" -d "$(ENGINE_CACHE)"
+	test -d "$(ENGINE_CACHE)/llama_cpp_python-$(LLAMA_CPP)" || \
+		tar xzf "$(ENGINE_CACHE)/llama_cpp_python-$(LLAMA_CPP).tar.gz" -C "$(ENGINE_CACHE)"
+	ls "$(ENGINE_CACHE)"/llama_cpp_python-$(LLAMA_CPP)-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" $(BIN)/python -m pip wheel --no-deps -w "$(ENGINE_CACHE)" \
+		"$(ENGINE_CACHE)/llama_cpp_python-$(LLAMA_CPP).tar.gz"
+	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt --find-links "$(ENGINE_CACHE)" \
+		--only-binary llama-cpp-python "llama-cpp-python[server]==$(LLAMA_CPP)"
+	touch $@
+
+engine: $(VENV)/.engine-$(LLAMA_CPP)
+
 demo: setup
 	$(BIN)/python examples/run_notebook.py examples/01_generate.ipynb examples/02_imagine.ipynb
 
@@ -29,13 +52,14 @@ lint: setup
 	$(BIN)/ruff check genmagic tests bench training examples
 	$(BIN)/mypy
 
-test: lint
+test: lint engine
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
-bench: setup
+bench: setup engine
 	$(BIN)/python bench/import_cost.py
 	$(BIN)/python bench/generate_overhead.py
 	$(BIN)/python bench/imagine_overhead.py
+	$(BIN)/python bench/remote_overhead.py
 	$(BIN)/python bench/model_quality.py
 
 clean:

@@ -1,4 +1,4 @@
-"""The command line: ``genmagic generate | imagine | check | models | history | show | safety | trust``.
+"""The command line: ``genmagic generate | imagine | check | models | register | history | show | safety | trust``.
 
 Options come from the same definitions as the magics (:mod:`genmagic.options`).
 User mistakes print one line to stderr and exit with status 2.
@@ -193,8 +193,23 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .display import models_table
     from .engine import default_engine
 
+    if args.remote:
+        from .register_args import remote_models
+
+        print(remote_models(args.remote, args.api_key_env))
+        return 0
     registry = default_engine().registry
     print(repr(models_table(registry.specs(), {kind: registry.default(kind) for kind in ("text", "image")})))
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from .register_args import settings_from_args
+    from .registry import Registry
+
+    spec = Registry().register(args.alias, args.source, kind=args.kind, backend=args.backend, adapters=args.adapter,
+                               persist=True, settings=settings_from_args(args))
+    print(f"registered {spec.alias}: {spec.kind} model via {spec.backend} from {spec.source} (saved in the user config)")
     return 0
 
 
@@ -236,6 +251,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .register_args import add_remote_arguments, add_setting_arguments
 
     parser = argparse.ArgumentParser(prog="genmagic", description="Generative AI from the command line.")
     parser.add_argument("--version", action="version", version=f"genmagic {__version__}")
@@ -278,8 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
     safety.add_argument("--note", help="a note kept with the decision")
     safety.set_defaults(func=cmd_safety)
 
-    models = sub.add_parser("models", help="list the registered models")
+    models = sub.add_parser("models", help="list the registered models (or a server's, with --remote URL)")
+    add_remote_arguments(models)
     models.set_defaults(func=cmd_models)
+
+    reg = sub.add_parser("register", help="add a model alias to the user config file",
+                         description="Add a model alias to the user config file (what %%genmagic register --save does).")
+    reg.add_argument("alias")
+    reg.add_argument("source", help="a local folder, a hub id, or a served model: openai:http://host:port/v1")
+    reg.add_argument("--adapter", action="append", default=[], help="a LoRA adapter folder (repeatable)")
+    reg.add_argument("--kind", choices=("text", "image"))
+    reg.add_argument("--backend")
+    add_setting_arguments(reg)
+    reg.set_defaults(func=cmd_register)
 
     hist = sub.add_parser("history", help="show recent runs")
     hist.add_argument("-n", type=int, default=20, help="how many (default: 20)")

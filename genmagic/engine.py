@@ -163,8 +163,12 @@ class Engine:
                    if name not in given}
         return options.replace(**changes) if changes else options
 
-    def cacheable(self, request: Request) -> bool:
-        return request.seed_given or _deterministic(request.options)
+    def cacheable(self, request: Request, spec: ModelSpec | None = None) -> bool:
+        """Seeded or greedy, unless the backend's optional ``cacheable(spec, request)`` says no
+        (a served model whose server does not honour seeds)."""
+        spec = spec or request.spec
+        hook = getattr(get_backend(spec.backend), "cacheable", None) if spec is not None else None
+        return (request.seed_given or _deterministic(request.options)) and (not callable(hook) or hook(spec, request))
 
     # -- running
     def run(
@@ -205,7 +209,7 @@ class Engine:
         if fingerprint != request.fingerprint:
             request = dataclasses.replace(request, fingerprint=fingerprint)
 
-        if cache and self.cacheable(request):
+        if cache and self.cacheable(request, spec):
             result = self._from_cache(request, verdicts, started, checks, level)
             if result is not None:
                 finish(result)

@@ -75,9 +75,12 @@ class _HelpShown(Exception):
 
 
 def _genmagic_parser() -> _Parser:
+    from .register_args import add_remote_arguments, add_setting_arguments
+
     parser = _Parser(prog="%genmagic", description="Manage genmagic models, history and conversations.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    sub.add_parser("models", help="list the models: alias, kind, backend, source, loaded, memory")
+    models = sub.add_parser("models", help="list the models: alias, kind, backend, source, loaded, memory")
+    add_remote_arguments(models)
     use = sub.add_parser("use", help="set the default model of a kind")
     use.add_argument("kind", choices=("text", "image"))
     use.add_argument("name")
@@ -91,6 +94,7 @@ def _genmagic_parser() -> _Parser:
     reg.add_argument("--allow-pickle", action="store_true", help="allow pickle (.bin) weights for this model")
     reg.add_argument("--trust-remote-code", action="store_true", help="run the model folder's own Python code")
     reg.add_argument("--save", action="store_true", help="also save it in the user config file")
+    add_setting_arguments(reg)
     unload = sub.add_parser("unload", help="free loaded models (all, or one)")
     unload.add_argument("name", nargs="?")
     hist = sub.add_parser("history", help="show recent runs")
@@ -375,6 +379,12 @@ class GenMagics(Magics):
     def _cmd_models(self, args: argparse.Namespace) -> Any:
         from .display import models_table
 
+        if args.remote:
+            from .register_args import remote_models
+
+            print(remote_models(args.remote, args.api_key_env))
+            return None
+
         registry = self.engine.registry
         defaults = {"text": self.default_text_model or registry.default("text"),
                     "image": self.default_image_model or registry.default("image")}
@@ -386,6 +396,8 @@ class GenMagics(Magics):
         print(f"default {args.kind} model: {args.name}")
 
     def _cmd_register(self, args: argparse.Namespace) -> Any:
+        from .register_args import settings_from_args
+
         spec = self.engine.registry.register(
             args.alias,
             args.source,
@@ -395,6 +407,7 @@ class GenMagics(Magics):
             persist=args.save,
             allow_pickle=args.allow_pickle,
             trust_remote_code=args.trust_remote_code,
+            settings=settings_from_args(args),
         )
         print(f"registered {spec.alias}: {spec.kind} model via {spec.backend} from {spec.source}")
         return None

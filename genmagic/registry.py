@@ -15,8 +15,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import metadata
@@ -33,6 +34,7 @@ ENTRY_POINT_GROUP = "genmagic.backends"
 _BUILTIN_BACKENDS = {
     "transformers": "genmagic.backends.transformers_text:TransformersTextBackend",
     "diffusers": "genmagic.backends.diffusers_image:DiffusersImageBackend",
+    "openai": "genmagic.backends.openai_compat:OpenAICompatBackend",
 }
 
 
@@ -50,10 +52,82 @@ class ModelSpec:
     params: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
     description: str = ""
     config_file: str = field(default="", compare=False)  # the file the alias came from, if any
+    # Backend-specific settings (a served model's base_url, model, api_key_env...), checked
+    # against the backend's declared ``settings`` (see :class:`Setting`, :func:`check_settings`).
+    settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def is_local(self) -> bool:
         return Path(self.source).is_dir()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One backend-specific key of a registry entry: its type(s), help, and an optional
+    ``check(value) -> problem | None`` (the problem names what is wrong and the fix)."""
+
+    help: str
+    types: tuple[type, ...] = (str,)
+    required: bool = False
+    check: Callable[[Any], str | None] | None = None
+    flag: str | None = None  # the `%genmagic register` option that sets it, if any
+
+
+# Keys of a registry entry that every backend understands; any other key is a backend setting.
+ENTRY_KEYS = frozenset({"source", "kind", "backend", "adapters", "revision", "allow_pickle", "trust_remote_code",
+                        "params", "description"})
+# Secrets never go in a config file (it is often committed, and history records where a model came from).
+_SECRET_KEYS = frozenset({"api_key", "apikey", "token", "password", "secret"})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_env_name(value: Any) -> str | None:
+    """A :class:`Setting` check: ``value`` names an environment variable (not a key itself)."""
+    if isinstance(value, str) and _ENV_NAME.fullmatch(value):
+        return None
+    return "must name an environment variable (letters, digits, _), not hold the key itself; e.g. TEAM_KEY"
+
+
+def check_settings(spec: ModelSpec, declared: Mapping[str, Setting] | None, source_key: str | None = None) -> None:
+    """Check ``spec.settings`` against a backend's declared settings: one-line errors naming the
+    alias, the key and the file. A backend that declares none keeps the old behaviour (other
+    keys are ignored), so existing registry files still read."""
+    where = _where(spec)
+    for key in spec.settings:
+        if key.lower() in _SECRET_KEYS:
+            raise ModelNotFoundError(
+                f"model {spec.alias!r} ({where}) has {key} = ...: secrets never go in a config file; put the key in "
+                "an environment variable and name it with api_key_env = \"VAR\" (--api-key-env VAR)"
+            )
+    if declared is None:
+        return
+    for key, value in spec.settings.items():
+        if key == source_key and value != spec.source:
+            raise ModelNotFoundError(
+                f"model {spec.alias!r} ({where}) has source = {spec.source!r} and {key} = {value!r}; keep one of them"
+            )
+        setting = declared.get(key)
+        if setting is None:
+            close = difflib.get_close_matches(key, list(declared), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ModelNotFoundError(
+                f"model {spec.alias!r} ({where}) has unknown key {key!r} for backend {spec.backend!r}; "
+                f"{hint}valid: {', '.join(sorted(ENTRY_KEYS | set(declared)))}"
+            )
+        problem = None
+        if (isinstance(value, bool) and bool not in setting.types) or not isinstance(value, setting.types):
+            names = " or ".join("number" if t in (int, float) else {str: "text", bool: "true/false"}.get(t, t.__name__)
+                                for t in setting.types)
+            problem = f"must be {names}"
+        elif setting.check is not None:
+            problem = setting.check(value)
+        if problem:
+            raise ModelNotFoundError(f"model {spec.alias!r} ({where}): {key} = {value!r} {problem}")
+    missing = [key for key, setting in declared.items() if setting.required and key not in spec.settings]
+    if missing:
+        flag = declared[missing[0]].flag
+        how = f" (--{flag} with {command('register')})" if flag else ""
+        raise ModelNotFoundError(f"model {spec.alias!r} ({where}) needs {missing[0]} = ...{how}; {declared[missing[0]].help}")
 
 
 def builtin_specs() -> list[ModelSpec]:
@@ -297,7 +371,9 @@ def _flag(entry: Mapping[str, Any], key: str, alias: str, where: str) -> bool:
 
 def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path, file: str = "") -> Iterator[ModelSpec]:
     for alias, entry in (data.get("models") or {}).items():
-        if not isinstance(entry, Mapping) or "source" not in entry:
+        if isinstance(entry, Mapping) and "source" not in entry:  # a served model: its URL is its source
+            entry = {**entry, "source": _source_setting(entry)}
+        if not isinstance(entry, Mapping) or entry["source"] is None:
             raise ModelNotFoundError(f"model {alias!r} in the {origin} config needs a `source`")
         source = str(entry["source"])
         if source.startswith(("./", "../")) or source in (".", ".."):
@@ -316,7 +392,35 @@ def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path, file: s
             params=dict(entry.get("params", {})),
             description=str(entry.get("description", "")),
             config_file=file,
+            settings={k: v for k, v in entry.items() if k not in ENTRY_KEYS},
         )
+
+
+def _check_backend_settings(spec: ModelSpec) -> Any:
+    """Check a spec's settings against its backend's declaration; the backend instance."""
+    backend = get_backend(spec.backend)
+    check_settings(spec, getattr(backend, "settings", None), getattr(backend, "source_setting", None))
+    return backend
+
+
+def _source_setting(entry: Mapping[str, Any]) -> Any:
+    """The source of an entry that has none: the setting its backend names as its source
+    (``base_url`` for a served model), else None."""
+    try:
+        name = getattr(get_backend(str(entry.get("backend", ""))), "source_setting", None)
+    except ModelNotFoundError:
+        return None
+    return entry.get(name) if name else None
+
+
+_BACKEND_URL = re.compile(r"([A-Za-z][\w.-]*):(https?://.*)")
+
+
+def split_backend_url(source: str) -> tuple[str | None, str]:
+    """``openai:http://host:8000/v1`` → ("openai", "http://host:8000/v1"): a served model's
+    source names its backend; any other source comes back as it is, with None."""
+    match = _BACKEND_URL.fullmatch(source)
+    return (match.group(1), match.group(2)) if match else (None, source)
 
 
 class Registry:
@@ -443,8 +547,16 @@ class Registry:
         backend: str | None = None,
         adapters: Iterable[str] = (),
         persist: bool = False,
+        settings: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> ModelSpec:
+        named, url = split_backend_url(source)
+        if named is not None:  # openai:http://host:port/v1
+            if backend and backend != named:
+                raise OptionError(f"--backend {backend} contradicts the source {source!r}; leave --backend out")
+            backend, source = named, url
+            source_key = getattr(get_backend(named), "source_setting", None)
+            settings = {**({source_key: url} if source_key else {}), **(settings or {})}
         if Path(source).expanduser().is_dir():
             source = str(Path(source).expanduser().resolve())
         adapters = tuple(_adapter_entry(a, Path.cwd()) for a in adapters)
@@ -463,12 +575,16 @@ class Registry:
             adapters=adapters,
             origin="session",
             params=dict(extra.pop("params", {})),
+            settings=dict(settings or {}),
             **extra,
         )
         spec = self._complete(spec, strict=True)
+        _check_backend_settings(spec)
         self._session[alias] = spec
-        if persist:
-            entry: dict[str, Any] = {"source": spec.source, "kind": spec.kind, "backend": spec.backend}
+        if persist:  # a served model's entry names its URL by its own key (base_url), not `source`
+            source_key = getattr(get_backend(spec.backend), "source_setting", None)
+            entry: dict[str, Any] = {} if source_key in spec.settings else {"source": spec.source}
+            entry.update(kind=spec.kind, backend=spec.backend)
             if spec.adapters:
                 entry["adapters"] = list(spec.adapters)
             for name in ("allow_pickle", "trust_remote_code"):
@@ -478,6 +594,7 @@ class Registry:
                 entry["revision"] = spec.hub_revision
             if spec.params:
                 entry["params"] = dict(spec.params)
+            entry.update(spec.settings)
             self._write_user({"models": {alias: entry}})
         return spec
 
@@ -500,9 +617,10 @@ class Registry:
     def _complete(self, spec: ModelSpec, strict: bool = False) -> ModelSpec:
         """Fill a spec's kind and backend by asking the backends, when the config left them out."""
         if spec.kind and spec.backend:
+            _check_backend_settings(spec)
             return spec
         if spec.backend:
-            backend = get_backend(spec.backend)
+            backend = _check_backend_settings(spec)
             kind = spec.kind or backend.detect(spec.source) or backend.kinds[0]
             return replace(spec, kind=kind)
         for name, backend in usable_backends():
@@ -544,8 +662,10 @@ class Registry:
             from .trust import require_trusted  # an untrusted project file may not run model code
 
             path, _, digest = self._project
+            # nor send prompts (and the key its api_key_env names) to a server it chose
+            remote = bool(getattr(get_backend(spec.backend), "remote", False)) if spec.backend else False
             require_trusted(spec, path, (self._user_file or user_config_path()).parent, via_default=by_default,
-                            digest=digest, fingerprint=dir_fingerprint)
+                            digest=digest, fingerprint=dir_fingerprint, sends_to=spec.source if remote else None)
         return spec
 
     def _resolve_source(self, name: str, kind: str) -> ModelSpec:

@@ -16,6 +16,7 @@ the run raises, and the caller closes it otherwise (it knows what note to show).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -41,6 +42,18 @@ def build_request(
     return engine.request("text", prompt, options, model=model, messages=tuple(messages), given=given)
 
 
+def _ask_format(request: Request, fmt: str) -> Request:
+    """A backend that can ask its model for a format (``constrained_formats``: a served model's
+    ``response_format``) gets it as an input of the request, so it is in the cache key; for the
+    others ``-f`` only says how the output is shown, and the key stays the same."""
+    from .registry import get_backend
+
+    spec = request.spec
+    if spec is None or fmt not in getattr(get_backend(spec.backend), "constrained_formats", ()):
+        return request
+    return dataclasses.replace(request, inputs={**request.inputs, "response_format": fmt})
+
+
 def run(
     engine: Engine,
     prompt: str,
@@ -57,6 +70,7 @@ def run(
     ``-f json`` an output that does not parse makes a failed run (status ``error``, see
     :func:`check_format`): the caller reports it, the result and history keep the text."""
     request = build_request(engine, prompt, options, model or controls.model, messages, given)
+    request = _ask_format(request, controls.format)
     result: TextResult = run_with_sink(
         engine, request, sink, cache=controls.cache, finish=functools.partial(check_format, fmt=controls.format),
         safety=controls.safety,

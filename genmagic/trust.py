@@ -112,11 +112,13 @@ def trust_file(path: str | os.PathLike[str], config_dir: Path,
 
 
 def require_trusted(spec: Any, path: Path, config_dir: Path, *, via_default: bool = False,
-                    digest: str | None = None, fingerprint: Callable[[str], str] | None = None) -> None:
+                    digest: str | None = None, fingerprint: Callable[[str], str] | None = None,
+                    sends_to: str | None = None) -> None:
     """Raise :class:`UntrustedFileError` when ``spec`` (from, or made the default by, the project
-    file ``path``, whose parsed content had sha256 ``digest``) sets a risky flag and ``path`` is
-    not trusted as it is, or ``spec``'s source folder changed since (by ``fingerprint``)."""
-    flags = [f for f in RISKY_FLAGS if getattr(spec, f, False)]
+    file ``path``, whose parsed content had sha256 ``digest``) sets a risky flag, or is a served
+    model (``sends_to``: the URL prompts and its API key would go to), and ``path`` is not
+    trusted as it is, or ``spec``'s source folder changed since (by ``fingerprint``)."""
+    flags = [f for f in RISKY_FLAGS if getattr(spec, f, False)] + ([f"base_url = {sends_to}"] if sends_to else [])
     where = _key(path)
     if flags and is_trusted(path, config_dir, digest):
         if fingerprint is None or spec.origin != "project" or not os.path.isdir(spec.source):
@@ -140,7 +142,7 @@ def require_trusted(spec: Any, path: Path, config_dir: Path, *, via_default: boo
     )
     quoted = shlex.quote(where)
     raise UntrustedFileError(
-        f"{what}, but that project file {state}, so it may not run model code; if you trust it, run "
+        f"{what}, but that project file {state}, so it may not run model code{' or send prompts to a server' if sends_to else ''}; if you trust it, run "
         f"{command(f'trust {quoted}')}"
     )
 

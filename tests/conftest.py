@@ -14,6 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
+from conftest_engines import llama_server, start_engine, tiny_gguf  # noqa: F401  (a real serving engine)
 from fake_backend import EchoBackend
 
 
