@@ -8,6 +8,7 @@ and for the review queue::
     genmagic.safety.check_text("call me at +44 20 7946 0958")   # -> TextCheck(allowed, action, ...)
     genmagic.safety.pending()                                   # runs held for review
     genmagic.safety.approve(12); genmagic.safety.reject(13)
+    genmagic.safety.refresh(result)                             # a decision made elsewhere, on the object
 
 Importing it imports no model code.
 """
@@ -22,7 +23,7 @@ from .labels import LEVELS, check_level
 if TYPE_CHECKING:
     from ..history import Record
 
-__all__ = ["LEVELS", "TextCheck", "approve", "check_text", "check_texts", "pending", "reject"]
+__all__ = ["LEVELS", "TextCheck", "approve", "check_text", "check_texts", "pending", "refresh", "reject"]
 
 _SEVERITY = {"allow": 0, "warn": 1, "redact": 2, "review": 3, "block": 4}
 
@@ -98,3 +99,11 @@ def reject(run_id: int, note: str | None = None) -> None:
     from .review import reject as _reject
 
     _reject(run_id, note)
+
+
+def refresh(result: Any) -> str:
+    """Apply a decision made elsewhere (``approve``, the lab sidebar, another kernel) to a result
+    held for review in this session; its status."""
+    from .review import refresh as _refresh
+
+    return _refresh(result)
