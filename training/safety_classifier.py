@@ -29,8 +29,8 @@ from genmagic.safety.taxonomy import CATEGORIES  # noqa: E402
 LABELS = ["safe", *CATEGORIES]
 
 
-def fit(X: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 1e-3, steps: int = 3000, lr: float = 0.5,
-        safe_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def fit(X: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 1e-4, steps: int = 3000, lr: float = 0.5,
+        safe_weight: float = 14.0) -> tuple[np.ndarray, np.ndarray]:
     """Softmax regression, class-balanced: each class carries the same total weight (``safe``
     ``safe_weight`` times that), gradient descent with Nesterov momentum from zero."""
     n, d = X.shape
@@ -63,7 +63,7 @@ def build(examples: Path = semantic.EXAMPLES_PATH) -> tuple[dict[str, np.ndarray
     texts = [r["text"] for r in rows]
     X = semantic.Encoder().encode(texts)
     y = np.array([LABELS.index(r["label"]) for r in rows])
-    W, b = fit(X, y, len(LABELS))
+    W, b = fit(X, y, len(LABELS), safe_weight=len(LABELS) - 1)
     arrays = {"W": W, "b": b, "example_embeddings": X.astype(np.float16)}
     meta = {"labels": json.dumps(LABELS), "examples_sha256": semantic.examples_sha256(examples),
             "example_texts": json.dumps(texts, ensure_ascii=False),

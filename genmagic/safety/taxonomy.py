@@ -127,10 +127,21 @@ RULES: tuple[Rule, ...] = (
                                   r"(?:die|suicide|kill\s+myself|end\s+my\s+life|commit\s+suicide)\b|"
                                   r"\bwrite\s+(?:me\s+)?(?:a|my)\s+suicide\s+note\b|\blethal\s+dose\s+of\b.{0,40}\b(?:me|my|i)\b"),
          "asks for a suicide method"),
+    Rule("suicide_self_harm", _rx(r"\b(?:cut|slit|slash)\s+(?:open\s+)?my\s+(?:wrists?|veins?|throat)\b|"
+                                  r"\bhow\s+many\s+(?:\w+\s+){0,2}?(?:pills|tablets|capsules)\b.{0,50}\b(?:enough|to\s+die|"
+                                  r"kill\s+me|not\s+wake\s+up|never\s+wake\s+up|lethal|fatal)\b|"
+                                  r"\b(?:swallow|take)\s+(?:them|the\s+pills|all\s+(?:my|the|of\s+my)\s+pills)\s+all\b|"
+                                  r"\bready\s+to\s+(?:die|end\s+(?:it|my\s+life))\b"),
+         "describes a suicide method or plan"),
     Rule("hate", _rx(rf"\b{_GROUP}\s+(?:are|r|is)\s+(?:all\s+|just\s+|nothing\s+but\s+)?{_DEHUMANISE}\b"),
          "dehumanises a group"),
     Rule("hate", _rx(rf"\b(?:exterminate|gas|kill\s+all|wipe\s+out|eradicate|get\s+rid\s+of)\s+(?:the|all)?\s*{_GROUP}\b"),
          "calls for violence against a group"),
+    Rule("hate", _rx(r"\b(?:jews|jewish\s+people|the\s+jews)\b.{0,30}\b(?:control|run|own)\s+(?:the\s+)?(?:banks|media|"
+                     r"world|government|money)\b"),
+         "repeats an antisemitic conspiracy claim", unless=re.compile(
+             r"\b(?:myth|conspiracy\s+theor\w*|origins?|antisemit\w*|debunk\w*|why\s+do\s+people\s+believe|"
+             r"propaganda|history)\b", re.IGNORECASE)),
     Rule("hate", _rx(rf"\b{_SLURS}\b"), "uses a slur", action="warn"),
     Rule("sexual_content", _rx(r"\b(?:write|describe|generate|create|tell\s+me|give\s+me)\b.{0,40}\b(?:explicit|graphic|hardcore|"
                                r"nsfw|pornographic|x-rated|uncensored|smutty|raunchy)\b.{0,30}\b(?:sex|sexual|erotic|porn\w*|"
