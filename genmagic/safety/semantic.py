@@ -30,7 +30,8 @@ DATA = Path(__file__).parent / "data"
 EXAMPLES_PATH = DATA / "moderation_examples.jsonl"
 HEAD_PATH = DATA / "moderation_head.safetensors"
 MAX_TOKENS = 256  # one window; longer texts are split into sentence windows
-WINDOW_WORDS = 48  # sentences are grouped into windows of about this many words
+WINDOW_WORDS = 48  # a text up to this many words is one window; no window is longer
+MIN_WINDOW_WORDS = 12  # in a longer text each sentence is a window, short ones joined up to this
 DIM = 384  # the sentence embedding: the first DIM features
 MID_LAYER = 3
 FEATURES = 3 * DIM
@@ -154,8 +155,9 @@ _SENTENCE_END = re.compile(r"[.!?;:]['\")\]]*$")
 
 def windows(text: str, words: int = WINDOW_WORDS) -> list[tuple[int, int]]:
     """Character spans of the windows to embed: the whole text when it has at most ``words``
-    words; otherwise consecutive sentences grouped up to about ``words`` words each (a longer
-    sentence is cut), so one harmful sentence inside a long benign text is not averaged away."""
+    words; otherwise one window per sentence (short sentences joined up to MIN_WINDOW_WORDS, a
+    sentence longer than ``words`` cut), so one harmful sentence inside a long benign text is not
+    averaged away."""
     tokens = [(m.start(), m.end()) for m in _WORD.finditer(text)]
     if not tokens:
         return []
@@ -176,7 +178,7 @@ def windows(text: str, words: int = WINDOW_WORDS) -> list[tuple[int, int]]:
                 current = []
             spans.append((sentence[0][0], sentence[words - 1][1]))
             sentence = sentence[words:]
-        if current and len(current) + len(sentence) > words:
+        if current and (len(current) >= MIN_WINDOW_WORDS or len(current) + len(sentence) > words):
             spans.append((current[0][0], current[-1][1]))
             current = []
         current.extend(sentence)

@@ -59,7 +59,8 @@ _VIOLENT = r"(?:kill|murder|stab|strangle|choke|poison|shoot|behead|kidnap|abduc
 _MINOR = (r"(?:child|children|kid|kids|minor|minors|underage|under-age|pre-?teens?|little\s+(?:girl|boy)s?|"
           r"(?:[1-9]|1[0-7]|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|"
           r"fifteen|sixteen|seventeen)[- ]years?[- ]olds?|schoolgirls?|schoolboys?|toddlers?|"
-          r"(?:middle|elementary|primary)\s+school\s+(?:girl|boy|student|pupil)s?)")
+          r"(?:middle|elementary|primary)\s+school\s+(?:girl|boy|student|pupil)s?|"
+          r"aged\s+(?:[1-9]|1[0-7])\b|(?:[1-9]|1[0-7])\s*(?:yo|y/o|yrs?\s+old)\b)")
 _SEXUAL = r"(?:sexual(?:ly)?|sexy|erotic|nude|nudes|naked|explicit|porn\w*|sex\s+(?:scene|story|stories|act)|lewd|sext\w*)"
 _GROUP = (r"(?:jews|jewish\s+people|muslims|blacks|black\s+people|africans|arabs|asians|chinese\s+people|mexicans|"
           r"immigrants|refugees|gays|gay\s+people|lesbians|trans\s+people|transgender\s+people|women|hindus|"
