@@ -75,12 +75,16 @@ def evaluate(level: str = "standard", path: Path = EVAL_PATH, moderator: Moderat
     return out
 
 
-def latency(moderator: Moderator, rounds: int = 30) -> dict[str, float]:
-    """Milliseconds: semantic load, one typical prompt (both layers, and rules only), a
-    2000-token text (both layers), rules on a 20-character streamed chunk."""
+def latency(rounds: int = 30) -> dict[str, float]:
+    """Milliseconds on one thread: loading the semantic layer in a fresh Moderator (torch already
+    imported), one typical prompt (both layers), a ~2000-token text (both layers); microseconds:
+    the rules alone on that prompt and on a streamed chunk."""
     import torch
 
+    from genmagic.safety import semantic
+
     torch.set_num_threads(1)
+    moderator = Moderator()
     t0 = time.perf_counter()
     moderator.load()
     load_ms = (time.perf_counter() - t0) * 1000
@@ -95,15 +99,17 @@ def latency(moderator: Moderator, rounds: int = 30) -> dict[str, float]:
             t = time.perf_counter(); fn(); times.append((time.perf_counter() - t) * 1000)  # noqa: E702
         return statistics.median(times)
 
-    tokens = len(moderator._ensure_loaded()[0].tokenizer.encode(long_text, add_special_tokens=False).ids) \
-        if moderator.semantic_available else 0
+    encoder = moderator._ensure_loaded()[0]
+    count = lambda text: sum(len(e.ids) for e in encoder.tokenizer.encode_batch(  # noqa: E731
+        [text[a:b] for a, b in semantic.windows(text)]))
     return {
         "load_ms": load_ms,
         "prompt_ms": median_ms(lambda: moderator.screen(prompt), rounds),
+        "prompt_tokens": count(prompt),
         "prompt_rules_us": median_ms(lambda: moderator.screen(prompt, semantic=False), rounds * 10) * 1000,
         "chunk_rules_us": median_ms(lambda: moderator.screen(" the answer is 42 ", semantic=False), rounds * 10) * 1000,
         "long_ms": median_ms(lambda: moderator.screen(long_text), 3),
-        "long_tokens": tokens,
+        "long_tokens": count(long_text),
     }
 
 
@@ -137,10 +143,10 @@ def main() -> None:
             print("false blocks:", *final["false_blocks"], sep="\n  ")
             print()
     if moderator.semantic_available:
-        lat = latency(moderator)
-        print(f"latency (1 thread): load {lat['load_ms']:.0f} ms; typical prompt {lat['prompt_ms']:.1f} ms "
-              f"(rules only {lat['prompt_rules_us']:.0f} us); {lat['long_tokens']}-token text {lat['long_ms']:.0f} ms; "
-              f"rules on a stream chunk {lat['chunk_rules_us']:.1f} us")
+        lat = latency()
+        print(f"latency (1 thread): load {lat['load_ms']:.0f} ms; {lat['prompt_tokens']}-token prompt "
+              f"{lat['prompt_ms']:.1f} ms (rules only {lat['prompt_rules_us']:.0f} us); {lat['long_tokens']}-token text "
+              f"{lat['long_ms']:.0f} ms; rules on a stream chunk {lat['chunk_rules_us']:.1f} us")
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def test_semantic_true_without_the_extra_says_which_extra(monkeypatch: pytest.Mo
 
 
 def test_unknown_level_is_a_one_line_error() -> None:
-    with pytest.raises(OptionError, match="'medium'.*standard, strict"):
+    with pytest.raises(OptionError, match=r"'medium'.*standard, strict"):
         Moderator(semantic=False).screen("hello", "medium")
 
 

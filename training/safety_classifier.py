@@ -33,7 +33,7 @@ def fit(X: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 1e-4, steps: i
         safe_weight: float = 14.0) -> tuple[np.ndarray, np.ndarray]:
     """Softmax regression, class-balanced: each class carries the same total weight (``safe``
     ``safe_weight`` times that), gradient descent with Nesterov momentum from zero."""
-    n, d = X.shape
+    d = X.shape[1]
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     class_w = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
     class_w[0] *= safe_weight

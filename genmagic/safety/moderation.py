@@ -40,7 +40,7 @@ class Threshold:
 
 
 LEVELS: dict[str, Threshold] = {
-    "standard": Threshold(block=0.60, flag=0.35, flag_action="warn", rule_warn_action="warn"),
+    "standard": Threshold(block=0.55, flag=0.35, flag_action="warn", rule_warn_action="warn"),
     "strict": Threshold(block=0.35, flag=0.20, flag_action="review", rule_warn_action="block"),
 }
 
