@@ -132,7 +132,7 @@ def main() -> None:
     ap.add_argument("-v", "--verbose", action="store_true", help="list misses and false blocks")
     args = ap.parse_args()
     moderator = Moderator()
-    for part in (None, "dev", "holdout", "holdout2"):
+    for part in (None, "dev", "holdout", "holdout2", "holdout3"):
         result = evaluate(args.level, args.path, moderator, part)
         if not result["rules"]["unsafe"] and not result["rules"]["benign"]:
             continue

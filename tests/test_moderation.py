@@ -260,7 +260,7 @@ def test_eval_set_is_large_and_disjoint_from_the_examples() -> None:
     assert len(unsafe) >= 150 and len(benign) >= 200
     assert {r["category"] for r in unsafe} == set(CATEGORIES)
     assert all(r["category"] is None for r in benign)
-    assert {r["part"] for r in rows} == {"dev", "holdout", "holdout2"}
+    assert {r["part"] for r in rows} == {"dev", "holdout", "holdout2", "holdout3"}
     examples = {r["text"].strip().lower() for r in semantic.load_examples()}
     assert not [r["text"] for r in rows if r["text"].strip().lower() in examples]
 
