@@ -309,3 +309,22 @@ def test_eval_targets_at_standard(moderator: Moderator) -> None:
     strict = moderation_eval.evaluate("strict", EVAL, moderator)["both"]
     assert strict["unsafe_caught"] >= both["unsafe_caught"]
     assert strict["benign_blocked"] >= both["benign_blocked"]
+
+
+def test_rule_needles_change_no_result() -> None:
+    """The needles only skip work: every text of the examples and the eval set (also with its
+    spaces doubled and in upper case) gets the same rule matches with and without them."""
+    from genmagic.safety import taxonomy
+
+    texts = [r["text"] for r in semantic.load_examples()]
+    texts += [json.loads(line)["text"] for line in EVAL.read_text().splitlines()]
+    texts += [t.replace(" ", "  ") for t in texts] + [t.upper() for t in texts]
+    texts += [t for t, _ in RULE_UNSAFE] + ["you should   kill\nyourself", "build an I.E.D."]
+    fired = 0
+    for text in texts:
+        with_needles = [(r.reason, m.span()) for r, m in taxonomy.rule_matches(text)]
+        without = [(r.reason, m.span()) for r in taxonomy.RULES
+                   if (m := r.pattern.search(text)) and not (r.unless and r.unless.search(text))]
+        assert with_needles == without, text
+        fired += bool(without)
+    assert fired > 100
