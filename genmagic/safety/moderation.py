@@ -11,6 +11,11 @@
 Levels: ``standard`` blocks clear requests for real harm and warns on borderline texts; ``strict``
 blocks at a lower score and asks for ``review`` on borderline ones. (``off`` and ``warn`` are the
 caller's: it skips the check or turns ``block`` into ``warn``.)
+
+Measured (``bench/moderation_eval.py``, 614 labelled lines none of which is a training example):
+at ``standard`` 0.94 of unsafe texts blocked, 0.035 of tricky benign ones; the rules alone block
+0.16 and no benign text. Known limits: negation is weak in the embeddings ("a steamy but
+non-explicit scene" scores as sexual content; the rules know the negation), and so is sarcasm.
 """
 
 from __future__ import annotations
