@@ -147,7 +147,7 @@ class Moderator:
             single = len(_semantic.windows(texts[owner])) == 1
             results[owner].append(Finding(
                 category, round(score, 4), action, "semantic",
-                f'close to labelled example "{_snippet(example)}" ({similarity:.2f}); {CATEGORIES[category]}',
+                f'close to labelled example "{_snippet(example)}" ({similarity:.2f})',
                 None if single else spans[w],
             ))
         return results
