@@ -82,13 +82,15 @@ def generate(
     cache: bool = True,
     format: str = "auto",
     messages: list[tuple[str, str]] | None = None,
+    safety: str | None = None,
     **options: Any,
 ) -> TextResult:
     """Generate text; ``options`` are the ``%%generate`` options (``temperature=0.7``, ``seed=1``, ...).
 
     Returns a :class:`~genmagic.results.TextResult`; ``stream=True`` prints tokens as they come.
     ``format="json"``: an output that does not parse gives ``status == "error"`` (the reason in
-    ``.error``, the raw text in ``.text``), as in the magic and the CLI.
+    ``.error``, the raw text in ``.text``), as in the magic and the CLI. ``safety`` is this run's
+    safety level (``off | warn | standard | strict``; default: the session's, see ``%genmagic safety``).
     """
     from . import text_run
     from .engine import default_engine
@@ -100,7 +102,7 @@ def generate(
     text_options = TextOptions(**values)
     sink = StreamSink(num=text_options.num) if stream else NullSink()
     result = text_run.run(
-        default_engine(), prompt, text_options, TextControls(cache=cache, format=format), model=model, messages=messages or (),
+        default_engine(), prompt, text_options, TextControls(cache=cache, format=format, safety=safety), model=model, messages=messages or (),
         sink=sink, given=set(values),
     )
     sink.close(result.ok)
@@ -117,13 +119,15 @@ def imagine(
     progress: bool = False,
     save: str | None = None,
     from_image: str | None = None,
+    safety: str | None = None,
     **options: Any,
 ) -> ImageResult:
     """Generate images; ``options`` are the ``%%imagine`` options (``steps=30``, ``seed=7``, ``num=4``, ...).
 
     ``init``/``mask`` take a PIL image, a numpy array or a file path (img2img, inpainting);
     ``from_image`` re-runs the request stored in a PNG saved by genmagic. Returns an
-    :class:`~genmagic.results.ImageResult`; ``progress=True`` shows a progress bar.
+    :class:`~genmagic.results.ImageResult`; ``progress=True`` shows a progress bar. ``safety``: as
+    for :func:`generate`.
     """
     from . import image_run as im
     from .engine import default_engine
@@ -132,7 +136,7 @@ def imagine(
 
     (values,) = split_kwargs(options, ImageOptions)
     image_options = ImageOptions(**values)
-    controls = ImageControls(model=model, cache=cache, save=save, from_image=from_image)
+    controls = ImageControls(model=model, cache=cache, save=save, from_image=from_image, safety=safety)
     init_image = im.resolve_image(init, "init=") if init is not None else None
     mask_image = im.resolve_image(mask, "mask=") if mask is not None else None
     sources = {name: os.path.abspath(value) for name, value in (("init", init), ("mask", mask)) if isinstance(value, str)}

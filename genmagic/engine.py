@@ -185,6 +185,7 @@ class Engine:
         """Run ``request``; ``finish`` (the run layer's, e.g. ``-f json`` parsing) sees the result,
         fresh or from the cache, before history records it, and may mark it failed (status, error).
         ``safety`` is this run's safety level (default: :meth:`level`)."""
+        from .safety.policy import policy_key
         from .safety.screen import ScreeningSink, apply_outputs, screen_outputs
 
         sink = sink or NullSink()
@@ -194,7 +195,24 @@ class Engine:
         level = self.level(safety)
         checks: list[Check] = [] if level == "off" else self.checks
 
-        verdicts, request = self._screen_request(checks, request, level)
+        spec = request.spec or self.registry.resolve(request.model, request.kind)
+        backend = get_backend(spec.backend)
+        fingerprint = backend.fingerprint(spec)  # cheap (cached per file stamp); weights may have changed
+        if fingerprint != request.fingerprint:
+            request = dataclasses.replace(request, fingerprint=fingerprint)
+        cacheable = cache and self.cacheable(request, spec)
+        policy = policy_key(checks, level)
+
+        # A stored run of this very request, screened by the same checks at the same level, had its
+        # texts screened already: its verdicts are what screening again would give (no model to load).
+        hit = self._lookup(request) if cacheable else None
+        stored = _stored_verdicts(hit, "prompt", policy)
+        if stored is not None:
+            verdicts = stored
+        else:
+            verdicts, redacted = self._screen_request(checks, request, level)
+            if redacted is not request:  # the model gets the redacted texts: another request, another key
+                request, hit = redacted, self._lookup(redacted) if cacheable else None
         if any(v.action == "block" for v in verdicts):
             blocked = result_class(request.kind)(request=request, status="blocked", verdicts=verdicts)
             self.history.record(blocked, **where)
@@ -203,14 +221,8 @@ class Engine:
                 "If this is a false alarm, run the cell with --safety warn"
             )
 
-        spec = request.spec or self.registry.resolve(request.model, request.kind)
-        backend = get_backend(spec.backend)
-        fingerprint = backend.fingerprint(spec)  # cheap (cached per file stamp); weights may have changed
-        if fingerprint != request.fingerprint:
-            request = dataclasses.replace(request, fingerprint=fingerprint)
-
-        if cache and self.cacheable(request, spec):
-            result = self._from_cache(request, verdicts, started, checks, level)
+        if hit is not None:
+            result = self._from_cache(request, hit, verdicts, started, checks, level)
             if result is not None:
                 finish(result)
                 self.history.record(result, **where)
@@ -238,7 +250,7 @@ class Engine:
         # the backend's own flags (nsfw, ...) stay
         result.verdicts = verdicts + result.verdicts + found
         apply_outputs(checks, result, found, prompt_review=_review(verdicts))
-        result.info["safety"] = level
+        result.info.update(safety=level, safety_policy=policy)
         finish(result)
         self.history.record(result, **where)
         return result
@@ -253,33 +265,55 @@ class Engine:
         verdicts = screen_texts(checks, user_texts(request), "prompt", request, level)
         return verdicts, redact_request(checks, request, verdicts)
 
-    def _from_cache(self, request: Request, verdicts: list[Verdict], started: float, checks: list[Check],
-                    level: str) -> Result | None:
-        """The result of the newest original run of ``request``, or None (a miss). A stored run
-        that cannot be read back (a damaged database, a missing or altered blob, outputs of an
-        unexpected shape) is a miss with a warning: the model runs instead.
-
-        The outputs are screened by the checks of *now*, as a fresh run's are: a check added
-        since the stored run sees them, a removed one's flags are gone. Stored verdicts of
-        neither stage (a backend's own flags) are kept."""
+    def _lookup(self, request: Request) -> Any:
+        """The newest original run of ``request`` in history, or None; a store that cannot be read
+        is a miss with a warning (the cache never stops a run)."""
         try:
-            hit = self.history.lookup(request.key())
-            if hit is None:
-                return None
+            return self.history.lookup(request.key())
+        except Exception as err:
+            print(f"genmagic: not served from the cache ({_one_line(err)}); running the model", file=sys.stderr)
+            return None
+
+    def _from_cache(self, request: Request, hit: Any, verdicts: list[Verdict], started: float, checks: list[Check],
+                    level: str) -> Result | None:
+        """The result of ``hit`` (the newest original run of ``request``), or None (a miss). A stored
+        run that cannot be read back (a missing or altered blob, outputs of an unexpected shape) is
+        a miss with a warning: the model runs instead.
+
+        The outputs are screened as a fresh run's are, under the current policy: a check added since
+        the stored run, or another level, screens them again; the same checks at the same level
+        (``policy_key``) give the stored output verdicts. Stored verdicts of neither stage (a
+        backend's own flags) are kept."""
+        try:
             result = result_class(request.kind).from_record(request, hit.outputs, self.history.get_blob)
             kept = [Verdict(**_verdict_args(v)) for v in hit.verdicts if v.get("stage") not in ("prompt", "output")]
         except Exception as err:  # the cache is an optimisation: it never stops a run
             print(f"genmagic: not served from the cache ({_one_line(err)}); running the model", file=sys.stderr)
             return None
+        from .safety.policy import policy_key
         from .safety.screen import apply_outputs, screen_outputs
 
         result.cached = True
-        found = screen_outputs(checks, result, request, level)
+        key = policy_key(checks, level)
+        found = _stored_verdicts(hit, "output", key)  # the same checks at the same level: the same verdicts
+        if found is None:
+            found = screen_outputs(checks, result, request, level)
         result.verdicts = verdicts + kept + found
         apply_outputs(checks, result, found, prompt_review=_review(verdicts))
         result.timings = {**hit.timings, "total": time.perf_counter() - started, "cached_from": float(hit.id)}
-        result.info = {**hit.info, "safety": level}
+        result.info = {**hit.info, "safety": level, "safety_policy": key}
         return result
+
+
+def _stored_verdicts(hit: Any, stage: str, policy: str) -> list[Verdict] | None:
+    """A stored run's verdicts of ``stage`` when it was screened under ``policy``; else (another
+    policy, or a row that does not read as verdicts) None: screen again."""
+    if hit is None or not isinstance(hit.info, dict) or hit.info.get("safety_policy") != policy:
+        return None
+    try:
+        return [Verdict(**_verdict_args(v)) for v in hit.verdicts if v.get("stage") == stage]
+    except Exception:
+        return None
 
 
 def _review(verdicts: list[Verdict]) -> Verdict | None:

@@ -213,3 +213,17 @@ def test_the_screening_sink_passes_everything_else_through() -> None:
     sink = ScreeningSink(inner, [Word("x", "block", stream=True)], None, "standard")  # type: ignore[arg-type]
     sink.emit(Event("progress", (1, 2)))
     assert inner.events == [Event("progress", (1, 2))] and sink.preview_every == 3 and not sink.cancelled
+
+
+def test_a_cache_hit_under_the_same_policy_reuses_the_stored_verdicts(genmagic_home: Path) -> None:
+    prompt_check = Word("secret", "warn")
+    output_check = Word("bad", "warn", stage="output")
+    engine = _engine(genmagic_home, prompt_check, output_check)
+    first = _run(engine, "the secret", "echo:a bad answer", seed=9)
+    calls = len(prompt_check.seen) + len(output_check.seen)
+    second = _run(engine, "the secret", "echo:a bad answer", seed=9)
+    assert second.cached and len(prompt_check.seen) + len(output_check.seen) == calls  # nothing screened again
+    assert second.verdicts == first.verdicts and second.info["safety_policy"] == first.info["safety_policy"]
+    third = _run(engine, "the secret", "echo:a bad answer", seed=9, safety="strict")
+    assert third.cached and len(prompt_check.seen) + len(output_check.seen) == calls + 4  # another level: screened again
+    assert third.info["safety_policy"] != first.info["safety_policy"]

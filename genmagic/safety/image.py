@@ -81,6 +81,14 @@ class ImageCheck:
                 )
         self.labels = {k.lower(): v for k, v in {**DEFAULT_LABELS, **(labels or {})}.items()}
 
+    def version(self) -> str:
+        """What decides this check's verdicts besides the images: its code, the classifier's files,
+        the threshold and the label map (``policy.policy_key``)."""
+        from .digest import files_digest
+
+        classifier = dir_fingerprint(str(self.classifier)) if self.classifier and self.classifier.is_dir() else ""
+        return f"{files_digest(__file__)}:{classifier}:{self.threshold}:{sorted(self.labels.items())}"
+
     @property
     def strict_threshold(self) -> float:
         return self.threshold * STRICT_FACTOR

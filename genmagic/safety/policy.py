@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..results import Verdict
+from .digest import files_digest
 from .labels import CATEGORY_NAMES, DEFAULT_LEVEL, LEVELS, category_name, check_level  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
@@ -60,6 +63,30 @@ def leaves_machine(request: Request) -> bool:
         return False
 
 
+def policy_key(checks: Sequence[Any], level: str) -> str:
+    """What decides the verdicts on a text: the level and each check (name and version: its code,
+    data and model files). A run records it; a cache hit under the same key reuses the stored
+    output verdicts (screening again would give the same ones, and would load the semantic model
+    into a process that needs nothing else), any other key screens the outputs again."""
+    h = hashlib.sha256(f"{level}\0{files_digest(__file__, _SCREEN)}".encode())
+    for check in checks:
+        h.update(f"\0{getattr(check, 'name', '')}\0{check_version(check)}".encode())
+    return h.hexdigest()[:16]
+
+
+_SCREEN = str(Path(__file__).with_name("screen.py"))  # how verdicts act
+
+
+def check_version(check: Any) -> str:
+    """A check's ``version`` (attribute or method) when it has one, else a digest of the source
+    file of its class: a change to either gives new verdicts."""
+    version = getattr(check, "version", None)
+    if version is not None:
+        return str(version() if callable(version) else version)
+    source = getattr(sys.modules.get(type(check).__module__), "__file__", None)
+    return files_digest(source) if source else type(check).__qualname__
+
+
 # --------------------------------------------------------------------------- the built-in checks
 
 
@@ -77,6 +104,9 @@ class PiiCheck:
         from .pii import Redactor
 
         self.redactor = Redactor(mode)
+
+    def version(self) -> str:
+        return f"{self.redactor.mode}:{files_digest(_here('pii.py'))}"
 
     def screen(self, text: str, stage: str, request: Request, level: str) -> list[Verdict]:
         from .pii import find_pii
@@ -117,11 +147,32 @@ class ModerationCheck:
                         spans=(tuple(f.span),) if f.span else (), stage=stage, reason=f.reason)
                 for f in findings]
 
+    # The classifier learned from requests and statements; a model's output is narrative (stories,
+    # history, news) where violent or sexual words are common and benign. At `standard` its blocks on
+    # an output therefore need more confidence (clearly unsafe outputs score >= 0.95); below, they warn.
+    # The rule layer and `strict` keep their own thresholds.
+    OUTPUT_BLOCK_AT_STANDARD = 0.85
+
+    def version(self) -> str:
+        files = [_here(name) for name in ("moderation.py", "semantic.py", "taxonomy.py")]
+        if self.moderator.semantic_available:
+            files.append(_here("data", "moderation_head.safetensors"))
+        return files_digest(*files) + f":{self.OUTPUT_BLOCK_AT_STANDARD}"
+
     def screen(self, text: str, stage: str, request: Request, level: str) -> list[Verdict]:
-        return self._verdicts(self.moderator.screen(text, _model_level(level)), stage)
+        findings = self.moderator.screen(text, _model_level(level))
+        if stage == "output" and level != "strict":
+            findings = [dataclasses.replace(f, action="warn")
+                        if f.action == "block" and f.layer == "semantic" and f.score < self.OUTPUT_BLOCK_AT_STANDARD
+                        else f for f in findings]
+        return self._verdicts(findings, stage)
 
     def screen_stream(self, text: str, request: Request, level: str) -> list[Verdict]:
         return self._verdicts(self.moderator.screen(text, _model_level(level), semantic=False), "output")
+
+
+def _here(*parts: str) -> str:
+    return str(Path(__file__).parent.joinpath(*parts))
 
 
 @functools.cache
