@@ -57,18 +57,23 @@ class Engine:
         self.history = History(home or home_dir())
         self.models = ModelCache(budget_mb, self.registry)
         self._checks: list[Check] | None = None
-        self._checks_from: Any = None  # the config's image classifier the default checks were made with
+        self._checks_from: Any = None  # the config's [safety] settings the default checks were made with
         self.safety_level: str | None = None  # the session's level (%genmagic safety); None: the config's
 
     @property
     def checks(self) -> list[Check]:
         """The safety checks every run goes through: the defaults (made on first use, and again when
-        the config names another image classifier), or the list assigned to this property."""
-        configured = self.registry.safety_path("image_classifier")
+        the config's ``[safety]`` image classifier or redaction mode changes), or the list assigned
+        to this property."""
+        configured = (self.registry.safety_path("image_classifier"), self.registry.safety_setting("redaction"))
         if self._checks is None or (self._checks_from is not _ASSIGNED and configured != self._checks_from):
             from .safety.policy import default_checks
 
-            self._checks = default_checks(configured)
+            try:
+                self._checks = default_checks(*configured)
+            except OptionError as err:
+                files = ", ".join(str(path) for _, path in self.registry.config_files() if path.is_file())
+                raise OptionError(f"[safety] in {files}: {err}") from None
             self._checks_from = configured
         return self._checks
 

@@ -227,3 +227,14 @@ def test_a_cache_hit_under_the_same_policy_reuses_the_stored_verdicts(genmagic_h
     third = _run(engine, "the secret", "echo:a bad answer", seed=9, safety="strict")
     assert third.cached and len(prompt_check.seen) + len(output_check.seen) == calls + 4  # another level: screened again
     assert third.info["safety_policy"] != first.info["safety_policy"]
+
+
+def test_the_config_chooses_the_redaction_mode(genmagic_home: Path) -> None:
+    engine = Engine(home=genmagic_home)
+    (Path.cwd() / "genmagic.toml").write_text('[safety]\nredaction = "mask"\n')
+    result = engine.run(engine.request("text", "mail ana@example.org", TextOptions(seed=1), model="echo:"),
+                        safety="strict")
+    assert "ana@example.org" not in result.text and "<EMAIL" not in result.text and "@" in result.text
+    (Path.cwd() / "genmagic.toml").write_text('[safety]\nredaction = "shred"\n')
+    with pytest.raises(OptionError, match=r"\[safety\] in .*genmagic.toml: redaction mode 'shred' is not one of"):
+        engine.run(engine.request("text", "hi", TextOptions(seed=1), model="echo:"))

@@ -187,19 +187,20 @@ def _model_level(level: str) -> str:
     return "strict" if level == "strict" else "standard"  # warn: standard's findings, turned into warnings
 
 
-def default_checks(image_classifier: str | None = None) -> list[Any]:
-    """The checks a new engine runs: PII, moderation, image safety, then any installed under the
-    ``genmagic.checks`` entry-point group (a class or factory called with no arguments)."""
-    return [*_builtin_checks(image_classifier), *entry_point_checks()]
+def default_checks(image_classifier: str | None = None, redaction: str | None = None) -> list[Any]:
+    """The checks a new engine runs: PII (``redaction``: placeholder (default), mask or hash),
+    moderation, image safety, then any installed under the ``genmagic.checks`` entry-point group
+    (a class or factory called with no arguments)."""
+    return [*_builtin_checks(image_classifier, redaction or "placeholder"), *entry_point_checks()]
 
 
 @functools.cache
-def _builtin_checks(image_classifier: str | None) -> tuple[Any, ...]:
-    """One set per process: the semantic model loads once, and a value gets the same placeholder
-    in every engine of the session."""
+def _builtin_checks(image_classifier: str | None, redaction: str) -> tuple[Any, ...]:
+    """One set per process and configuration: the semantic model loads once, and a value gets the
+    same placeholder in every engine of the session."""
     from .image import ImageCheck
 
-    return PiiCheck(), ModerationCheck(), ImageCheck(image_classifier)
+    return PiiCheck(redaction), ModerationCheck(), ImageCheck(image_classifier)
 
 
 def entry_point_checks() -> list[Any]:
