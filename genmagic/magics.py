@@ -266,6 +266,11 @@ class GenMagics(Magics):
             print(f"genmagic: held for review (history #{result.history_id}); decide with "
                   f"%genmagic safety approve {result.history_id} (or reject)", file=sys.stderr)
             return
+        if getattr(result, "images", None):
+            first = min(result.withheld)
+            print(f"genmagic: {len(result.withheld)} image(s) blurred by a safety check (history #{result.history_id} "
+                  f"keeps the originals); result.reveal({first}) shows one, and history records that", file=sys.stderr)
+            return
         print(f"genmagic: {len(result.withheld)} output(s) withheld by a safety check; they are kept in history "
               f"#{result.history_id}; to see them anyway, run the cell with --safety warn", file=sys.stderr)
 
