@@ -203,8 +203,8 @@ class Engine:
         spec = request.spec or self.registry.resolve(request.model, request.kind)
         backend = get_backend(spec.backend)
         fingerprint = backend.fingerprint(spec)  # cheap (cached per file stamp); weights may have changed
-        if fingerprint != request.fingerprint:
-            request = dataclasses.replace(request, fingerprint=fingerprint)
+        if fingerprint != request.fingerprint or request.spec is None:  # the checks ask where it goes
+            request = dataclasses.replace(request, fingerprint=fingerprint, spec=spec)
         cacheable = cache and self.cacheable(request, spec)
         policy = policy_key(checks, level)
 
@@ -263,11 +263,11 @@ class Engine:
     def _screen_request(self, checks: list[Check], request: Request, level: str) -> tuple[list[Verdict], Request]:
         """Verdicts on every text the user sends, and the request with the redactions made."""
         from .safety.policy import off_notice
-        from .safety.screen import redact_request, screen_texts, user_texts
+        from .safety.screen import redact_request, screen_request
 
         if level == "off":
             return [off_notice()], request
-        verdicts = screen_texts(checks, user_texts(request), "prompt", request, level)
+        verdicts = screen_request(checks, request, level)
         return verdicts, redact_request(checks, request, verdicts)
 
     def _lookup(self, request: Request) -> Any:
@@ -310,10 +310,10 @@ class Engine:
         return result
 
 
-def _stored_verdicts(hit: Any, stage: str, policy: str) -> list[Verdict] | None:
+def _stored_verdicts(hit: Any, stage: str, policy: str | None) -> list[Verdict] | None:
     """A stored run's verdicts of ``stage`` when it was screened under ``policy``; else (another
     policy, or a row that does not read as verdicts) None: screen again."""
-    if hit is None or not isinstance(hit.info, dict) or hit.info.get("safety_policy") != policy:
+    if policy is None or hit is None or not isinstance(hit.info, dict) or hit.info.get("safety_policy") != policy:
         return None
     try:
         return [Verdict(**_verdict_args(v)) for v in hit.verdicts if v.get("stage") == stage]

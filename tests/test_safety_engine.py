@@ -75,8 +75,9 @@ def test_system_prompt_chat_turns_and_negative_prompt_are_screened(genmagic_home
                              messages=(("user", "my secret is x"), ("assistant", "a secret answer")))
     result = engine.run(request)
     assert result.request.options.system == "keep the [X]"
-    assert result.request.messages == (("user", "my [X] is x"), ("assistant", "a secret answer"))
-    assert sorted(v.target for v in result.verdicts) == ["system", "turn 1"]  # the model's own turn is not re-screened
+    # the model's own earlier turn goes out again: the redacting checks see it too
+    assert result.request.messages == (("user", "my [X] is x"), ("assistant", "a [X] answer"))
+    assert sorted(v.target for v in result.verdicts) == ["system", "turn 1", "turn 2"]
     image = engine.request("image", "a cat", ImageOptions(seed=1, negative="secret things"), model="tiny-image")
     verdicts, redacted = engine._screen_request(engine.checks, image, "standard")
     assert [v.target for v in verdicts] == ["negative"] and redacted.options.negative == "[X] things"
@@ -218,6 +219,7 @@ def test_the_screening_sink_passes_everything_else_through() -> None:
 def test_a_cache_hit_under_the_same_policy_reuses_the_stored_verdicts(genmagic_home: Path) -> None:
     prompt_check = Word("secret", "warn")
     output_check = Word("bad", "warn", stage="output")
+    prompt_check.version = output_check.version = "1"  # type: ignore[attr-defined]
     engine = _engine(genmagic_home, prompt_check, output_check)
     first = _run(engine, "the secret", "echo:a bad answer", seed=9)
     calls = len(prompt_check.seen) + len(output_check.seen)
@@ -227,6 +229,9 @@ def test_a_cache_hit_under_the_same_policy_reuses_the_stored_verdicts(genmagic_h
     third = _run(engine, "the secret", "echo:a bad answer", seed=9, safety="strict")
     assert third.cached and len(prompt_check.seen) + len(output_check.seen) == calls + 4  # another level: screened again
     assert third.info["safety_policy"] != first.info["safety_policy"]
+    prompt_check.version = "2"  # type: ignore[attr-defined]  # the check changed: screened again
+    fourth = _run(engine, "the secret", "echo:a bad answer", seed=9)
+    assert fourth.cached and len(prompt_check.seen) + len(output_check.seen) == calls + 8
 
 
 def test_the_config_chooses_the_redaction_mode(genmagic_home: Path) -> None:
@@ -238,3 +243,60 @@ def test_the_config_chooses_the_redaction_mode(genmagic_home: Path) -> None:
     (Path.cwd() / "genmagic.toml").write_text('[safety]\nredaction = "shred"\n')
     with pytest.raises(OptionError, match=r"\[safety\] in .*genmagic.toml: redaction mode 'shred' is not one of"):
         engine.run(engine.request("text", "hi", TextOptions(seed=1), model="echo:"))
+
+
+
+def test_a_check_without_a_version_screens_every_cache_hit(genmagic_home: Path) -> None:
+    check = Word("bad", "warn", stage="output")  # no version: it may change without a trace
+    engine = _engine(genmagic_home, check)
+    _run(engine, "go", "echo:a bad answer", seed=10)
+    again = _run(engine, "go", "echo:a bad answer", seed=10)
+    assert again.cached and len(check.seen) == 4 and again.info["safety_policy"] is None
+    check.word = "answer"  # edited in place (a notebook class): the next hit sees the edit
+    third = _run(engine, "go", "echo:a bad answer", seed=10)
+    assert third.verdicts[-1].reason == "says 'answer'"
+
+
+class Broken:
+    name = "broken"
+
+    def screen(self, text: str, stage: str, request: Request, level: str) -> list[Verdict]:
+        if stage == "output":
+            raise RuntimeError("model file missing")
+        return []
+
+
+class OldStyle:
+    """Written for the issue's three-argument protocol."""
+
+    name = "old"
+
+    def screen(self, text: str, stage: str, request: Request) -> list[Verdict]:
+        return [Verdict(self.name, "hate", 0.9, "warn", reason="old style")] if "bad" in text else []
+
+
+def test_a_failing_check_holds_the_outputs_for_review_and_loses_nothing(genmagic_home: Path) -> None:
+    engine = _engine(genmagic_home, Broken(), OldStyle())
+    result = _run(engine, "go", "echo:a bad answer")
+    assert result.status == "review" and result.text == ""
+    failed = [v for v in result.verdicts if v.check == "broken"]
+    assert failed[0].reason == "the check 'broken' failed (RuntimeError: model file missing); held for review"
+    assert [v.reason for v in result.verdicts if v.check == "old"] == ["old style"]
+    record = engine.history.get(result.history_id)
+    assert record is not None and record.outputs["texts"] == ["a bad answer"]  # kept
+
+
+def test_a_prompt_review_and_an_output_block_withhold_every_output(genmagic_home: Path) -> None:
+    engine = _engine(genmagic_home, Word("refund", "review"), Word("bad", "block", stage="output"))
+    request = engine.request("text", "a refund", TextOptions(seed=1, num=2), model="echo:a bad answer")
+    result = engine.run(request)
+    assert result.texts == ["", ""] and result.status == "blocked"
+
+
+def test_a_request_rebuilt_from_history_still_knows_where_it_goes(genmagic_home: Path) -> None:
+    engine = _engine(genmagic_home, Word("x", "warn"))
+    first = _run(engine, "go", "echo:")
+    rebuilt = Request.from_dict(first.request.to_dict())
+    assert rebuilt.spec is None
+    again = engine.run(rebuilt, cache=False)
+    assert again.request.spec is not None and again.request.spec.alias == first.request.model

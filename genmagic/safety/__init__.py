@@ -50,12 +50,12 @@ class TextCheck:
 def check_texts(texts: list[str], level: str = "standard", redaction: str = "placeholder") -> list[TextCheck]:
     """Check many texts (the moderation model embeds them in batches)."""
     from .pii import Redactor, find_pii
-    from .policy import shared_moderator
+    from .policy import pii_masked, shared_moderator
 
     check_level(level, "level")
     if level == "off":
         return [TextCheck(t, True, "allow", redacted=t) for t in texts]
-    findings = shared_moderator().screen_many(list(texts), "strict" if level == "strict" else "standard")
+    findings = shared_moderator().screen_many([pii_masked(t) for t in texts], "strict" if level == "strict" else "standard")
     out = []
     for text, found in zip(texts, findings, strict=True):
         matches = find_pii(text)

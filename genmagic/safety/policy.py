@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -63,28 +64,23 @@ def leaves_machine(request: Request) -> bool:
         return False
 
 
-def policy_key(checks: Sequence[Any], level: str) -> str:
-    """What decides the verdicts on a text: the level and each check (name and version: its code,
-    data and model files). A run records it; a cache hit under the same key reuses the stored
-    output verdicts (screening again would give the same ones, and would load the semantic model
-    into a process that needs nothing else), any other key screens the outputs again."""
+def policy_key(checks: Sequence[Any], level: str) -> str | None:
+    """What decides the verdicts on a text: the level and each check's name and ``version`` (its
+    code, data, model files and settings). A run records it; a cache hit under the same key reuses
+    the stored verdicts (screening again would give the same ones, and would load the semantic
+    model into a process that needs nothing else), any other key screens again. None when a check
+    declares no ``version`` (a third-party or notebook check may change without a trace): then
+    every run is screened."""
     h = hashlib.sha256(f"{level}\0{files_digest(__file__, _SCREEN)}".encode())
     for check in checks:
-        h.update(f"\0{getattr(check, 'name', '')}\0{check_version(check)}".encode())
+        version = getattr(check, "version", None)
+        if version is None:
+            return None
+        h.update(f"\0{getattr(check, 'name', '')}\0{version() if callable(version) else version}".encode())
     return h.hexdigest()[:16]
 
 
 _SCREEN = str(Path(__file__).with_name("screen.py"))  # how verdicts act
-
-
-def check_version(check: Any) -> str:
-    """A check's ``version`` (attribute or method) when it has one, else a digest of the source
-    file of its class: a change to either gives new verdicts."""
-    version = getattr(check, "version", None)
-    if version is not None:
-        return str(version() if callable(version) else version)
-    source = getattr(sys.modules.get(type(check).__module__), "__file__", None)
-    return files_digest(source) if source else type(check).__qualname__
 
 
 # --------------------------------------------------------------------------- the built-in checks
@@ -160,7 +156,9 @@ class ModerationCheck:
         return files_digest(*files) + f":{self.OUTPUT_BLOCK_AT_STANDARD}"
 
     def screen(self, text: str, stage: str, request: Request, level: str) -> list[Verdict]:
-        findings = self.moderator.screen(text, _model_level(level))
+        findings = self.moderator.screen(pii_masked(text), _model_level(level))
+        if stage == "output":  # a withheld output's reason must not quote it
+            findings = [dataclasses.replace(f, reason=_RULE_SNIPPET.sub("", f.reason)) for f in findings]
         if stage == "output" and level != "strict":
             findings = [dataclasses.replace(f, action="warn")
                         if f.action == "block" and f.layer == "semantic" and f.score < self.OUTPUT_BLOCK_AT_STANDARD
@@ -168,7 +166,26 @@ class ModerationCheck:
         return self._verdicts(findings, stage)
 
     def screen_stream(self, text: str, request: Request, level: str) -> list[Verdict]:
-        return self._verdicts(self.moderator.screen(text, _model_level(level), semantic=False), "output")
+        findings = self.moderator.screen(text, _model_level(level), semantic=False)
+        return self._verdicts([dataclasses.replace(f, reason=_RULE_SNIPPET.sub("", f.reason)) for f in findings],
+                              "output")
+
+
+_RULE_SNIPPET = re.compile(r' \(rule: ".*"\)$')
+_PII_WORDS = {"email": "EMAIL", "phone": "PHONE", "credit_card": "CARD", "iban": "IBAN", "us_ssn": "SSN",
+              "ip_address": "IP"}
+
+
+def pii_masked(text: str) -> str:
+    """``text`` with each PII value replaced by its type word, padded to the same length (so
+    offsets stay): personal data is the PII check's business (redacted or flagged); the classifier
+    would read an address or a card number as a request to expose someone's data."""
+    from .pii import find_pii
+
+    for m in reversed(find_pii(text)):
+        word = _PII_WORDS.get(m.type, "DATA")[: m.end - m.start]
+        text = text[: m.start] + word.ljust(m.end - m.start) + text[m.end:]
+    return text
 
 
 def _here(*parts: str) -> str:

@@ -15,6 +15,8 @@ What the verdicts do (after :func:`policy.apply_level`):
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,16 +32,53 @@ if TYPE_CHECKING:
 
 
 def user_texts(request: Request) -> list[tuple[str, str]]:
-    """``(target, text)`` of every text the user sends with ``request``."""
+    """``(target, text)`` of every text the user sends with ``request`` (the model's own earlier
+    turns are :func:`model_turns`)."""
     texts = [("prompt", request.prompt)]
     for name in ("system", "negative"):
         value = getattr(request.options, name, None)
         if value:
             texts.append((name, str(value)))
-    for i, (role, content) in enumerate(request.messages):
-        if role != "assistant":  # a model's earlier answer was screened as an output
-            texts.append((f"turn {i + 1}", content))
+    texts += [(f"turn {i + 1}", content) for i, (role, content) in enumerate(request.messages) if role != "assistant"]
     return texts
+
+
+def model_turns(request: Request) -> list[tuple[str, str]]:
+    """The model's earlier answers in a conversation: sent again with the request (maybe to another
+    machine), so what must not leave it (PII) is checked in them too."""
+    return [(f"turn {i + 1}", content) for i, (role, content) in enumerate(request.messages) if role == "assistant"]
+
+
+def screen_request(checks: Sequence[Any], request: Request, level: str) -> list[Verdict]:
+    """Verdicts on everything the request sends: the user's texts by every check, the model's
+    earlier turns by the checks that redact (their content was screened when they were outputs)."""
+    redacting = [c for c in checks if callable(getattr(c, "redact", None))]
+    return (screen_texts(checks, user_texts(request), "prompt", request, level)
+            + screen_texts(redacting, model_turns(request), "prompt", request, level))
+
+
+def call_check(check: Any, text: str, stage: str, request: Request, level: str) -> list[Verdict]:
+    """``check.screen`` on one text. A check written for the three-argument protocol (no level)
+    works; a check that fails does not lose the run: it becomes a ``review`` verdict naming it
+    (fail closed: the outputs wait for a person)."""
+    name = getattr(check, "name", "") or type(check).__name__
+    try:
+        if _takes_level(type(check)):
+            return list(check.screen(text, stage, request, level))
+        return list(check.screen(text, stage, request))
+    except Exception as err:
+        return [Verdict(name, "check_failed", 1.0, "review", stage=stage,
+                        reason=f"the check {name!r} failed ({type(err).__name__}: {err}); held for review")]
+
+
+@functools.lru_cache(maxsize=256)
+def _takes_level(cls: Any) -> bool:
+    try:
+        params = inspect.signature(cls.screen).parameters
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return any(p.kind == p.VAR_POSITIONAL for p in params.values()) or len(positional) >= 5  # self + 4
 
 
 def screen_texts(checks: Sequence[Any], texts: Iterable[tuple[str, str]], stage: str, request: Request,
@@ -49,7 +88,7 @@ def screen_texts(checks: Sequence[Any], texts: Iterable[tuple[str, str]], stage:
         if not text:
             continue
         for check in checks:
-            for v in check.screen(text, stage, request, level):
+            for v in call_check(check, text, stage, request, level):
                 out.append(dataclasses.replace(v, stage=stage, target=v.target or target,
                                                check=v.check or getattr(check, "name", "")))
     return apply_level(out, level)
@@ -69,7 +108,7 @@ def redact_request(checks: Sequence[Any], request: Request, verdicts: Sequence[V
     if not targets:
         return request
     prompt, options, messages = request.prompt, request.options, list(request.messages)
-    for target, text in user_texts(request):
+    for target, text in user_texts(request) + model_turns(request):
         if target not in targets:
             continue
         new = _redacted(checks, text, [v for v in verdicts if v.target == target])
@@ -93,8 +132,14 @@ def screen_outputs(checks: Sequence[Any], result: Result, request: Request, leve
         found: list[Verdict] = []
         for check in checks:
             if callable(getattr(check, "screen_images", None)):
-                found += [dataclasses.replace(v, stage="output", check=v.check or check.name)
-                          for v in check.screen_images(list(images), request, level, flags)]
+                try:
+                    verdicts_of = check.screen_images(list(images), request, level, flags)
+                except Exception as err:  # fail closed, as call_check does
+                    name = getattr(check, "name", "") or type(check).__name__
+                    verdicts_of = [Verdict(name, "check_failed", 1.0, "review", stage="output",
+                                           reason=f"the check {name!r} failed ({type(err).__name__}: {err}); "
+                                           "held for review")]
+                found += [dataclasses.replace(v, stage="output", check=v.check or check.name) for v in verdicts_of]
         verdicts += apply_level(found, level)
     return verdicts
 
@@ -121,7 +166,7 @@ def apply_outputs(checks: Sequence[Any], result: Result, verdicts: Sequence[Verd
         if i is not None:
             result.withhold(i, v)
     review = [v for v in verdicts if v.action == "review"] + ([prompt_review] if prompt_review else [])
-    if review and not blocked:
+    if review:  # every output waits (the blocked ones stay blocked)
         for i in range(result.output_count()):
             result.withhold(i, review[0])
     if result.status in ("ok", "interrupted") and (blocked or review):
@@ -170,9 +215,13 @@ class ScreeningSink:
     def check(self, index: int, text: str, done: int) -> None:
         start = max(0, done - self.overlap)
         window = text[start:]
-        found = apply_level(
-            [v for c in self.streamers for v in c.screen_stream(window, self.request, self.level)], self.level
-        )
+        found: list[Verdict] = []
+        for c in self.streamers:
+            try:
+                found += c.screen_stream(window, self.request, self.level)
+            except Exception:  # nothing lost: the final screen runs the check again, and records a failure
+                continue
+        found = apply_level(found, self.level)
         self.checked[index] = len(text)
         blocks = [dataclasses.replace(v, stage="output", target=f"output {index + 1}",
                                       spans=tuple((a + start, b + start) for a, b in v.spans))
