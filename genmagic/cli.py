@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import options as opts
-from .errors import GenmagicError, OutputFormatError, on_command_line
+from .errors import BlockedError, GenmagicError, OutputFormatError, on_command_line
 
 
 def _read_prompt(words: Sequence[str]) -> str:
@@ -62,11 +62,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args.prompt)
     if not prompt.strip():
         raise GenmagicError("the prompt is empty: pass it as an argument, or '-' to read it from stdin")
-    sink = StreamSink(num=options.num)
-    result = text_run.run(default_engine(), prompt, options, controls, sink=sink if controls.stream else None,
+    # Streamed only to a terminal: into a file or a pipe the text goes once every check has passed it
+    # (stderr still shows the model loading).
+    stream = controls.stream and sys.stdout.isatty()
+    sink = StreamSink(num=options.num, tokens=stream)
+    result = text_run.run(default_engine(), prompt, options, controls, sink=sink,
                           given=opts.given(args, opts.TextOptions))
-    if not controls.stream or result.cached:
-        sys.stdout.write("\n\n".join(_shown_texts(result)))
+    if not stream or result.cached:
+        sys.stdout.write("\n\n".join(_shown_texts(result)) + "\n")
     sink.close(result.ok)
     if result.status == "error":  # -f json that does not parse: the raw text is above and in history
         raise OutputFormatError(f"{result.error} (history #{result.history_id})")
@@ -332,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with on_command_line():  # messages name `genmagic history`, not `%genmagic history`
             return int(args.func(args))
+    except BlockedError as err:  # not a usage mistake: the safety policy said no (as a withheld output)
+        print(f"genmagic: {err}", file=sys.stderr)
+        return 3
     except GenmagicError as err:
         print(f"genmagic: error: {err}", file=sys.stderr)
         return 2

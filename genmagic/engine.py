@@ -223,7 +223,7 @@ class Engine:
             self.history.record(blocked, **where)
             raise BlockedError(
                 f"{_blocked_text(verdicts)}; nothing was sent to the model (history #{blocked.history_id}). "
-                "If this is a false alarm, run the cell with --safety warn"
+                "If this is a false alarm, run it again with --safety warn"
             )
 
         if hit is not None:
@@ -233,6 +233,7 @@ class Engine:
                 self.history.record(result, **where)
                 return result
 
+        screening = None
         try:  # a model that fails to load leaves an error row, like any failed run
             t_load = time.perf_counter()
             cold = not self.models.holds(spec, request.options, fingerprint)
@@ -245,6 +246,8 @@ class Engine:
             screening = ScreeningSink(sink, checks, request, level) if checks else None
             result = backend.generate(loaded, request, screening or sink)
         except Exception as err:
+            if screening is not None:
+                screening.abort(checks)
             failed = result_class(request.kind)(request=request, status="error", error=_one_line(err), verdicts=verdicts)
             self.history.record(failed, **where)
             raise
@@ -255,6 +258,8 @@ class Engine:
         # the backend's own flags (nsfw, ...) stay
         result.verdicts = verdicts + result.verdicts + found
         apply_outputs(checks, result, found, prompt_review=_review(verdicts))
+        if screening is not None:
+            screening.finish(result)
         result.info.update(safety=level, safety_policy=policy)
         finish(result)
         self.history.record(result, **where)

@@ -44,7 +44,8 @@ def _end_live_view(shell: Any, sink: Any, result: Any, note: str) -> None:
     and the value the magic returns is then not shown a second time in this cell: the saved
     notebook holds the result once (no emptied view before it), and nothing jumps at the end.
     ``Out``, ``_`` and ``--out`` still get the result; displaying it in a later cell shows it."""
-    shows_result = result.ok or result.status in ("blocked", "review")  # the result says what was withheld
+    # A result with withheld outputs shows itself whatever its status: the view's streamed text may hold them.
+    shows_result = result.ok or result.status in ("blocked", "review") or bool(result.withheld)
     if not sink.close(shows_result, note, result._repr_mimebundle_ if shows_result else None):
         return
 

@@ -121,14 +121,16 @@ class StreamSink:
 
     cancelled = False
 
-    def __init__(self, stream: Any = None, num: int = 1, errors: Any = None) -> None:
+    def __init__(self, stream: Any = None, num: int = 1, errors: Any = None, tokens: bool = True) -> None:
         self.stream = stream or sys.stdout
+        self.errors = errors
+        self.tokens = tokens  # False: only the loading notice (the caller writes the output at the end)
         self.num = num
         self.current = -1
         self.loading = TerminalLoading(errors)
 
     def emit(self, event: Event) -> None:
-        if self.loading.handle(event):
+        if self.loading.handle(event) or not self.tokens:
             return
         if event.type == "withheld":  # a terminal cannot take back what it printed: say so
             self.stream.write(f"\n[{event.data}]\n")
@@ -142,10 +144,13 @@ class StreamSink:
 
     def close(self, success: bool, note: str = "", final: Any = None) -> bool:
         self.loading.stop()
-        if note:
-            self.stream.write(f"\n[{note}]")
-        self.stream.write("\n")
-        self.stream.flush()
+        if self.tokens:
+            self.stream.write("\n")
+            self.stream.flush()
+        if note:  # about the run, not part of the output: stdout holds only the text
+            errors = self.errors or sys.stderr
+            errors.write(f"[{note}]\n")
+            errors.flush()
         return False
 
 
@@ -189,6 +194,7 @@ class CellTextSink:
     """
 
     cancelled = False
+    retracts = True  # a "withheld" event replaces what it showed (a screening sink need not hold text back)
 
     def __init__(self, num: int = 1, interval: float = 0.05, fmt: str = "auto", stream: bool = True) -> None:
         self.texts = [""] * num

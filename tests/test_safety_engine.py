@@ -97,6 +97,7 @@ def test_a_streamed_output_is_stopped_within_a_token_and_replaced(genmagic_home:
     engine = _engine(genmagic_home, check)
     text = "all is fine. then the forbidden part. " + "and it goes on and on. " * 20
     sink = ListSink()
+    sink.retracts = True  # type: ignore[attr-defined]  # a notebook view: shown at once, replaced on a block
     result = _run(engine, "go", f"echo:{text}", sink=sink)
     assert result.status == "blocked" and result.text == ""  # nothing of it is on the result (or --out)
     withheld = [e for e in sink.events if e.type == "withheld"]
@@ -300,3 +301,48 @@ def test_a_request_rebuilt_from_history_still_knows_where_it_goes(genmagic_home:
     assert rebuilt.spec is None
     again = engine.run(rebuilt, cache=False)
     assert again.request.spec is not None and again.request.spec.alias == first.request.model
+
+
+def test_a_view_that_cannot_take_text_back_never_gets_a_blocked_sentence(genmagic_home: Path) -> None:
+    engine = _engine(genmagic_home, Word("forbidden", "block", stage="output", stream=True))
+    terminal = ListSink()  # a terminal, a file, a pipe: no retracts
+    result = _run(engine, "go", "echo:all is fine. then the forbidden part. and more", sink=terminal)
+    shown = "".join(e.data for e in terminal.events if e.type == "token")
+    assert result.status == "blocked" and shown == "all is fine."
+    assert [e.type for e in terminal.events][-1] == "withheld"
+
+
+def test_the_final_screen_decides_the_held_tail(genmagic_home: Path) -> None:
+    final_only = Word("tail", "block", stage="output")  # no stream check: only the final screen sees it
+    engine = _engine(genmagic_home, final_only, Word("zzz", "block", stage="output", stream=True))
+    terminal = ListSink()
+    result = _run(engine, "go", "echo:first sentence. a tail without an end", sink=terminal)
+    shown = "".join(e.data for e in terminal.events if e.type == "token")
+    assert result.status == "blocked" and "tail" not in shown
+    assert terminal.events[-1] == Event("withheld", "output withheld by a safety check (says 'tail')", 0)
+    fine = ListSink()
+    _run(engine, "go", "echo:first sentence. an end without it", sink=fine)
+    assert "".join(e.data for e in fine.events if e.type == "token") == "first sentence. an end without it"
+
+
+class FailingBackendCheck(Word):
+    pass
+
+
+def test_text_streamed_before_a_backend_failure_is_screened_in_full(genmagic_home: Path, echo_backend: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = _engine(genmagic_home, Word("secret plan", "block", stage="output"), Word("zzz", "block", stream=True))
+    original = echo_backend.generate
+
+    def fails_midway(self: Any, loaded: Any, request: Any, sink: Any) -> Any:
+        for ch in "the secret plan is":
+            sink.emit(Event("token", ch))
+        raise ConnectionError("server went away")
+
+    monkeypatch.setattr(echo_backend, "generate", fails_midway)
+    view = ListSink()
+    view.retracts = True  # type: ignore[attr-defined]
+    with pytest.raises(ConnectionError):
+        _run(engine, "go", "echo:x", sink=view)
+    assert view.events[-1].type == "withheld"
+    monkeypatch.setattr(echo_backend, "generate", original)

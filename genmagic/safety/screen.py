@@ -18,8 +18,8 @@ import dataclasses
 import functools
 import inspect
 import re
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Hashable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from ..request import Event
 from ..results import Verdict
@@ -63,7 +63,7 @@ def call_check(check: Any, text: str, stage: str, request: Request, level: str) 
     (fail closed: the outputs wait for a person)."""
     name = getattr(check, "name", "") or type(check).__name__
     try:
-        if _takes_level(type(check)):
+        if _takes_level(cast(Hashable, type(check))):
             return list(check.screen(text, stage, request, level))
         return list(check.screen(text, stage, request))
     except Exception as err:
@@ -180,7 +180,12 @@ class ScreeningSink:
     """Wraps a run's sink: streamed text is screened as it arrives (each sample at each sentence
     end, or every ``every`` characters, with some overlap so a phrase split between two checks is
     still seen), using the checks' cheap ``screen_stream``. A ``block`` stops the run (``cancelled``),
-    and the view is told to replace what it showed (``Event("withheld", reason, index)``)."""
+    and the view is told (``Event("withheld", reason, index)``).
+
+    A view that can take back what it showed (``retracts``: a notebook cell) gets each token at
+    once and replaces the text on a block. Any other (a terminal, a file, a pipe) gets text only
+    once a check has passed it, and the last unchecked piece only after the final screen of the
+    outputs (:meth:`finish`), so a blocked output never reaches it."""
 
     def __init__(self, inner: Any, checks: Sequence[Any], request: Request, level: str, every: int = 80,
                  overlap: int = 200) -> None:
@@ -190,16 +195,19 @@ class ScreeningSink:
         self.every = every
         self.overlap = overlap
         self.streamers = [c for c in checks if callable(getattr(c, "screen_stream", None))]
+        self.hold = not getattr(inner, "retracts", False)
         self._seen: dict[int, str] = {}  # not `texts`: that name is the wrapped view's
+        self._held: dict[int, list[Event]] = {}  # tokens not yet passed to a view that cannot retract
         self.checked: dict[int, int] = {}
         self.blocked: list[Verdict] = []
+        self._told: set[int] = set()  # samples the view was told are withheld
 
     @property
     def cancelled(self) -> bool:
         return bool(self.blocked) or bool(getattr(self.inner, "cancelled", False))
 
     def emit(self, event: Event) -> None:
-        if event.type != "token" or not self.streamers:
+        if event.type != "token":
             self.inner.emit(event)
             return
         if self.blocked:
@@ -207,10 +215,44 @@ class ScreeningSink:
         i = event.index
         text = self._seen.get(i, "") + event.data
         self._seen[i] = text
-        self.inner.emit(event)
+        if self.hold:
+            self._held.setdefault(i, []).append(event)
+        else:
+            self.inner.emit(event)
         done = self.checked.get(i, 0)
         if len(text) - done >= self.every or _BOUNDARY.search(event.data):
             self.check(i, text, done)
+            if not self.blocked:
+                self._release(i)
+
+    def _release(self, index: int) -> None:
+        for event in self._held.pop(index, []):
+            self.inner.emit(event)
+
+    def _tell(self, index: int, reason: str) -> None:
+        if index not in self._told:
+            self._told.add(index)
+            self._held.pop(index, None)
+            self.inner.emit(Event("withheld", reason, index))
+
+    def finish(self, result: Result) -> None:
+        """After the final screen: the view learns which outputs are withheld; the rest of the held
+        text goes out."""
+        for index in sorted(set(self._held) | set(result.withheld)):
+            if index in result.withheld:
+                self._tell(index, f"output withheld by a safety check ({result.withheld[index][1]})")
+            else:
+                self._release(index)
+
+    def abort(self, checks: Sequence[Any]) -> None:
+        """The backend failed mid-run: what it streamed is screened in full now, since no result will
+        be; a block or review hides it. Held text (never fully screened) is not shown."""
+        for index, text in self._seen.items():
+            found = screen_texts(checks, [(f"output {index + 1}", text)], "output", self.request, self.level)
+            stop = [v for v in found if v.action in ("block", "review")]
+            if stop:
+                self._tell(index, f"output withheld by a safety check ({stop[0].reason or stop[0].category})")
+        self._held.clear()
 
     def check(self, index: int, text: str, done: int) -> None:
         start = max(0, done - self.overlap)
@@ -228,8 +270,7 @@ class ScreeningSink:
                   for v in found if v.action == "block"]
         if blocks:
             self.blocked = blocks
-            reason = blocks[0].reason or category_name(blocks[0].category)
-            self.inner.emit(Event("withheld", f"output withheld by a safety check ({reason})", index))
+            self._tell(index, f"output withheld by a safety check ({blocks[0].reason or category_name(blocks[0].category)})")
 
     def close(self, success: bool, note: str = "", final: Any = None) -> Any:
         close = getattr(self.inner, "close", None)
