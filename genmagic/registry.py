@@ -434,7 +434,7 @@ class Registry:
         self._loaded_stamp: tuple[Any, ...] | None = None
         self._specs: dict[str, ModelSpec] = {}
         self._defaults: dict[str, str] = {}
-        self._safety: dict[str, tuple[Any, str, Path]] = {}  # [safety] key -> (value, origin, file)
+        self._safety: dict[str, dict[str, tuple[Any, Path]]] = {}  # origin -> [safety] key -> (value, file)
         # the project file, the kinds whose default it sets, the sha256 of the bytes that were parsed
         self._project: tuple[Path, frozenset[str], str] | None = None
 
@@ -454,7 +454,7 @@ class Registry:
         specs = {s.alias: s for s in builtin_specs()}
         defaults = {"text": "tiny-text", "image": "tiny-image"}
         project = None
-        safety: dict[str, tuple[Any, str, Path]] = {}
+        safety: dict[str, dict[str, tuple[Any, Path]]] = {}
         for origin, path in files:
             if not path.is_file():
                 continue
@@ -468,20 +468,35 @@ class Registry:
             section = data.get("safety") or {}
             if not isinstance(section, dict):
                 raise OptionError(f"{path}: [safety] must be a table, e.g. [safety] level = \"strict\"")
-            safety.update({k: (v, origin, path) for k, v in section.items()})
+            safety[origin] = {k: (v, path) for k, v in section.items()}
         self._specs, self._defaults, self._loaded_stamp, self._project = specs, defaults, stamp, project
         self._safety = safety
 
-    def safety_setting(self, key: str) -> Any:
-        """A ``[safety]`` value from the config files (project over user), or None."""
+    def _safety_entry(self, key: str) -> tuple[Any, str, Path] | None:
+        """The ``[safety] key`` that applies: the project file's when the user trusts it or the user
+        config does not set the key, else the user config's (a cloned repository cannot replace the
+        user's own choices); ``(value, origin, file)``."""
         self._refresh()
-        entry = self._safety.get(key)
+        user, project = self._safety.get("user", {}).get(key), self._safety.get("project", {}).get(key)
+        if project is not None and (user is None or self._project_trusted()):
+            return project[0], "project", project[1]
+        return (user[0], "user", user[1]) if user is not None else None
+
+    def _project_trusted(self) -> bool:
+        if self._project is None:
+            return False
+        from .trust import is_trusted
+
+        return is_trusted(self._project[0], (self._user_file or user_config_path()).parent, self._project[2])
+
+    def safety_setting(self, key: str) -> Any:
+        """A ``[safety]`` value from the config files (see :meth:`_safety_entry`), or None."""
+        entry = self._safety_entry(key)
         return entry[0] if entry else None
 
     def safety_path(self, key: str) -> str | None:
         """A ``[safety]`` path (e.g. ``image_classifier``), relative to the config file that set it."""
-        self._refresh()
-        entry = self._safety.get(key)
+        entry = self._safety_entry(key)
         if entry is None:
             return None
         value, _, path = entry
@@ -490,24 +505,22 @@ class Registry:
         return str((path.parent / os.path.expanduser(value)).resolve())
 
     def safety_level(self) -> str | None:
-        """The config files' ``[safety] level``. A project file may raise the level; lowering it
-        below ``standard`` (a cloned repository switching checks off) needs the file trusted."""
-        from .safety.labels import check_level
+        """The config files' ``[safety] level``: the user config's, or a project file's when it is at
+        least as strict (``standard`` when the user sets none) or the user trusts that file (a cloned
+        repository must not switch checks off)."""
+        from .safety.labels import LEVELS, check_level
 
         self._refresh()
-        entry = self._safety.get("level")
-        if entry is None:
-            return None
-        value, origin, path = entry
-        level = check_level(str(value), f"[safety] level in {path}:")
-        if origin == "project" and level in ("off", "warn") and self._project is not None:
-            from .trust import is_trusted
-
-            if not is_trusted(path, (self._user_file or user_config_path()).parent, self._project[2]):
-                _warn_once(f"{path} sets [safety] level = {level!r}, which lowers the checks; ignored until "
-                           f"you trust the file ({command('trust')} {path})")
-                return None
-        return level
+        user, project = self._safety.get("user", {}).get("level"), self._safety.get("project", {}).get("level")
+        mine = check_level(str(user[0]), f"[safety] level in {user[1]}:") if user else None
+        if project is None:
+            return mine
+        theirs = check_level(str(project[0]), f"[safety] level in {project[1]}:")
+        if LEVELS.index(theirs) >= LEVELS.index(mine or "standard") or self._project_trusted():
+            return theirs
+        _warn_once(f"{project[1]} sets [safety] level = {theirs!r}, which lowers the checks; ignored until "
+                   f"you trust the file ({command('trust')} {project[1]})")
+        return mine
 
     @staticmethod
     def risky_folders(path: Path, raw: bytes) -> dict[str, str]:

@@ -346,3 +346,19 @@ def test_text_streamed_before_a_backend_failure_is_screened_in_full(genmagic_hom
         _run(engine, "go", "echo:x", sink=view)
     assert view.events[-1].type == "withheld"
     monkeypatch.setattr(echo_backend, "generate", original)
+
+
+def test_an_untrusted_project_file_never_lowers_the_users_level(genmagic_home: Path, capsys: Any) -> None:
+    engine = _engine(genmagic_home)
+    user = Path(engine.registry.config_files()[0][1])
+    user.parent.mkdir(parents=True, exist_ok=True)
+    user.write_text('[safety]\nlevel = "strict"\n')
+    project = Path.cwd() / "genmagic.toml"
+    for lower in ("off", "standard"):
+        project.write_text(f'[safety]\nlevel = "{lower}"\n')
+        engine.registry._loaded_stamp = None
+        assert engine.level() == "strict", lower
+        assert "lowers the checks" in capsys.readouterr().err
+    project.write_text('[safety]\nimage_classifier = "theirs"\n')
+    user.write_text('[safety]\nimage_classifier = "mine"\n')
+    assert engine.registry.safety_path("image_classifier") == str((user.parent / "mine").resolve())
