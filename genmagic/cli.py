@@ -225,8 +225,13 @@ def cmd_history(args: argparse.Namespace) -> int:
         import json
         from dataclasses import asdict
 
+        from .history_view import public_record
+
         records = history.list(n=args.n, search=args.search, kind=args.kind)
-        print(json.dumps([asdict(r) for r in records], indent=2, ensure_ascii=False))
+        rows = [asdict(r) if args.include_withheld else public_record(r) for r in records]
+        for row in rows:
+            row["decisions"] = history.decisions(row["id"])
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         print(repr(history_table(history, n=args.n, search=args.search, kind=args.kind)))
     return 0
@@ -315,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("-n", type=int, default=20, help="how many (default: 20)")
     hist.add_argument("--search", help="only runs whose prompt or output contains this text")
     hist.add_argument("--kind", choices=("text", "image"))
-    hist.add_argument("--json", action="store_true", help="print the full records as JSON")
+    hist.add_argument("--json", action="store_true", help="print the full records as JSON (with review decisions)")
+    hist.add_argument("--include-withheld", action="store_true",
+                      help="with --json: also print the outputs a safety check withheld")
     hist.set_defaults(func=cmd_history)
 
     show = sub.add_parser("show", help="print the output of one run in history")

@@ -297,6 +297,7 @@ class Engine:
         try:
             result = result_class(request.kind).from_record(request, hit.outputs, self.history.get_blob)
             kept = [Verdict(**_verdict_args(v)) for v in hit.verdicts if v.get("stage") not in ("prompt", "output")]
+            timings, info = dict(hit.timings), dict(hit.info)  # a row of another shape is a miss
         except Exception as err:  # the cache is an optimisation: it never stops a run
             print(f"genmagic: not served from the cache ({_one_line(err)}); running the model", file=sys.stderr)
             return None
@@ -310,8 +311,8 @@ class Engine:
             found = screen_outputs(checks, result, request, level)
         result.verdicts = verdicts + kept + found
         apply_outputs(checks, result, found, prompt_review=_review(verdicts))
-        result.timings = {**hit.timings, "total": time.perf_counter() - started, "cached_from": float(hit.id)}
-        result.info = {**hit.info, "safety": level, "safety_policy": key}
+        result.timings = {**timings, "total": time.perf_counter() - started, "cached_from": float(hit.id)}
+        result.info = {**info, "safety": level, "safety_policy": key}
         return result
 
 

@@ -343,12 +343,16 @@ class History:
         )
         return result.history_id
 
-    def _insert(self, sql: str, row: tuple[Any, ...]) -> int:
-        """One row in one short ``BEGIN IMMEDIATE`` transaction; its id."""
+    def _insert(self, sql: str, row: tuple[Any, ...],
+                before: Callable[[sqlite3.Connection], None] | None = None) -> int:
+        """One row in one short ``BEGIN IMMEDIATE`` transaction; its id. ``before`` runs inside the
+        transaction first (a check that must see the state the insert goes into)."""
 
         def insert(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if before is not None:
+                    before(conn)
                 cur = conn.execute(sql, row)
                 conn.execute("COMMIT")
             except BaseException:
@@ -367,11 +371,26 @@ class History:
             raise HistoryError(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
         if self.get(run_id) is None:
             raise HistoryError(f"there is no run #{run_id} in the history at {self.path}")
+
+        def once(conn: sqlite3.Connection) -> None:  # a final decision is final, also across kernels
+            if decision not in FINAL_DECISIONS:
+                return
+            final = ",".join(f"'{d}'" for d in FINAL_DECISIONS)
+            row = conn.execute(f"SELECT decision FROM decisions WHERE run_id = ? AND decision IN ({final})"
+                               " ORDER BY id LIMIT 1", (run_id,)).fetchone()
+            if row is not None:
+                raise HistoryError(f"run #{run_id} was already {row[0]}; a decision is final")
+
         return self._insert(
             "INSERT INTO decisions (run_id, created, decision, target, note, edited, pid) VALUES (?,?,?,?,?,?,?)",
             (run_id, time.time(), decision, target, note,
              None if edited is None else json.dumps(edited, ensure_ascii=False), os.getpid()),
+            before=once,
         )
+
+    def final_decision(self, run_id: int) -> dict[str, Any] | None:
+        """The approve / edit / reject decision on a run, or None."""
+        return next((d for d in self.decisions(run_id) if d["decision"] in FINAL_DECISIONS), None)
 
     def decisions(self, run_id: int) -> list[dict[str, Any]]:
         """The decisions on one run, oldest first."""

@@ -15,25 +15,34 @@ from .safety.labels import category_name, summary
 
 
 def history_table(history: History, n: int = 20, search: str | None = None, kind: str | None = None) -> Table:
-    return history_rows_table(history.list(n=n, search=search, kind=kind))
+    return history_rows_table(history.list(n=n, search=search, kind=kind), history)
 
 
 def _when(created: float) -> str:
     return dt.datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def history_rows_table(records: Iterable[Record]) -> Table:
+def status_text(rec: Record, history: History | None) -> str:
+    """A run's status, with the review decision when there is one (``review: approved``)."""
+    status = rec.status + (" (cached)" if rec.cached else "")
+    if rec.status == "review" and history is not None:
+        final = history.final_decision(rec.id)
+        status += f": {final['decision']}" if final else " (pending)"
+    return status
+
+
+def history_rows_table(records: Iterable[Record], history: History | None = None) -> Table:
     rows = []
     for rec in records:
         when = _when(rec.created)
-        seconds = rec.timings.get("total")
+        seconds = rec.timings.get("total") if isinstance(rec.timings, dict) else None
         rows.append(
             [
                 rec.id,
                 when,
                 rec.kind,
                 rec.model,
-                rec.status + (" (cached)" if rec.cached else ""),
+                status_text(rec, history),
                 f"{seconds:.2f}s" if isinstance(seconds, (int, float)) else "",
                 shorten(rec.prompt, 40),
                 shorten(rec.error or ("[withheld]" if _withheld(rec) else rec.summary), 50),
@@ -76,4 +85,27 @@ def result_from_history(history: History, rid: int) -> Result:
         result = result_class(rec.kind).from_record(request, rec.outputs, history.get_blob)
     result.status, result.error, result.timings = rec.status, rec.error, rec.timings
     result.history_id, result.info, result.history = rec.id, rec.info, history
+    if rec.status == "review":  # a decision made since (here, in another kernel, in the lab sidebar)
+        from .safety.review import apply_decision
+
+        final = history.final_decision(rec.id)
+        if final is not None:
+            apply_decision(result, final["decision"], final["edited"])
     return result
+
+
+def public_record(rec: Record) -> dict[str, Any]:
+    """A record as ``genmagic history --json`` prints it: withheld outputs replaced by a marker
+    (history keeps them; ``--include-withheld`` prints them)."""
+    from dataclasses import asdict
+
+    data = asdict(rec)
+    outputs = data.get("outputs")
+    withheld = outputs.get("withheld") if isinstance(outputs, dict) else None
+    if isinstance(outputs, dict) and isinstance(withheld, dict):
+        for key in ("texts", "images"):
+            values = outputs.get(key)
+            if isinstance(values, list):
+                outputs[key] = [f"[withheld: {withheld[str(i)]}]" if str(i) in withheld else v
+                                for i, v in enumerate(values)]
+    return data

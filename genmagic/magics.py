@@ -256,6 +256,9 @@ class GenMagics(Magics):
             return
         if result.status == "review":
             from .display import in_kernel
+            from .safety.review import hold
+
+            hold(result)  # a decision made by its id reaches this object and --out
 
             if in_kernel():
                 from IPython.display import display

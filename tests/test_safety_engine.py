@@ -362,3 +362,20 @@ def test_an_untrusted_project_file_never_lowers_the_users_level(genmagic_home: P
     project.write_text('[safety]\nimage_classifier = "theirs"\n')
     user.write_text('[safety]\nimage_classifier = "mine"\n')
     assert engine.registry.safety_path("image_classifier") == str((user.parent / "mine").resolve())
+
+
+def test_hostile_rows_neither_crash_a_cached_run_nor_the_tables(genmagic_home: Path) -> None:
+    import sqlite3
+
+    from genmagic.history_view import history_table, verdict_table
+
+    engine = _engine(genmagic_home, Word("bad", "warn", stage="output"))
+    first = _run(engine, "go", "echo:a bad answer", seed=12)
+    conn = sqlite3.connect(engine.history.path)
+    conn.execute("UPDATE runs SET info = '[1, 2]', timings = '\"x\"', verdicts = ? WHERE id = ?",
+                 ('[{"category": null, "action": 3}, "odd", {"stage": "output", "category": 7}]', first.history_id))
+    conn.commit()
+    conn.close()
+    again = _run(engine, "go", "echo:a bad answer", seed=12)
+    assert again.ok and not again.cached  # a row of another shape is a miss, not a crash
+    assert len(history_table(engine.history)) == 2 and len(verdict_table(engine.history)) >= 1

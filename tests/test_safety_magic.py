@@ -114,3 +114,34 @@ def test_a_withheld_json_or_code_output_is_neither_parsed_nor_inserted(ip: Any) 
     assert result.status == "blocked"  # the result, not a JSON error about an empty text
     code = run(ip, "%%generate -m echo:bad=1 --seed 8 -f code\nwhatever")
     assert code.status == "blocked" and ip.rl_next_input is None
+
+
+def test_a_decision_by_id_reaches_the_held_object_and_history_shows_it(ip: Any) -> None:
+    _only(Word("maybe", "review", stage="output"))
+    held = run(ip, "%%generate -m echo:maybe-later --seed 9 --out t_wait\nwhatever")
+    assert held.status == "review" and ip.user_ns["t_wait"].text == ""
+    assert "review (pending)" in repr(run(ip, "%genmagic history -n 1"))
+    run(ip, f"%genmagic safety approve {held.history_id}")
+    assert ip.user_ns["t_wait"].text == "maybe-later" and held.ok  # no refresh() needed in this session
+    assert "review: approved" in repr(run(ip, "%genmagic history -n 1"))
+    shown = run(ip, f"%genmagic show {held.history_id}")
+    assert shown.ok and shown.text == "maybe-later"
+
+
+def test_history_json_hides_withheld_outputs_unless_asked(ip: Any) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    _only(Word("bad", "block", stage="output"))
+    result = run(ip, "%%generate -m echo:a-bad-answer --seed 11\nwhatever")
+    def cli(*args: str) -> list[dict[str, Any]]:
+        out = subprocess.run([sys.executable, "-m", "genmagic.cli", "history", "--json", "-n", "1", *args],
+                             capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+        return json.loads(out.stdout)
+    (row,) = cli()
+    assert row["id"] == result.history_id and row["outputs"]["texts"] == ["[withheld: says 'bad']"]
+    assert row["decisions"] == []
+    (full,) = cli("--include-withheld")
+    assert full["outputs"]["texts"] == ["a-bad-answer"]

@@ -40,7 +40,8 @@ CATEGORY_NAMES = {
 _DONE = {"block": "blocked", "redact": "redacted", "review": "held for review", "warn": "flagged"}
 
 
-def category_name(category: str) -> str:
+def category_name(category: Any) -> str:
+    category = str(category)  # a stored verdict may hold anything
     return CATEGORY_NAMES.get(category, category.replace("_", " "))
 
 
@@ -53,7 +54,9 @@ def summary(verdicts: Iterable[Any]) -> str:
     ``safety off`` when the run had the checks switched off; '' when nothing was found."""
     groups: dict[str, list[str]] = {}
     for v in verdicts:
-        action, category = _get(v, "action"), _get(v, "category")
+        if not isinstance(v, dict) and not hasattr(v, "action"):
+            continue  # a stored row of another shape
+        action, category = str(_get(v, "action")), str(_get(v, "category"))
         if action == "allow":
             continue
         label, name = ("", "safety off") if category == "off" else (_DONE.get(action, action), category_name(category))

@@ -24,6 +24,7 @@ import functools
 import hashlib
 import re
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,6 +101,7 @@ class PiiCheck:
         from .pii import Redactor
 
         self.redactor = Redactor(mode)
+        self._lock = threading.Lock()
 
     def version(self) -> str:
         return f"{self.redactor.mode}:{files_digest(_here('pii.py'))}"
@@ -125,7 +127,8 @@ class PiiCheck:
     def redact(self, text: str, verdicts: Sequence[Verdict]) -> str:
         from .pii import find_pii
 
-        return str(self.redactor.redact(text, find_pii(text)))
+        with self._lock:  # one numbering of placeholders, whatever thread runs
+            return str(self.redactor.redact(text, find_pii(text)))
 
 
 class ModerationCheck:
