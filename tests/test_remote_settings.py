@@ -113,9 +113,9 @@ def test_register_in_the_magic_saves_the_entry(ip: Any) -> None:
     assert "team" in listed and "openai" in listed and URL in listed
     with pytest.raises(UsageError, match=r"'nomodel' .*needs model"):
         run(ip, f"%genmagic register nomodel openai:{URL}")
-    with pytest.raises(UsageError, match="api_key_env \\(the value is not repeated.*must name an environment variable"):
+    with pytest.raises(UsageError, match=r"api_key_env \(the value is not repeated.*must name an environment variable"):
         run(ip, f"%genmagic register k openai:{URL} --model m --api-key-env sk-123-x")
-    with pytest.raises(UsageError, match="--api-key-env \\(the value is not repeated") as listing:
+    with pytest.raises(UsageError, match=r"--api-key-env \(the value is not repeated") as listing:
         run(ip, f"%genmagic models --remote {URL} --api-key-env hf_abc123xyz")
     assert "abc123" not in str(listing.value)
 
