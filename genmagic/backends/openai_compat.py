@@ -251,7 +251,7 @@ class OpenAICompatBackend:
                 piece.interrupted = True
             except _Dropped as err:
                 status, error = "error", self._redact(spec, str(err))
-            except ServerError as err:
+            except GenmagicError as err:  # ServerError, a 404's ModelNotFoundError
                 if index == 0:
                     raise  # nothing to keep: the run fails
                 status, error = "error", f"sample {index + 1} of {options.num}: {err}"  # type: ignore[attr-defined]
