@@ -160,7 +160,10 @@ class ModelCache:
 def _model(spec: ModelSpec) -> tuple[Any, ...]:
     """What makes two aliases the same model: backend, source, adapters and the backend's
     optional ``model_key`` (the model a server serves under one base_url)."""
-    backend = get_backend(spec.backend)
+    try:
+        backend = get_backend(spec.backend)
+    except GenmagicError:  # an entry whose backend is unknown (its source is not there yet): never loaded
+        return (spec.backend, spec.source, spec.adapters)
     extra = backend.model_key(spec) if hasattr(backend, "model_key") else ()
     return (spec.backend, spec.source, spec.adapters, *extra)
 

@@ -1,5 +1,6 @@
 """A small OpenAI-compatible endpoint that misbehaves on cue, for the remote backend's fault tests
-(the real engine is tests/conftest_engines.py). Each POST takes the next scripted behaviour."""
+(the real engine is tests/conftest_engines.py). Each POST takes the next scripted behaviour
+(none left: "ok", the text "fine"; "ok" answers a streamed request as an event stream)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,8 @@ class FaultServer:
                 server.seen.append({"time": time.monotonic(), "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
                                     "body": body})
                 what, *args = server.script.popleft() if server.script else ("ok", "fine")
+                if what == "ok" and body.get("stream"):  # a streamed request gets the text as one SSE piece
+                    what, args = "stream", [[args[0]]]
                 if what == "ok":
                     self.send(200, json.dumps(chat_answer(args[0])).encode())
                 elif what == "status":  # (status, headers, body)
