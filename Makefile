@@ -10,11 +10,17 @@ EXTRAS ?= image,finetune,safety,server,notebook,dev
 
 # A real serving engine for the remote-backend tests: llama-cpp-python's OpenAI-compatible server,
 # compiled once (3-6 min on 2 cores) into a wheel cached outside the repo, so re-runs skip the build.
-# Its sdist (llama.cpp's convert_hf_to_gguf.py and the bundled gguf-py) is kept in the same folder.
+# The wheel is kept per platform, Python and CMake arguments; the sdist (llama.cpp's
+# convert_hf_to_gguf.py and the bundled gguf-py) is extracted next to it.
 ENGINE_CACHE ?= $(HOME)/.cache/genmagic/wheels
 LLAMA_CPP ?= 0.3.36
 LLAMA_CPP_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 export GENMAGIC_ENGINE_CACHE := $(ENGINE_CACHE)
+ENGINE_SDIST := $(ENGINE_CACHE)/llama_cpp_python-$(LLAMA_CPP)
+ENGINE_CONVERTER := $(ENGINE_SDIST)/vendor/llama.cpp/convert_hf_to_gguf.py
+ENGINE_WHEELS := $(ENGINE_CACHE)/$(shell $(PYTHON) -c "import hashlib, sys, sysconfig; \
+	print(sysconfig.get_platform(), sys.implementation.cache_tag, hashlib.sha256(sys.argv[1].encode()).hexdigest()[:12], \
+	sep='-')" "$(LLAMA_CPP_CMAKE_ARGS)")
 
 .PHONY: setup demo test lint bench clean engine
 
@@ -30,16 +36,26 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 setup: $(VENV)/.installed
 
-$(VENV)/.engine-$(LLAMA_CPP): $(VENV)/.installed
+$(ENGINE_SDIST).tar.gz: | $(VENV)/.installed
 	mkdir -p "$(ENGINE_CACHE)"
-	test -f "$(ENGINE_CACHE)/llama_cpp_python-$(LLAMA_CPP).tar.gz" || \
-		$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP)" -d "$(ENGINE_CACHE)"
-	test -d "$(ENGINE_CACHE)/llama_cpp_python-$(LLAMA_CPP)" || \
-		tar xzf "$(ENGINE_CACHE)/llama_cpp_python-$(LLAMA_CPP).tar.gz" -C "$(ENGINE_CACHE)"
-	ls "$(ENGINE_CACHE)"/llama_cpp_python-$(LLAMA_CPP)-*.whl >/dev/null 2>&1 || \
-		CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" $(BIN)/python -m pip wheel --no-deps -w "$(ENGINE_CACHE)" \
-		"$(ENGINE_CACHE)/llama_cpp_python-$(LLAMA_CPP).tar.gz"
-	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt --find-links "$(ENGINE_CACHE)" \
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP)" -d "$(ENGINE_CACHE)"
+
+# a file target: a cleaned cache is extracted again; an interrupted tar never leaves a folder that passes
+$(ENGINE_CONVERTER): $(ENGINE_SDIST).tar.gz
+	rm -rf "$(ENGINE_SDIST).part" && mkdir -p "$(ENGINE_SDIST).part"
+	tar xzf "$<" -C "$(ENGINE_SDIST).part"
+	rm -rf "$(ENGINE_SDIST)" && mv "$(ENGINE_SDIST).part/llama_cpp_python-$(LLAMA_CPP)" "$(ENGINE_SDIST)"
+	rm -rf "$(ENGINE_SDIST).part"
+	test -f "$@" && touch "$@"
+
+$(ENGINE_WHEELS)/.built-$(LLAMA_CPP): $(ENGINE_SDIST).tar.gz | $(VENV)/.installed
+	mkdir -p "$(ENGINE_WHEELS)"
+	ls "$(ENGINE_WHEELS)"/llama_cpp_python-$(LLAMA_CPP)-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" $(BIN)/python -m pip wheel --no-deps -w "$(ENGINE_WHEELS)" "$<"
+	touch "$@"
+
+$(VENV)/.engine-$(LLAMA_CPP): $(VENV)/.installed $(ENGINE_WHEELS)/.built-$(LLAMA_CPP) $(ENGINE_CONVERTER)
+	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt --find-links "$(ENGINE_WHEELS)" \
 		--only-binary llama-cpp-python "llama-cpp-python[server]==$(LLAMA_CPP)"
 	touch $@
 
@@ -52,8 +68,9 @@ lint: setup
 	$(BIN)/ruff check genmagic tests bench training examples
 	$(BIN)/mypy
 
+# GENMAGIC_REQUIRE_ENGINE: a missing engine fails the engine tests instead of skipping them
 test: lint engine
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+	GENMAGIC_REQUIRE_ENGINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 bench: setup engine
 	$(BIN)/python bench/import_cost.py

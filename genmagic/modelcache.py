@@ -1,9 +1,14 @@
 """Loaded models stay in memory across cells, in an LRU bounded by a memory budget.
 
-A loaded model is keyed by what it was loaded from: backend, source, adapters (with
-their scales), the weight fingerprint (which covers the adapters' files) and the
-backend's ``load_key`` (device, dtype). Weights re-saved in place get a new
-fingerprint, so the next run loads them afresh and the stale copy is dropped.
+A loaded model is keyed by what it was loaded from: the model (backend, source, adapters
+with their scales, and the backend's optional ``model_key``: a served model's name), the
+weight fingerprint (which covers the adapters' files) and the backend's ``load_key`` (device,
+dtype; a served model's client settings). Weights re-saved in place get a new fingerprint,
+so the next run loads them afresh and the stale copy of that model and load is dropped.
+
+A fingerprint may learn more at the load (a served model's identity, which the server tells
+only then): the loaded model is filed under the fingerprint its backend gives after the load,
+which is the one the next run computes, so that run finds it without loading again.
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ class ModelCache:
 
     @staticmethod
     def _key(spec: ModelSpec, options: Options, fingerprint: str) -> tuple[Any, ...]:
+        """(the model, its fingerprint, how it is loaded)."""
         backend = get_backend(spec.backend)
         extra = backend.load_key(spec, options) if hasattr(backend, "load_key") else ()
-        return (spec.backend, spec.source, spec.adapters, fingerprint, *extra)
+        return (_model(spec), fingerprint, tuple(extra))
 
     def get(self, spec: ModelSpec, options: Options, fingerprint: str | None = None) -> Loaded:
         """The loaded model for ``spec`` with these weights (``fingerprint``, computed when
@@ -57,11 +63,14 @@ class ModelCache:
                 if loaded.spec.alias != spec.alias:
                     loaded.spec = spec
                 return loaded
-            for old in [k for k in self._items if k[:3] == key[:3] and k[3] != fingerprint]:
-                self._drop(old)  # the same model with older weights: never used again
+            for old in [k for k in self._items if k[0] == key[0] and k[2] == key[2] and k[1] != fingerprint]:
+                self._drop(old)  # the same model and load with older weights: never used again
             estimate = getattr(backend, "estimate_bytes", None)
             self._evict(int(estimate(spec, options)) if callable(estimate) else 0)
             loaded = backend.load(spec, options)
+            key = self._key(spec, options, backend.fingerprint(spec))  # what the load learnt (see above)
+            if key in self._items:  # loaded meanwhile under the fingerprint it has now
+                self._drop(key, collect=False)
             self._items[key] = loaded
             self._evict(0, keep=key)  # the estimate may have been low
             return loaded
@@ -148,5 +157,16 @@ class ModelCache:
         return gone
 
 
+def _model(spec: ModelSpec) -> tuple[Any, ...]:
+    """What makes two aliases the same model: backend, source, adapters and the backend's
+    optional ``model_key`` (the model a server serves under one base_url)."""
+    try:
+        backend = get_backend(spec.backend)
+    except GenmagicError:  # an entry whose backend is unknown (its source is not there yet): never loaded
+        return (spec.backend, spec.source, spec.adapters)
+    extra = backend.model_key(spec) if hasattr(backend, "model_key") else ()
+    return (spec.backend, spec.source, spec.adapters, *extra)
+
+
 def _same_model(a: ModelSpec, b: ModelSpec) -> bool:
-    return (a.backend, a.source, a.adapters) == (b.backend, b.source, b.adapters)
+    return _model(a) == _model(b)

@@ -71,6 +71,7 @@ class Setting:
     required: bool = False
     check: Callable[[Any], str | None] | None = None
     flag: str | None = None  # the `%genmagic register` option that sets it, if any
+    secret: bool = False  # a wrong value may be a pasted key: an error never repeats it
 
 
 # Keys of a registry entry that every backend understands; any other key is a backend setting.
@@ -78,14 +79,17 @@ ENTRY_KEYS = frozenset({"source", "kind", "backend", "adapters", "revision", "al
                         "params", "description"})
 # Secrets never go in a config file (it is often committed, and history records where a model came from).
 _SECRET_KEYS = frozenset({"api_key", "apikey", "token", "password", "secret"})
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A conventional environment variable name: keys (sk-..., hf_..., gsk_..., xai-...) are lower case or hold "-"
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 
 
 def is_env_name(value: Any) -> str | None:
-    """A :class:`Setting` check: ``value`` names an environment variable (not a key itself)."""
+    """A :class:`Setting` check: ``value`` names an environment variable (not a key itself).
+    The problem never repeats the value: it may be a pasted key."""
     if isinstance(value, str) and _ENV_NAME.fullmatch(value):
         return None
-    return "must name an environment variable (letters, digits, _), not hold the key itself; e.g. TEAM_KEY"
+    return ("must name an environment variable (upper-case letters, digits, _; e.g. TEAM_KEY), not hold the key "
+            "itself; put the key in that variable")
 
 
 def check_settings(spec: ModelSpec, declared: Mapping[str, Setting] | None, source_key: str | None = None) -> None:
@@ -122,12 +126,30 @@ def check_settings(spec: ModelSpec, declared: Mapping[str, Setting] | None, sour
         elif setting.check is not None:
             problem = setting.check(value)
         if problem:
-            raise ModelNotFoundError(f"model {spec.alias!r} ({where}): {key} = {value!r} {problem}")
+            shown = "(the value is not repeated: it may be a key)" if setting.secret else f"= {_masked(value)!r}"
+            raise ModelNotFoundError(f"model {spec.alias!r} ({where}): {key} {shown} {problem}")
     missing = [key for key, setting in declared.items() if setting.required and key not in spec.settings]
     if missing:
         flag = declared[missing[0]].flag
         how = f" (--{flag} with {command('register')})" if flag else ""
         raise ModelNotFoundError(f"model {spec.alias!r} ({where}) needs {missing[0]} = ...{how}; {declared[missing[0]].help}")
+
+
+def _masked(value: Any) -> Any:
+    """``value`` for an error message: a URL's password, query and fragment (where keys hide) masked."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(value)
+        netloc = parts.netloc
+        if parts.username or parts.password:
+            netloc = "***@" + netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "",
+                           "***" if parts.fragment else ""))
+    except ValueError:
+        return "(a malformed URL)"
 
 
 def builtin_specs() -> list[ModelSpec]:

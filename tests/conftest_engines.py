@@ -1,10 +1,11 @@
 """A real serving engine for the remote-backend tests: llama-cpp-python's OpenAI-compatible
 server (``make engine`` builds it) on the embedded tiny-text, converted to GGUF with the recipe
 in its model card (llama.cpp's ``convert_hf_to_gguf.py`` and the ``gguf-py`` bundled in the
-same sdist). The GGUF is made once and cached by the model's fingerprint; the server starts
-once per test session, and is stopped by its own PID.
+same sdist). The GGUF is made once and cached by a hash of the model's files (older ones are
+removed); the server starts once per test session, and is stopped by its own PID.
 
-In CI (``CI`` set) a missing engine fails the tests; elsewhere they are skipped with the command.
+With ``GENMAGIC_REQUIRE_ENGINE`` set (``make test`` sets it) or in CI (``CI`` set) a missing engine
+fails the tests; elsewhere they are skipped with the command.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def engine_cache() -> Path:
 def missing(what: str) -> None:
     message = (f"{what}; run `make engine` (builds llama-cpp-python[server]=={ENGINE_VERSION} once, "
                f"into {engine_cache()})")
-    if os.environ.get("CI"):
+    if os.environ.get("GENMAGIC_REQUIRE_ENGINE") or os.environ.get("CI"):
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
 
@@ -103,16 +104,18 @@ class EngineMissing(RuntimeError):
 
 def make_tiny_gguf() -> Path:
     """The embedded tiny-text as GGUF (float32), made with the recipe of its model card and cached
-    under the engine cache by the model's fingerprint."""
+    under the engine cache by a hash of the model's files (a fresh checkout finds it; the GGUFs of
+    other versions of the model are removed after an hour)."""
     if importlib.util.find_spec("llama_cpp") is None:
         raise EngineMissing(f"llama-cpp-python {ENGINE_VERSION} is not installed")
     vendor = engine_cache() / f"llama_cpp_python-{ENGINE_VERSION}" / "vendor" / "llama.cpp"
     script = vendor / "convert_hf_to_gguf.py"
     if not script.is_file():
         raise EngineMissing(f"llama.cpp's converter is not at {script}")
-    from genmagic.registry import dir_fingerprint
-
-    out = engine_cache() / "gguf" / f"tiny-text-{dir_fingerprint(TINY_TEXT)}.gguf"
+    out = engine_cache() / "gguf" / f"tiny-text-{content_hash(TINY_TEXT)}.gguf"
+    for old in out.parent.glob("tiny-text-*.gguf"):  # other versions' (an hour's grace: a parallel run's)
+        if old != out and time.time() - old.stat().st_mtime > 3600:
+            old.unlink(missing_ok=True)
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(f".{os.getpid()}.part")
@@ -123,6 +126,16 @@ def make_tiny_gguf() -> Path:
             raise RuntimeError(f"convert_hf_to_gguf.py failed:\n{done.stderr[-2000:]}")
         partial.replace(out)
     return out
+
+
+def content_hash(folder: Path) -> str:
+    """A hash of the files' names and bytes: the same on every checkout (mtimes are not)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @pytest.fixture(scope="session")

@@ -211,15 +211,43 @@ def test_api_keys_come_from_the_environment_and_are_never_stored(start_engine: A
     assert db.execute("SELECT count(*) FROM runs WHERE model = 'locked'").fetchone()[0] == 3  # two failures, one run
 
 
-def test_a_missing_engine_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+def test_a_missing_engine_fails_under_make_test_and_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch,
+                                                                              tmp_path: Any) -> None:
     import conftest_engines
 
     monkeypatch.setenv("GENMAGIC_ENGINE_CACHE", str(tmp_path))  # no sdist there
     with pytest.raises(conftest_engines.EngineMissing, match="converter is not at"):
         conftest_engines.make_tiny_gguf()
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match=f"run `make engine`.*into {tmp_path}"):
-        conftest_engines.missing("llama-cpp-python is not installed")
-    monkeypatch.delenv("CI")
+    monkeypatch.delenv("CI", raising=False)
+    for variable in ("CI", "GENMAGIC_REQUIRE_ENGINE"):  # CI, and `make test` (which .ci/run runs)
+        monkeypatch.setenv(variable, "1")
+        with pytest.raises(pytest.fail.Exception, match=f"run `make engine`.*into {tmp_path}"):
+            conftest_engines.missing("llama-cpp-python is not installed")
+        monkeypatch.delenv(variable)
     with pytest.raises(pytest.skip.Exception, match="run `make engine`"):
         conftest_engines.missing("llama-cpp-python is not installed")
+    makefile = (conftest_engines.TINY_TEXT.parents[2] / "Makefile").read_text()
+    assert "GENMAGIC_REQUIRE_ENGINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest" in makefile
+
+
+def test_the_gguf_is_cached_by_content_and_older_ones_are_removed(tiny_gguf: Any, tmp_path: Any) -> None:
+    import os
+    import shutil
+    import time
+
+    import conftest_engines
+
+    copy = shutil.copytree(conftest_engines.TINY_TEXT, tmp_path / "tiny-text")  # a fresh checkout: new mtimes
+    assert tiny_gguf.name == f"tiny-text-{conftest_engines.content_hash(copy)}.gguf"
+    (copy / "config.json").write_text((copy / "config.json").read_text() + " ")
+    assert conftest_engines.content_hash(copy) != conftest_engines.content_hash(conftest_engines.TINY_TEXT)
+    stale, recent = (tiny_gguf.parent / f"tiny-text-{'0' * 15}{i}.gguf" for i in range(2))
+    try:
+        stale.write_bytes(b"old")
+        recent.write_bytes(b"a parallel run's")
+        os.utime(stale, (time.time() - 2 * 86400,) * 2)
+        assert conftest_engines.make_tiny_gguf() == tiny_gguf
+        assert not stale.exists() and recent.exists() and tiny_gguf.exists()
+    finally:
+        stale.unlink(missing_ok=True)
+        recent.unlink(missing_ok=True)

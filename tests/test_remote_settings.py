@@ -52,8 +52,13 @@ def test_an_entry_in_the_issues_shape_resolves() -> None:
     ({"api_key": '"sk-live-123"'}, "has api_key = ...: secrets never go in a config file; .* api_key_env"),
     ({"modle": '"x"'}, "unknown key 'modle' for backend 'openai'; did you mean model\\?"),
     ({"base_url": '"ftp://host/v1"'}, "base_url = 'ftp://host/v1' must be an http\\(s\\) URL"),
-    ({"base_url": '"http://me:pw@host/v1"'}, "must not hold credentials"),
-    ({"api_key_env": '"sk-abc-123"'}, "api_key_env = 'sk-abc-123' must name an environment variable"),
+    ({"base_url": '"http://me:sk-live-123@host/v1"'}, "base_url = 'http://\\*\\*\\*@host/v1' must not hold credentials"),
+    ({"base_url": '"http://host/v1?api-key=sk-live-123"'}, "base_url = 'http://host/v1\\?\\*\\*\\*' must not hold "
+                                                           "credentials or a query string"),
+    ({"api_key_env": '"sk-live-123"'}, "api_key_env \\(the value is not repeated: it may be a key\\) must name an "
+                                       "environment variable \\(upper-case"),
+    ({"api_key_env": '"hf_live-123"'}, "api_key_env \\(the value is not repeated"),
+    ({"api_key_env": '"gsk_live123"'}, "api_key_env \\(the value is not repeated"),
     ({"read_timeout": '"10"'}, "read_timeout = '10' must be number"),
     ({"max_retries": "true"}, "max_retries = True must be number"),
     ({"server": '"tgi"'}, "server = 'tgi' must be one of openai, llama.cpp, vllm"),
@@ -64,7 +69,8 @@ def test_bad_settings_are_one_line_errors_naming_alias_key_and_file(keys: dict[s
     with pytest.raises(ModelNotFoundError, match=message) as caught:
         Registry().resolve("team", "text")
     text = str(caught.value)
-    assert "'team'" in text and str(path) in text and "\n" not in text and "sk-live-123" not in text
+    assert "'team'" in text and str(path) in text and "\n" not in text
+    assert not any(secret in text for secret in ("sk-live-123", "live-123", "live123"))  # a pasted key is never repeated
 
 
 def test_other_backends_keep_ignoring_unknown_keys(tiny_text_dir: Path) -> None:
@@ -107,8 +113,11 @@ def test_register_in_the_magic_saves_the_entry(ip: Any) -> None:
     assert "team" in listed and "openai" in listed and URL in listed
     with pytest.raises(UsageError, match=r"'nomodel' .*needs model"):
         run(ip, f"%genmagic register nomodel openai:{URL}")
-    with pytest.raises(UsageError, match="api_key_env = 'sk-123-x' must name an environment variable"):
+    with pytest.raises(UsageError, match=r"api_key_env \(the value is not repeated.*must name an environment variable"):
         run(ip, f"%genmagic register k openai:{URL} --model m --api-key-env sk-123-x")
+    with pytest.raises(UsageError, match=r"--api-key-env \(the value is not repeated") as listing:
+        run(ip, f"%genmagic models --remote {URL} --api-key-env hf_abc123xyz")
+    assert "abc123" not in str(listing.value)
 
 
 def test_register_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:

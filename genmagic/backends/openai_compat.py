@@ -9,14 +9,16 @@ A registry entry names the server and the model::
     api_key_env = "TEAM_KEY"      # the *name* of the variable holding the key, never the key
     server = "vllm"               # what the server honours beyond the plain OpenAI API
 
-The ``openai`` client does the HTTP, the SSE parsing and the retries (429 and 5xx with
-backoff, honouring ``Retry-After``). Nothing here touches the network before :meth:`load`:
+The ``openai`` client does the HTTP and the SSE parsing; the retries (429 and 5xx, with backoff
+honouring ``Retry-After``) are genmagic's own, so a timed-out generation is never sent again.
+Nothing here touches the network before :meth:`load`:
 ``detect``, ``fingerprint`` and ``check`` run on every request. ``load`` opens a client and
 asks the server once for the model's identity (its ``/v1/models`` entry), which the
 fingerprint then includes for the rest of the process. Generation streams each sample
 (sample ``i`` uses ``seed + i``, one request each) and honours ``sink.cancelled`` and
 ``KeyboardInterrupt`` by closing the stream: the partial text comes back with
-``status="interrupted"``. A stream the server drops keeps its partial text, ``status="error"``.
+``status="interrupted"``. A stream the server drops, or ends without a finish reason, keeps its
+partial text, ``status="error"`` (an error is never served from the cache).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from ..errors import GenmagicError, ModelNotFoundError, OptionError, command
-from ..registry import Setting, is_env_name
+from ..registry import Setting, _masked, is_env_name
 from ..request import Event, Request, Sink
 from ..results import ImageResult, Result, TextResult
 from . import Loaded
@@ -67,8 +69,10 @@ def _url_problem(value: Any) -> str | None:
     parts = urlsplit(str(value))
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http(s) URL such as http://localhost:8000/v1"
-    if parts.username or parts.password:
-        return "must not hold credentials; put the key in an environment variable and set api_key_env"
+    if parts.username or parts.password or parts.query or parts.fragment:
+        # the URL is in the config, history and error messages: no key may ride in it (?api-key=...)
+        return ("must not hold credentials or a query string; put the key in an environment variable and set "
+                "api_key_env")
     return None
 
 
@@ -107,7 +111,7 @@ class OpenAICompatBackend:
         "model": Setting("the model name the server knows (see %genmagic models --remote URL)", required=True,
                          flag="model"),
         "api_key_env": Setting("the environment variable that holds the API key", check=is_env_name,
-                               flag="api-key-env"),
+                               flag="api-key-env", secret=True),
         "server": Setting(f"what the server honours beyond the OpenAI API: {', '.join(SERVERS)} (default openai)",
                           check=_server_name, flag="server"),
         "seed_honoured": Setting("the server gives the same text for the same seed (seeded runs are cached)",
@@ -134,8 +138,13 @@ class OpenAICompatBackend:
         blob = json.dumps([*key, self._identities.get(key, "")])
         return "remote-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    def model_key(self, spec: ModelSpec) -> tuple[Any, ...]:
+        """The model a server serves at base_url: two aliases of one server are two models."""
+        return (str(_setting(spec, "model")),)
+
     def load_key(self, spec: ModelSpec, options: Any) -> tuple[Any, ...]:
-        return ()
+        """A loaded client is its settings (timeouts, retries, the key's variable)."""
+        return tuple(_setting(spec, name) for name in _CLIENT_SETTINGS)
 
     def server(self, spec: ModelSpec) -> Server:
         return SERVERS[_setting(spec, "server")]
@@ -174,6 +183,8 @@ class OpenAICompatBackend:
         known (it was loaded in this process)."""
         seeded = _setting(spec, "seed_honoured")
         seeded = self.server(spec).seed_honoured if seeded is None else seeded
+        if request.kind == "image":  # the images API takes no seed: an image run is never the same twice
+            return False
         return bool(seeded) and (spec.source, str(_setting(spec, "model"))) in self._identities
 
     # -- loading: a client, and the model's identity from the server
@@ -181,7 +192,7 @@ class OpenAICompatBackend:
         client = self._client(spec)
         model = str(_setting(spec, "model"))
         try:
-            entries = self._call(spec, lambda: list(client.models.list()))
+            entries = self._models(spec, client)
         except BaseException:
             client.close()
             raise
@@ -193,8 +204,8 @@ class OpenAICompatBackend:
                 f"the server at {spec.source} has no model {model!r} (alias {spec.alias!r}); it offers: {offered}; "
                 f"fix `model` in the alias, see {command('models --remote ' + spec.source)}"
             )
-        # what the server said (unset fields left out); `created` is the time of the request on some servers
-        identity = {k: v for k, v in found[0].to_dict().items() if k != "created"}
+        # what the server said (unset fields left out), less what changes from one request to the next
+        identity = _stable(found[0].to_dict())
         text = json.dumps(identity, sort_keys=True, default=str)
         self._identities[(spec.source, model)] = text
         return Loaded(spec=spec, model=client, info={"base_url": spec.source, "model": model,
@@ -206,8 +217,11 @@ class OpenAICompatBackend:
         except ImportError:
             raise ModelNotFoundError("served models need the openai client: pip install 'genmagic[server]'") from None
         timeout = openai.Timeout(float(_setting(spec, "read_timeout")), connect=float(_setting(spec, "connect_timeout")))
-        return openai.OpenAI(base_url=spec.source, api_key=_api_key(spec), timeout=timeout,
-                             max_retries=int(_setting(spec, "max_retries")))
+        # retries are :meth:`_call`'s own (a timed-out generation is not sent again)
+        client = openai.OpenAI(base_url=spec.source, api_key=_api_key(spec), timeout=timeout, max_retries=0)
+        # the client reads OPENAI_ORG_ID / OPENAI_PROJECT_ID from the environment: never sent to another server
+        client.organization = client.project = None
+        return client
 
     def unload(self, loaded: Loaded) -> None:
         client, loaded.model = loaded.model, None
@@ -237,6 +251,11 @@ class OpenAICompatBackend:
                 piece.interrupted = True
             except _Dropped as err:
                 status, error = "error", self._redact(spec, str(err))
+            except GenmagicError as err:  # ServerError, a 404's ModelNotFoundError
+                if index == 0:
+                    raise  # nothing to keep: the run fails
+                status, error = "error", f"sample {index + 1} of {options.num}: {err}"  # type: ignore[attr-defined]
+                break  # the finished samples are kept
             if first_token is None and piece.first_at is not None:
                 first_token = piece.first_at - started
             texts.append(piece.text)
@@ -283,6 +302,7 @@ class OpenAICompatBackend:
     def _sample(self, loaded: Loaded, request: Request, seed: int | None, stream: bool, piece: _Sample,
                 sink: Sink, index: int) -> None:
         spec, client = loaded.spec, loaded.model
+        client.api_key = _api_key(spec)  # read now: a key set after the load (the 401's advice) is used
         endpoint, args = self._body(loaded, request, seed)
         create = client.chat.completions.create if endpoint == "chat" else client.completions.create
         if not stream:
@@ -294,6 +314,11 @@ class OpenAICompatBackend:
             return
         chunks = self._call(spec, lambda: create(stream=True, **args))
         with closing(chunks):  # closes the HTTP response: an interrupt or Stop ends the server's work too
+            response = getattr(chunks, "response", None)
+            kind = response.headers.get("content-type", "") if response is not None else "text/event-stream"
+            if not kind.startswith("text/event-stream"):
+                raise ServerError(f"the server at {spec.source} answered a streamed request with {kind or 'no'} "
+                                  "content, not an event stream; is base_url the server's OpenAI API?")
             for chunk in self._guarded(spec, chunks, piece):
                 if sink.cancelled:
                     piece.interrupted = True
@@ -304,6 +329,9 @@ class OpenAICompatBackend:
                     raise _Dropped(f"{err} after {piece.tokens} tokens; the partial text is kept") from None
                 piece.add(delta, sink, index)
                 piece.finish = _finish(chunk) or piece.finish
+        if piece.finish is None and not piece.interrupted and not sink.cancelled:
+            raise _Dropped(f"the server at {spec.source} ended the stream without finishing the answer after "
+                           f"{piece.tokens} tokens; the partial text is kept")
 
     def _guarded(self, spec: ModelSpec, chunks: Any, piece: _Sample) -> Iterator[Any]:
         """The stream's chunks; a connection lost or garbled mid-stream becomes :class:`_Dropped`."""
@@ -347,6 +375,7 @@ class OpenAICompatBackend:
         if options.width or options.height:
             args["size"] = f"{options.width or options.height}x{options.height or options.width}"
         started = time.perf_counter()
+        loaded.model.api_key = _api_key(spec)
         answer = self._call(spec, lambda: loaded.model.images.generate(**args), images=True)
         try:
             images = [Image.open(io.BytesIO(base64.b64decode(item.b64_json))).convert("RGB") for item in answer.data]
@@ -360,47 +389,97 @@ class OpenAICompatBackend:
 
     # -- errors: one line, naming the URL, the variable to set or the models on offer; never the key
     def _call(self, spec: ModelSpec, call: Any, images: bool = False) -> Any:
+        """``call()``, retried on 429 and 5xx (``max_retries`` times, waiting what ``Retry-After``
+        asks, or a backoff); a timeout is not retried: the server may still be generating."""
         import openai
 
-        try:
-            return call()
-        except openai.APITimeoutError:
-            raise ServerError(
+        retries = int(_setting(spec, "max_retries"))
+        for attempt in range(retries + 1):
+            try:
+                return call()
+            except openai.APIStatusError as err:
+                if not (err.status_code == 429 or err.status_code >= 500):
+                    raise self._failure(spec, err, images) from None
+                wait = _retry_after(err)
+                if wait is not None and wait > MAX_WAIT:
+                    raise ServerError(f"the server at {spec.source} answered {err.status_code} and asks to wait "
+                                      f"{wait:.0f} s (Retry-After); try again later") from None
+                if attempt == retries:
+                    raise self._failure(spec, err, images, retries) from None
+                time.sleep(wait if wait is not None else min(0.5 * 2**attempt, 8.0))
+            except Exception as err:
+                raise self._failure(spec, err, images) from None
+        raise AssertionError("unreachable")
+
+    def _failure(self, spec: ModelSpec, err: Exception, images: bool, retries: int = 0) -> Exception:
+        """The one-line error for ``err`` (an exception of the openai client)."""
+        import openai
+
+        if isinstance(err, openai.APITimeoutError):
+            return ServerError(
                 f"the server at {spec.source} did not answer in time (connect_timeout {_setting(spec, 'connect_timeout')} s, "
-                f"read_timeout {_setting(spec, 'read_timeout')} s); is it overloaded? raise read_timeout in the alias"
-            ) from None
-        except openai.APIConnectionError as err:
-            raise ServerError(
+                f"read_timeout {_setting(spec, 'read_timeout')} s; not sent again); is it overloaded? raise "
+                "read_timeout in the alias"
+            )
+        if isinstance(err, openai.APIConnectionError):
+            return ServerError(
                 f"cannot connect to {spec.source} ({_first_line(err.__cause__ or err)}): is the server running? "
                 f"check base_url of {spec.alias!r}"
-            ) from None
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as err:
+            )
+        if isinstance(err, (openai.AuthenticationError, openai.PermissionDeniedError)):
             env = _setting(spec, "api_key_env")
             fix = (f"set the environment variable {env} to a valid key" if env else
                    f"register {spec.alias!r} with --api-key-env VAR and put the key in VAR")
-            raise ServerError(f"the server at {spec.source} refused access ({err.status_code}); {fix}") from None
-        except openai.NotFoundError as err:
-            if images:
-                raise ServerError(f"the server at {spec.source} has no /v1/images/generations; use a local image "
-                                  "model") from None
-            raise ModelNotFoundError(self._not_found(spec, err)) from None
-        except openai.RateLimitError:
-            raise ServerError(f"the server at {spec.source} is still rate limiting (429) after "
-                              f"{_setting(spec, 'max_retries')} retries; try again later, or raise max_retries") from None
-        except openai.APIStatusError as err:
-            raise ServerError(f"the server at {spec.source} answered {err.status_code}: "
-                              f"{self._redact(spec, _server_message(err))}") from None
-        except (openai.APIResponseValidationError, ValueError) as err:
-            raise ServerError(f"the server at {spec.source} sent a malformed answer ({_first_line(err)})") from None
+            return ServerError(f"the server at {spec.source} refused access ({err.status_code}); {fix}")
+        if isinstance(err, openai.NotFoundError):
+            return self._not_found(spec, err, images)
+        if isinstance(err, openai.RateLimitError):
+            return ServerError(f"the server at {spec.source} is still rate limiting (429) after {retries} retries"
+                               f"{_waited(err)}; try again later, or raise max_retries")
+        if isinstance(err, openai.APIStatusError):
+            tried = f" (after {retries} retries{_waited(err)})" if retries else ""
+            return ServerError(f"the server at {spec.source} answered {err.status_code}{tried}: "
+                               f"{self._redact(spec, _server_message(err))}")
+        if isinstance(err, (openai.APIResponseValidationError, ValueError, AttributeError, TypeError)):
+            return ServerError(f"the server at {spec.source} sent a malformed answer ({_first_line(err)})")
+        return err
 
-    def _not_found(self, spec: ModelSpec, err: Exception) -> str:
+    def _models(self, spec: ModelSpec, client: Any) -> list[Any]:
+        """The server's /models entries; an answer that is not a list of models (a web page, a
+        proxy's login form) is a one-line error."""
+        raw = self._call(spec, lambda: client.models.with_raw_response.list())
+        kind = raw.headers.get("content-type", "")
+        try:
+            entries = list(raw.parse()) if "json" in kind else None
+        except (AttributeError, TypeError, ValueError, GenmagicError):
+            entries = None
+        if entries is None or not all(isinstance(getattr(e, "id", None), str) for e in entries):
+            raise ServerError(f"the server at {spec.source} sent a malformed answer to /models ({kind or 'no type'}, "
+                              "not a list of models); is base_url the server's OpenAI API?")
+        return entries
+
+    def _not_found(self, spec: ModelSpec, err: Any, images: bool) -> Exception:
+        """A 404: no OpenAI API at all, no such model, or a model the endpoint does not serve."""
+        path = urlsplit(str(err.request.url)).path if getattr(err, "request", None) is not None else ""
+        endpoint = "/" + path.rsplit("/v1/", 1)[-1] if "/v1/" in path else path or "the endpoint"
+        if endpoint.endswith("/models"):
+            return ServerError(f"no OpenAI API at {spec.source} (GET {endpoint} answered 404); does base_url end "
+                               "in /v1?")
+        if images:
+            return ServerError(f"the server at {spec.source} has no /v1/images/generations; use a local image model")
         model = _setting(spec, "model")
         try:
             with closing(self._client(spec)) as client:
-                offered = ", ".join(m.id for m in client.models.list()) or "none"
+                ids = [m.id for m in client.models.list()]
         except Exception:  # the listing is a hint only
-            offered = "(could not list them)"
-        return f"the server at {spec.source} has no model {model!r} (alias {spec.alias!r}); it offers: {offered}"
+            ids = None
+        if ids is not None and model in ids:  # the model is there: the endpoint is what is missing
+            return ServerError(f"the server at {spec.source} has no {endpoint} for {model!r} (404: "
+                               f"{self._redact(spec, _server_message(err))})"
+                               + ("; leave --raw out (it uses /completions)" if endpoint == "/completions" else ""))
+        offered = ("(could not list them)" if ids is None else ", ".join(ids) or "none")
+        return ModelNotFoundError(f"the server at {spec.source} has no model {model!r} (alias {spec.alias!r}); "
+                                  f"it offers: {offered}")
 
     @staticmethod
     def _redact(spec: ModelSpec, text: str) -> str:
@@ -413,12 +492,14 @@ class OpenAICompatBackend:
 
         problem = _url_problem(base_url)
         if problem:
-            raise OptionError(f"--remote {base_url} {problem}")
+            raise OptionError(f"--remote {_masked(base_url)} {problem}")
+        if api_key_env and is_env_name(api_key_env):
+            raise OptionError(f"--api-key-env (the value is not repeated: it may be a key) {is_env_name(api_key_env)}")
         settings = {"model": "", **({"api_key_env": api_key_env} if api_key_env else {})}
         spec = ModelSpec(alias=base_url, kind="text", backend="openai", source=base_url, settings=settings)
         client = self._client(spec)
         with closing(client):
-            entries = self._call(spec, lambda: list(client.models.list()))
+            entries = self._models(spec, client)
         return [{"id": e.id, "owned_by": getattr(e, "owned_by", "") or ""} for e in entries]
 
 
@@ -477,13 +558,53 @@ def _text(answer: Any, endpoint: str, spec: ModelSpec, delta: bool = False) -> s
         choice = choices[0]
         if endpoint == "completions":
             text = choice.text
+        elif delta:
+            text = getattr(choice.delta, "content", None)  # a final chunk may have no delta at all
         else:
-            text = (choice.delta if delta else choice.message).content
+            text = choice.message.content
         if text is not None and not isinstance(text, str):
             raise TypeError(f"text is {type(text).__name__}")
         return text or ""
     except (AttributeError, IndexError, TypeError) as err:
         raise ServerError(f"the server at {spec.source} sent a malformed answer ({_first_line(err)})") from None
+
+
+_CLIENT_SETTINGS = ("api_key_env", "connect_timeout", "read_timeout", "max_retries", "stream")
+MAX_WAIT = 120.0  # seconds: a longer Retry-After is an error saying how long, not a frozen cell
+_UNSTABLE = frozenset({"created", "permission", "permissions"})  # vLLM: a fresh uuid and time on each request
+
+
+def _stable(value: Any) -> Any:
+    """A /models entry less the fields that change from one request to the next, at every level."""
+    if isinstance(value, Mapping):
+        return {k: _stable(v) for k, v in value.items() if k not in _UNSTABLE}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
+def _retry_after(err: Any) -> float | None:
+    """The seconds a 429/5xx answer's ``Retry-After`` (or ``retry-after-ms``) asks for, if any."""
+    headers = getattr(getattr(err, "response", None), "headers", None) or {}
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        value = headers.get("retry-after")
+        if not value:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            from email.utils import parsedate_to_datetime
+
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _waited(err: Any) -> str:
+    wait = _retry_after(err)
+    return f"; it asks to wait {wait:g} s (Retry-After)" if wait is not None else ""
 
 
 def _finish(answer: Any) -> str | None:
