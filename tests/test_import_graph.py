@@ -47,8 +47,10 @@ def _imports(tree: ast.AST, module: str, is_package: bool, known: set[str]) -> s
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            found.add(target)
-            found.update(f"{target}.{alias.name}" for alias in node.names)  # from . import display
+            names = [f"{target}.{alias.name}" for alias in node.names]
+            if not all(name in known for name in names):  # `from . import display` imports only display
+                found.add(target)
+            found.update(names)
         for child in ast.iter_child_nodes(node):
             visit(child)
 

@@ -112,6 +112,7 @@ def test_a_withheld_json_or_code_output_is_neither_parsed_nor_inserted(ip: Any) 
     _only(Word("bad", "block", stage="output"))
     result = run(ip, '%%generate -m echo:["bad"] --seed 7 -f json\nwhatever')
     assert result.status == "blocked"  # the result, not a JSON error about an empty text
+    ip.rl_next_input = None  # an earlier test's -f code may have left one
     code = run(ip, "%%generate -m echo:bad=1 --seed 8 -f code\nwhatever")
     assert code.status == "blocked" and ip.rl_next_input is None
 
