@@ -47,6 +47,9 @@ def main() -> None:
     parser.add_argument("--case", choices=("tiny", "realistic", "all"), default="all")
     parser.add_argument("--model", default=str(ROOT / "genmagic" / "models" / "tiny-text"))
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--safety", default="off", choices=("off", "warn", "standard", "strict"),
+                        help="safety level of the genmagic runs (default off: the run layer's own cost; "
+                        "bench/safety_overhead.py measures the checks)")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--real-tokens", type=int, default=32)
@@ -86,7 +89,8 @@ def tiny_case(args: argparse.Namespace) -> None:
     ip.run_line_magic("load_ext", "genmagic")
     prompt = "And it came to pass"
     opts = "--temperature 0.8 --top-p 0.95 --top-k 50 --repetition-penalty 1.1"
-    cell = f"%%generate -m {model_dir} --seed 1 --max-new-tokens {args.tokens} {opts} --no-cache\n{prompt}"
+    cell = (f"%%generate -m {model_dir} --seed 1 --max-new-tokens {args.tokens} {opts} --no-cache "
+            f"--safety {args.safety}\n{prompt}")
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
@@ -245,7 +249,7 @@ def child(args: argparse.Namespace) -> None:
 
         t0 = time.perf_counter()
         result = genmagic.generate(PROMPT, model=folder, temperature=0, repetition_penalty=1.0,
-                                   max_new_tokens=args.real_tokens, cache=False)
+                                   max_new_tokens=args.real_tokens, cache=False, safety=args.safety)
         t1 = time.perf_counter()
         row = {"load": result.timings["load"], "ttft": result.timings["first_token"],
                "generate": result.timings["generate"], "tokens": result.tokens[0], "text": result.text,
@@ -267,7 +271,7 @@ def realistic_case(args: argparse.Namespace) -> None:
         for side in ("raw", "genmagic"):
             out = subprocess.run(
                 [sys.executable, __file__, "--child", side, "--real-dir", str(folder), "--real-tokens",
-                 str(args.real_tokens), "--real-threads", str(args.real_threads)],
+                 str(args.real_tokens), "--real-threads", str(args.real_threads), "--safety", args.safety],
                 env=env, capture_output=True, text=True, check=True,
             )
             runs[side].append(json.loads(out.stdout.strip().splitlines()[-1]))

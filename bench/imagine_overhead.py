@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--preview", type=int, default=5, help="preview every N steps in the magic runs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--prompt", default="a red circle on a blue background")
+    parser.add_argument("--safety", default="off", choices=("off", "warn", "standard", "strict"),
+                        help="safety level of the magic runs (default off: the run layer's own cost)")
     args = parser.parse_args()
 
     home = tempfile.mkdtemp(prefix="genmagic-bench-")
@@ -65,7 +67,7 @@ def main() -> None:
 
     ip = start_ipython()
     ip.run_line_magic("load_ext", "genmagic")
-    base = f"%%imagine -m {model_dir} --seed 1 --steps {args.steps} --no-cache"
+    base = f"%%imagine -m {model_dir} --seed 1 --steps {args.steps} --no-cache --safety {args.safety}"
     cell = f"{base} --preview {args.preview}\n{args.prompt}"
     bare = f"{base} --preview 0\n{args.prompt}"
 
