@@ -120,6 +120,7 @@ class StreamSink:
     model loading notice goes to stderr."""
 
     cancelled = False
+    retracts = False  # printed text stays printed: a screening sink holds text until a check passed it
 
     def __init__(self, stream: Any = None, num: int = 1, errors: Any = None, tokens: bool = True) -> None:
         self.stream = stream or sys.stdout

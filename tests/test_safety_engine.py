@@ -305,7 +305,8 @@ def test_a_request_rebuilt_from_history_still_knows_where_it_goes(genmagic_home:
 
 def test_a_view_that_cannot_take_text_back_never_gets_a_blocked_sentence(genmagic_home: Path) -> None:
     engine = _engine(genmagic_home, Word("forbidden", "block", stage="output", stream=True))
-    terminal = ListSink()  # a terminal, a file, a pipe: no retracts
+    terminal = ListSink()
+    terminal.retracts = False  # type: ignore[attr-defined]  # a terminal, a file, a pipe
     result = _run(engine, "go", "echo:all is fine. then the forbidden part. and more", sink=terminal)
     shown = "".join(e.data for e in terminal.events if e.type == "token")
     assert result.status == "blocked" and shown == "all is fine."
@@ -316,11 +317,13 @@ def test_the_final_screen_decides_the_held_tail(genmagic_home: Path) -> None:
     final_only = Word("tail", "block", stage="output")  # no stream check: only the final screen sees it
     engine = _engine(genmagic_home, final_only, Word("zzz", "block", stage="output", stream=True))
     terminal = ListSink()
+    terminal.retracts = False  # type: ignore[attr-defined]
     result = _run(engine, "go", "echo:first sentence. a tail without an end", sink=terminal)
     shown = "".join(e.data for e in terminal.events if e.type == "token")
     assert result.status == "blocked" and "tail" not in shown
     assert terminal.events[-1] == Event("withheld", "output withheld by a safety check (says 'tail')", 0)
     fine = ListSink()
+    fine.retracts = False  # type: ignore[attr-defined]
     _run(engine, "go", "echo:first sentence. an end without it", sink=fine)
     assert "".join(e.data for e in fine.events if e.type == "token") == "first sentence. an end without it"
 

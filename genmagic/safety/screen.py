@@ -183,10 +183,11 @@ class ScreeningSink:
     still seen), using the checks' cheap ``screen_stream``. A ``block`` stops the run (``cancelled``),
     and the view is told (``Event("withheld", reason, index)``).
 
-    A view that can take back what it showed (``retracts``: a notebook cell) gets each token at
-    once and replaces the text on a block. Any other (a terminal, a file, a pipe) gets text only
-    once a check has passed it, and the last unchecked piece only after the final screen of the
-    outputs (:meth:`finish`), so a blocked output never reaches it."""
+    A view that can take back what it showed (a notebook cell; any sink that does not say
+    otherwise) gets each token at once and is told to replace the text on a block. A view with
+    ``retracts = False`` (a terminal, a file, a pipe: :class:`~genmagic.sinks.StreamSink`) gets
+    text only once a check has passed it, and the last unchecked piece only after the final screen
+    of the outputs (:meth:`finish`), so a blocked output never reaches it."""
 
     def __init__(self, inner: Any, checks: Sequence[Any], request: Request, level: str, every: int = 80,
                  overlap: int = 200) -> None:
@@ -196,7 +197,7 @@ class ScreeningSink:
         self.every = every
         self.overlap = overlap
         self.streamers = [c for c in checks if callable(getattr(c, "screen_stream", None))]
-        self.hold = not getattr(inner, "retracts", False)
+        self.hold = getattr(inner, "retracts", True) is False  # a view that says it cannot take text back
         self._seen: dict[int, str] = {}  # not `texts`: that name is the wrapped view's
         self._held: dict[int, list[Event]] = {}  # tokens not yet passed to a view that cannot retract
         self.checked: dict[int, int] = {}
