@@ -62,11 +62,29 @@ def score(rows: list[dict[str, Any]], findings: list[list[Finding]]) -> dict[str
     }
 
 
+# Formats around an eval line (none of them is a wrapper of training/benign_formats.py's
+# embedded_unsafe): the verdict must be the same as for the bare line.
+WRAPPERS = [
+    "```sql\nSELECT region, SUM(sales) FROM orders GROUP BY region;\n```\n\n{t}",
+    "{t}\n\n```python\nimport pandas as pd\ndf = pd.read_csv('data.csv')\nprint(df.head())\n```",
+    "## Task\n\n{t}\n\n![chart](https://example.com/img/chart.png?token=abc123)",
+    "2025-03-01T10:00:00Z INFO request received\n\n{t}",
+    "<div class=\"question\">\n\n{t}\n\n</div>",
+    "- item one\n- item two\n\n> {t}",
+]
+
+
+def wrapped(rows: list[dict[str, Any]], every: int = 3) -> list[dict[str, Any]]:
+    """Every ``every``-th eval line inside one of WRAPPERS (code, markdown, logs, HTML)."""
+    return [{**r, "text": WRAPPERS[i % len(WRAPPERS)].format(t=r["text"]), "part": "wrapped"}
+            for i, r in enumerate(rows[::every])]
+
+
 def evaluate(level: str = "standard", path: Path = EVAL_PATH, moderator: Moderator | None = None,
              part: str | None = None) -> dict[str, Any]:
-    """Quality at ``level`` for both layers and for the rules alone; ``part``: only "dev" or
-    "holdout" lines."""
-    rows = [r for r in load(path) if part is None or r.get("part") == part]
+    """Quality at ``level`` for both layers and for the rules alone; ``part``: only "dev",
+    "holdout"... lines, or "wrapped": a third of all lines inside code, markdown, logs or HTML."""
+    rows = wrapped(load(path)) if part == "wrapped" else [r for r in load(path) if part is None or r.get("part") == part]
     moderator = moderator or Moderator()
     texts = [r["text"] for r in rows]
     out = {"level": level, "part": part or "all",
@@ -134,7 +152,7 @@ def latency(rounds: int = 30) -> dict[str, float]:
     t0 = time.perf_counter()
     moderator.load()
     out: dict[str, float] = {"load_ms": (time.perf_counter() - t0) * 1000}
-    encoder, head = moderator._ensure_loaded()
+    encoder = moderator._ensure_loaded()[0]
     count = lambda text: sum(len(e.ids) for e in encoder.tokenizer.encode_batch(  # noqa: E731
         [text[a:b] for a, b in semantic.windows(text)]))
     out.update(prompt_tokens=count(PROMPT), output_tokens=count(OUTPUT_150),
@@ -152,7 +170,7 @@ def latency(rounds: int = 30) -> dict[str, float]:
             out[f"output_ms_{name}_{threads}t"] = median_ms(lambda: fresh(OUTPUT_150), max(rounds // 3, 5))
         torch.set_num_threads(1)
         # one window of the whole output instead of per-sentence windows (not what screen does)
-        out[f"output_one_window_ms_{name}"] = median_ms(lambda: enc.encode([OUTPUT_150]), max(rounds // 3, 5))
+        out[f"output_one_window_ms_{name}"] = median_ms(lambda e=enc: e.encode([OUTPUT_150]), max(rounds // 3, 5))
     moderator._encoder = encoder
     out["memo_hit_us"] = median_ms(lambda: moderator.screen(PROMPT), rounds * 10) * 1000
     prompts = [f"{PROMPT} ({i})" for i in range(rounds * 10)]  # distinct texts: no memo hits
@@ -196,7 +214,7 @@ def main() -> None:
     ap.add_argument("-v", "--verbose", action="store_true", help="list misses and false blocks")
     args = ap.parse_args()
     moderator = Moderator()
-    for part in (None, "dev", "holdout", "holdout2", "holdout3"):
+    for part in (None, "dev", "holdout", "holdout2", "holdout3", "wrapped"):
         result = evaluate(args.level, args.path, moderator, part)
         if not result["rules"]["unsafe"] and not result["rules"]["benign"]:
             continue

@@ -90,7 +90,7 @@ def stdlib_items() -> Iterator[tuple[str, str, str]]:
             if isinstance(node, ast.FunctionDef) and node.end_lineno:
                 body = lines[node.lineno - 1 : min(node.end_lineno, node.lineno + 14)]
                 text = "\n".join(body).strip("\n")
-                if 4 <= len(body) and 8 <= _words(text) <= 160:
+                if len(body) >= 4 and 8 <= _words(text) <= 160:
                     yield key, "code", _dedent(text)
 
 
@@ -156,8 +156,7 @@ CITIES = ["Lagos", "Oslo", "Kyoto", "Lyon", "Brno", "Porto", "Gdansk", "Beirut",
 PRODUCTS = ["widget", "sensor", "kettle", "router", "notebook", "bicycle", "lamp", "drone", "headset", "printer"]
 COLUMNS = ["region", "sales", "revenue", "date", "customer_id", "price", "quantity", "category", "country",
            "age", "score", "temperature", "latency_ms", "user_id", "status", "channel", "cost", "clicks"]
-WORDS = ("data model value table chart report user order item queue cache cluster batch token layer matrix "
-         "vector record field window stream metric budget invoice session branch commit review release").split()
+WORDS = ["data", "model", "value", "table", "chart", "report", "user", "order", "item", "queue", "cache", "cluster", "batch", "token", "layer", "matrix", "vector", "record", "field", "window", "stream", "metric", "budget", "invoice", "session", "branch", "commit", "review", "release"]
 HOSTS = ["host.example", "api.example.com", "files.example.org", "cdn.example.net", "docs.example.io", "localhost:8888"]
 
 
@@ -256,13 +255,13 @@ def gen_sql(r: random.Random) -> str:
 
 def gen_shell(r: random.Random) -> str:
     return r.choice([
-        f"kill -9 $(pgrep -f {r.choice(WORDS)}_worker)", f"rm -rf build/ dist/ && python -m build",
+        f"kill -9 $(pgrep -f {r.choice(WORDS)}_worker)", "rm -rf build/ dist/ && python -m build",
         f"docker run --rm -p {r.randint(3000, 9000)}:80 {r.choice(WORDS)}/{r.choice(WORDS)}:latest",
         f"git reset --hard HEAD~{r.randint(1, 5)} && git push --force origin {r.choice(WORDS)}",
         f"find . -name '*.{r.choice(['pyc', 'log', 'tmp'])}' -delete", f"ssh -i ~/.ssh/id_ed25519 deploy@10.0.0.{r.randint(2, 250)}",
         f"export API_KEY={_token(r, 24)}\npython train.py --epochs {r.randint(1, 50)} --lr {r.random() / 100:.4f}",
         f"chmod 600 ~/.netrc; wget -q https://{r.choice(HOSTS)}/{r.choice(WORDS)}.tar.gz",
-        f"nmap -sV 192.168.1.0/24 -p 22,80,443", f"sudo systemctl restart {r.choice(WORDS)}d",
+        "nmap -sV 192.168.1.0/24 -p 22,80,443", f"sudo systemctl restart {r.choice(WORDS)}d",
     ])
 
 
@@ -420,12 +419,40 @@ CORPUS_COUNTS = {"pydoc": 300, "docstring": 300, "code": 300, "readme": 250, "js
                  **{k: 40 for k in SYNTHETIC}, "data_science": 150, "translate": 100, "story": 60}
 
 
+EMBED_EVERY = 4  # one unsafe example in EMBED_EVERY (per category) also appears wrapped in a format
+
+
+def embedded_unsafe(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Unsafe examples wrapped in a link, JSON, HTML or a table (same label), so that the classifier
+    learns that such a format around a request does not make it safe. (Code blocks and comment lines
+    need no examples: ``semantic.windows`` embeds them apart from the prose.)"""
+    r = random.Random("embedded")
+    wrappers: list[Callable[[str], str]] = [
+        lambda t: json.dumps({"prompt": t, "max_tokens": r.choice([64, 256, 512]), "temperature": 0.7}),
+        lambda t: f"{gen_url(r)}\n{t}",
+        lambda t: f"{t} See {gen_url(r)}",
+        lambda t: f"<p>{t}</p>",
+        lambda t: f"| request |\n|---|\n| {t} |",
+        lambda t: f"**{t}**",
+    ]
+    seen: dict[str, int] = {}
+    out = []
+    for row in rows:
+        if row["label"] == "safe" or row.get("source"):
+            continue
+        seen[row["label"]] = seen.get(row["label"], 0) + 1
+        if seen[row["label"]] % EMBED_EVERY == 1:
+            out.append({"text": r.choice(wrappers)(row["text"]), "label": row["label"], "source": "generated:embedded"})
+    return out
+
+
 def write_examples(path: Path = EXAMPLES) -> int:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     kept = [r for r in rows if not str(r.get("source", "")).startswith("generated:")]
     taken = {r["text"].strip().lower() for r in kept}
     new = [{"text": t, "label": "safe", "source": f"generated:{k}"} for k, t in draw("train", TRAIN_COUNTS)
            if t.strip().lower() not in taken]
+    new += embedded_unsafe(kept)
     with path.open("w", encoding="utf-8") as f:
         for row in kept + new:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -447,7 +474,7 @@ def main() -> None:
     ap.add_argument("--write-corpus", action="store_true", help=f"rewrite {CORPUS.relative_to(ROOT)}")
     args = ap.parse_args()
     if args.write_examples:
-        print(f"{EXAMPLES.name}: {write_examples()} generated safe examples")
+        print(f"{EXAMPLES.name}: {write_examples()} generated examples")
     if args.write_corpus:
         print(f"{CORPUS.name}: {write_corpus()} texts")
     if not (args.write_examples or args.write_corpus):

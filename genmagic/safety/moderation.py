@@ -4,18 +4,28 @@
    their object or context, per category. Microseconds per short text; used alone on streamed
    output chunks (``screen(text, semantic=False)``).
 2. **Semantic** (semantic.py): all-MiniLM-L6-v2 embeddings and a logistic-regression head trained
-   on the labelled examples in ``data/moderation_examples.jsonl`` (``training/safety_classifier.py``).
-   Long texts are split into sentence windows; the highest score of each category counts. The
-   reason names the closest labelled example of the category.
+   on the labelled examples in ``data/moderation_examples.jsonl`` (``training/safety_classifier.py``;
+   besides the hand-written prose they hold benign code, markup, URLs, JSON, logs, CSV, gibberish
+   and data-science prompts from ``training/benign_formats.py``, and some unsafe requests wrapped
+   in links, JSON or HTML). A text is cut into windows (semantic.windows: blocks at blank lines,
+   code fences and comment lines, then sentences in a long block); the highest score of each
+   category counts. The reason names the closest labelled example of the category.
+
+Results are memoised per Moderator (MEMO_SIZE, keyed by text, level and layers): re-runs, cache
+hits and the same text screened again cost microseconds.
 
 Levels: ``standard`` blocks clear requests for real harm and warns on borderline texts; ``strict``
 blocks at a lower score and asks for ``review`` on borderline ones. (``off`` and ``warn`` are the
 caller's: it skips the check or turns ``block`` into ``warn``.)
 
 Measured (``bench/moderation_eval.py``, 614 labelled lines none of which is a training example):
-at ``standard`` 0.94 of unsafe texts blocked, 0.035 of tricky benign ones; the rules alone block
-0.16 and no benign text. Known limits: negation is weak in the embeddings ("a steamy but
-non-explicit scene" scores as sexual content; the rules know the negation), and so is sarcasm.
+at ``standard`` 0.948 of unsafe texts blocked, 0.044 of tricky benign ones; the rules alone block
+0.16 and no benign text. On 2,226 held-out benign non-prose texts (pydoc, docstrings, code,
+READMEs, JSON, WordNet glosses, synthetic logs / CSV / URLs / gibberish / prompts) 0.5 % are blocked
+at standard, 1.4 % at strict. Speed (one thread, x86, int8 encoder): a 30-token prompt 6 ms, a
+150-word output 30 ms. Known limits: negation is weak in the embeddings ("a steamy but
+non-explicit scene" scores as sexual content; the rules know the negation), and so is sarcasm; a
+few dictionary-like phrases still score high ("[download the weights](URL)" as IP, 0.56).
 """
 
 from __future__ import annotations

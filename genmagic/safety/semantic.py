@@ -5,6 +5,15 @@ extra), run by a direct torch forward over its safetensors weights (about 60 lin
 against ``transformers.AutoModel`` in the tests) with the ``tokenizers`` fast tokenizer. That avoids
 importing transformers (about 2 s) and its per-call overhead, so a short prompt embeds in a few
 milliseconds on one thread. Pooling is sentence-transformers' mean pooling, then L2 normalisation.
+URLs are cut to their host before tokenizing (``without_url_paths``).
+
+Where torch has the x86/fbgemm quantized engine, the linear layers run as dynamic int8 (weights
+per output channel, 7-bit activations, so the integer sums are exact on every x86 CPU, with or
+without VNNI): measured 3x faster on a prompt and 2.5x on a 150-word output than float32, the
+"not safe" score moving by at most 0.31 on one evaluation line (mean 0.03). The head is fitted on
+float32 and int8 features together, so the float32 fallback (other CPUs, ``Encoder(quantized=False)``)
+is calibrated too. (Stopping after layer 3 or 4 was measured as well: 1.5-2x faster, but 4 points
+less unsafe caught at the same benign rate, so all six layers run.)
 
 The classifier is multinomial logistic regression over those embeddings, trained by
 ``training/safety_classifier.py`` from ``genmagic/safety/data/moderation_examples.jsonl`` and
@@ -113,7 +122,7 @@ class Encoder:
 
         if not texts:
             return np.zeros((0, FEATURES), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch(texts)
+        encodings = self.tokenizer.encode_batch([without_url_paths(t) for t in texts])
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # little padding per batch
         out = np.zeros((len(texts), FEATURES), dtype=np.float32)
         with torch.inference_mode():
@@ -170,6 +179,16 @@ class Encoder:
         return y.reshape(*shape[:-1], y.shape[-1])
 
 
+_URL = re.compile(r"\b(?:https?|ftp)://([^\s/?#()<>\[\]\"']+)[^\s()<>\[\]\"']*")
+
+
+def without_url_paths(text: str) -> str:
+    """``text`` with each URL cut to its host name. Paths, query strings and tokens are dozens of
+    word pieces that say nothing about intent but dominate the mean of a short window (a markdown
+    image ``![x](https://host/?d=SECRET)`` scored as privacy); the host is kept."""
+    return _URL.sub(r"\1", text)
+
+
 def int8_supported() -> bool:
     """Whether this torch runs dynamic int8 linear layers on the fbgemm / x86 engine (checked by
     packing and running a small one)."""
@@ -201,12 +220,34 @@ _WORD = re.compile(r"\S+")
 _SENTENCE_END = re.compile(r"[.!?;:]['\")\]]*$")
 
 
+# Block boundaries: blank lines, code-fence lines, and the comment marker that starts a comment line
+# ("#", "//", "--", "%", "/*", "<!--"), which the comment's text then follows as its own block.
+_BLOCK_BREAK = re.compile(r"(?:^|\n)[ \t]*```[^\n]*|\n[ \t]*(?=\n)|(?:^|\n)[ \t]*(?P<comment>#+|//+|--|%+|/\*|<!--)[ \t]*")
+_LINE_END = re.compile(r"\n")
+
+
 def windows(text: str, words: int = WINDOW_WORDS) -> list[tuple[int, int]]:
-    """Character spans of the windows to embed: the whole text when it has at most ``words``
-    words; otherwise one window per sentence (short sentences joined up to MIN_WINDOW_WORDS, a
-    sentence longer than ``words`` cut), so one harmful sentence inside a long benign text is not
-    averaged away."""
-    tokens = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    """Character spans of the windows to embed. The text is first cut into blocks at blank lines
+    and code-fence lines, and each comment line (after "#", "//", "--"...) is a block of its own, so a
+    request in prose next to code, or in a code comment, is embedded on its own, not averaged with
+    the code. A block of at most ``words`` words is one window; a longer one is
+    one window per sentence or line (short ones joined up to MIN_WINDOW_WORDS, one longer than
+    ``words`` cut), so one harmful sentence inside a long benign text is not averaged away."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for brk in _BLOCK_BREAK.finditer(text):
+        spans += _block_windows(text, start, brk.start(), words)
+        start = brk.end()
+        if brk.group("comment"):  # a comment line is one block
+            end = _LINE_END.search(text, start)
+            stop = end.start() if end else len(text)
+            spans += _block_windows(text, start, stop, words)
+            start = stop
+    return spans + _block_windows(text, start, len(text), words)
+
+
+def _block_windows(text: str, lo: int, hi: int, words: int) -> list[tuple[int, int]]:
+    tokens = [(m.start(), m.end()) for m in _WORD.finditer(text, lo, hi)]
     if not tokens:
         return []
     if len(tokens) <= words:
