@@ -10,15 +10,15 @@ when any finding (warn, review or block) is returned; the issue's targets at the
 caught >= 0.9 of unsafe texts, <= 0.05 of benign texts blocked. The "wrapped" part puts a third
 of the lines inside code, markdown, logs or HTML (WRAPPERS).
 
-Then the false positives on the benign corpus (tests/data/moderation_benign_corpus.jsonl, 2,226
+Then the false positives on the benign corpus (tests/data/moderation_benign_corpus.jsonl, 2,324
 non-prose texts from sources disjoint from the training examples: see training/benign_formats.py)
 at standard and strict, and the latency of the semantic layer (int8 and float32 encoder, 1 and 2
 threads, a prompt and a 150-word output, the memo, the rules alone).
 
 Measured here (2 shared cores, x86), before -> after this change: eval set caught 0.941 -> 0.948,
-benign blocked 0.035 -> 0.044; benign corpus blocked 6.4 % -> 0.5 % at standard, 14.3 % -> 1.4 % at
-strict; a 30-token prompt 14.9 -> 6.0 ms, a 150-word output 72 -> 30 ms (one thread), a repeated
-text 15 ms -> 3 us (memo).
+benign blocked 0.035 -> 0.044; benign corpus blocked 6.4 % -> 0.3 % at standard, 14.3 % -> 1.3 % at
+strict; a 30-token prompt 14.9 -> 6.0 ms, a 150-word output 72 -> 30 ms (one thread; 9 -> 6
+windows), a repeated text 15 ms -> 3 us (memo).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ as privacy). This script draws such texts deterministically from offline sources
   when installed);
 - synthetic text from seeded generators below (CSV, JSON, logs, tracebacks, URLs and markdown,
   YAML, SQL, shell, regex, LaTeX, HTML, gibberish, lists, data-science / translation / story
-  prompts from templates).
+  prompts from templates, children's stories from ``training/text/stories.py``; the two sides
+  draw these from differently seeded generators, the prompts from disjoint templates).
 
 Every source item is assigned to one side by a hash of its key (topic, module, package, synset,
 template), so the training side (``--write-examples``: ``label: "safe"``, ``source: "generated:…"``
@@ -358,10 +359,22 @@ def _fill(template: str, r: random.Random, quote: str = "") -> str:
                            product=r.choice(PRODUCTS), q=quote)
 
 
+def gen_tiny_story(r: random.Random) -> str:
+    """A TinyStories-style story from the bundled tiny-text model's own generator (its outputs look
+    like this; sentence windows of them were blocked as privacy or violence)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tiny_stories", ROOT / "training" / "text" / "stories.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.story(r))
+
+
 SYNTHETIC: dict[str, Callable[[random.Random], str]] = {
     "csv": gen_csv, "json": gen_json, "log": gen_log, "traceback": gen_traceback, "url": gen_url, "yaml": gen_yaml,
     "sql": gen_sql, "shell": gen_shell, "regex": gen_regex, "markup": gen_markup, "gibberish": gen_gibberish,
-    "list": gen_list,
+    "list": gen_list, "tiny_story": gen_tiny_story,
 }
 
 
@@ -414,9 +427,9 @@ def draw(side: str, per_kind: dict[str, int], seed: int = 0) -> list[tuple[str, 
 
 
 TRAIN_COUNTS = {"pydoc": 60, "docstring": 60, "code": 70, "readme": 60, "json_file": 25, "wordnet": 40,
-                **{k: 18 for k in SYNTHETIC}, "data_science": 40, "translate": 30, "story": 20}
+                **{k: 18 for k in SYNTHETIC}, "tiny_story": 40, "data_science": 40, "translate": 30, "story": 20}
 CORPUS_COUNTS = {"pydoc": 300, "docstring": 300, "code": 300, "readme": 250, "json_file": 100, "wordnet": 300,
-                 **{k: 40 for k in SYNTHETIC}, "data_science": 150, "translate": 100, "story": 60}
+                 **{k: 40 for k in SYNTHETIC}, "tiny_story": 100, "data_science": 150, "translate": 100, "story": 60}
 
 
 EMBED_EVERY = 4  # one unsafe example in EMBED_EVERY (per category) also appears wrapped in a format

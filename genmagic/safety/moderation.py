@@ -11,8 +11,9 @@
    code fences and comment lines, then sentences in a long block); the highest score of each
    category counts. The reason names the closest labelled example of the category.
 
-Results are memoised per Moderator (MEMO_SIZE, keyed by text, level and layers): re-runs, cache
-hits and the same text screened again cost microseconds.
+Results of the semantic layer are memoised per Moderator (MEMO_SIZE, keyed by text and level):
+re-runs, cache hits and the same text screened again cost microseconds. The rules alone (streamed
+chunks) are not memoised.
 
 Levels: ``standard`` blocks clear requests for real harm and warns on borderline texts; ``strict``
 blocks at a lower score and asks for ``review`` on borderline ones. (``off`` and ``warn`` are the
@@ -20,10 +21,10 @@ caller's: it skips the check or turns ``block`` into ``warn``.)
 
 Measured (``bench/moderation_eval.py``, 614 labelled lines none of which is a training example):
 at ``standard`` 0.948 of unsafe texts blocked, 0.044 of tricky benign ones; the rules alone block
-0.16 and no benign text. On 2,226 held-out benign non-prose texts (pydoc, docstrings, code,
-READMEs, JSON, WordNet glosses, synthetic logs / CSV / URLs / gibberish / prompts) 0.5 % are blocked
-at standard, 1.4 % at strict. Speed (one thread, x86, int8 encoder): a 30-token prompt 6 ms, a
-150-word output 30 ms. Known limits: negation is weak in the embeddings ("a steamy but
+0.16 and no benign text. On 2,324 held-out benign non-prose texts (pydoc, docstrings, code,
+READMEs, JSON, WordNet glosses, children's stories, synthetic logs / CSV / URLs / gibberish /
+prompts) 0.3 % are blocked at standard, 1.3 % at strict. Speed (one thread, x86, int8 encoder): a 30-token prompt 6 ms, a
+150-word output (6 windows) 30 ms. Known limits: negation is weak in the embeddings ("a steamy but
 non-explicit scene" scores as sexual content; the rules know the negation), and so is sarcasm; a
 few dictionary-like phrases still score high ("[download the weights](URL)" as IP, 0.56).
 """
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CATEGORIES", "LEVELS", "Finding", "Moderator"]
 
-MEMO_SIZE = 512  # screen results kept per Moderator, keyed by (text, level, semantic)
+MEMO_SIZE = 512  # semantic screen results kept per Moderator, keyed by (text, level, semantic)
 
 
 @dataclass(frozen=True)
@@ -110,13 +111,15 @@ class Moderator:
     def _screen(self, texts: list[str], level: str, semantic: bool) -> list[list[Finding]]:
         threshold = _threshold(level)
         semantic = semantic and self.semantic_available
+        if not semantic:  # microseconds: not memoised, so streamed chunks do not evict the model's results
+            return [_ordered(self._rules(text, threshold)) for text in texts]
         keys = [(text, level, semantic) for text in texts]
         with self._lock:
             known = {key: self._memo[key] for key in keys if key in self._memo}
             for key in known:
                 self._memo.move_to_end(key)
         todo = list(dict.fromkeys(text for text, key in zip(texts, keys) if key not in known))
-        extra = self._semantic_many(todo, threshold) if semantic and todo else [[] for _ in todo]
+        extra = self._semantic_many(todo, threshold) if todo else []
         for text, more in zip(todo, extra):
             known[(text, level, semantic)] = tuple(_ordered(self._rules(text, threshold) + more))
         with self._lock:
