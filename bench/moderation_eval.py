@@ -16,8 +16,8 @@ at standard and strict, and the latency of the semantic layer (int8 and float32 
 threads, a prompt and a 150-word output, the memo, the rules alone).
 
 Measured here (2 shared cores, x86), before -> after this change: eval set caught 0.941 -> 0.948,
-benign blocked 0.035 -> 0.044; benign corpus blocked 6.4 % -> 0.3 % at standard, 14.3 % -> 1.3 % at
-strict; a 30-token prompt 14.9 -> 6.0 ms, a 150-word output 72 -> 30 ms (one thread; 9 -> 6
+benign blocked 0.035 -> 0.044; benign corpus blocked 6.4 % -> 0.2 % at standard, 14.3 % -> 0.9 % at
+strict; a 30-token prompt 14.9 -> 6.0 ms, a 150-word output 72 -> 30 ms (one thread; 9 -> 5
 windows), a repeated text 15 ms -> 3 us (memo).
 """
 

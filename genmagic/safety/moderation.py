@@ -23,7 +23,7 @@ Measured (``bench/moderation_eval.py``, 614 labelled lines none of which is a tr
 at ``standard`` 0.948 of unsafe texts blocked, 0.044 of tricky benign ones; the rules alone block
 0.16 and no benign text. On 2,324 held-out benign non-prose texts (pydoc, docstrings, code,
 READMEs, JSON, WordNet glosses, children's stories, synthetic logs / CSV / URLs / gibberish /
-prompts) 0.3 % are blocked at standard, 1.3 % at strict. Speed (one thread, x86, int8 encoder): a 30-token prompt 6 ms, a
+prompts) 0.2 % are blocked at standard, 0.9 % at strict. Speed (one thread, x86, int8 encoder): a 30-token prompt 6 ms, a
 150-word output (6 windows) 30 ms. Known limits: negation is weak in the embeddings ("a steamy but
 non-explicit scene" scores as sexual content; the rules know the negation), and so is sarcasm; a
 few dictionary-like phrases still score high ("[download the weights](URL)" as IP, 0.56).

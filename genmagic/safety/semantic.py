@@ -231,8 +231,9 @@ def windows(text: str, words: int = WINDOW_WORDS) -> list[tuple[int, int]]:
     and code-fence lines, and each comment line (after "#", "//", "--"...) is a block of its own, so a
     request in prose next to code, or in a code comment, is embedded on its own, not averaged with
     the code. A block of at most ``words`` words is one window; a longer one is
-    one window per sentence or line (short ones joined up to MIN_WINDOW_WORDS, one longer than
-    ``words`` cut), so one harmful sentence inside a long benign text is not averaged away."""
+    one window per sentence or line (short ones joined up to MIN_WINDOW_WORDS, a short tail joined
+    to the window before it, one longer than ``words`` cut), so one harmful sentence inside a long
+    benign text is not averaged away."""
     spans: list[tuple[int, int]] = []
     start = 0
     for brk in _BLOCK_BREAK.finditer(text):
@@ -272,7 +273,10 @@ def _block_windows(text: str, lo: int, hi: int, words: int) -> list[tuple[int, i
             current = []
         current.extend(sentence)
     if current:
-        spans.append((current[0][0], current[-1][1]))
+        last = (current[0][0], current[-1][1])
+        if spans and len(current) < MIN_WINDOW_WORDS and len(_WORD.findall(text, spans[-1][0], last[1])) <= words:
+            last = (spans.pop()[0], last[1])  # a short tail joins the window before it: no stray fragment
+        spans.append(last)
     return spans
 
 
