@@ -36,8 +36,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import genmagic.safety.semantic as _semantic  # not "from . import": no edge to the package __init__
+
 from ..errors import OptionError
-from . import semantic as _semantic
 from .taxonomy import CATEGORIES, rule_matches
 
 if TYPE_CHECKING:
