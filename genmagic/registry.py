@@ -588,7 +588,8 @@ class Registry:
     ) -> ModelSpec:
         named, url = split_backend_url(source)
         prefix, colon, rest = source.partition(":")
-        if named is None and colon and prefix in backend_names() and not Path(source).expanduser().exists():
+        if (named is None and colon and prefix in backend_names() and not Path(source).expanduser().exists()
+                and getattr(get_backend(prefix), "source_setting", None)):  # a served model's backend: openai:URL
             raise OptionError(f"{source!r}: the server's URL needs http:// or https://, e.g. {prefix}:http://{rest}")
         if named is not None:  # openai:http://host:port/v1
             if backend and backend != named:
