@@ -113,6 +113,12 @@ def test_models_remote_without_a_key_names_the_flag(server: FaultServer) -> None
         remote_models(server.url)
 
 
+def test_models_remote_on_a_dead_url_says_check_the_url() -> None:
+    with pytest.raises(Exception, match=r"cannot connect to http://127\.0\.0\.1:9/v1 .*is the server running\? "
+                                        r"check the URL$"):
+        remote_models("http://127.0.0.1:9/v1")
+
+
 def test_a_missing_key_variable_is_set_with_export_on_the_command_line(server: FaultServer,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_SUCH_KEY", raising=False)

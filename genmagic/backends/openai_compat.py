@@ -442,13 +442,13 @@ class OpenAICompatBackend:
         if isinstance(err, openai.APIConnectionError):
             return ServerError(
                 f"cannot connect to {spec.source} ({_first_line(err.__cause__ or err)}): is the server running? "
-                f"check base_url of {spec.alias!r}"
+                + ("check the URL" if _listing(spec) else f"check base_url of {spec.alias!r}")
             )
         if isinstance(err, (openai.AuthenticationError, openai.PermissionDeniedError)):
             env = _setting(spec, "api_key_env")
             if env:
                 fix = f"set the environment variable {env} to a valid key ({_set_env(str(env))})"
-            elif spec.alias == spec.source:  # a listing: models --remote URL
+            elif _listing(spec):
                 fix = f"put the key in a variable ({_set_env('VAR')}) and add --api-key-env VAR to models --remote"
             else:
                 fix = f"register {spec.alias!r} again with --api-key-env VAR and put the key in VAR ({_set_env('VAR')})"
@@ -622,6 +622,11 @@ def _api_key(spec: ModelSpec) -> str:
         raise ServerError(f"{spec.alias!r} reads its API key from the environment variable {env}, which is not set; "
                           f"set it ({_set_env(env)}) and run again")
     return key
+
+
+def _listing(spec: ModelSpec) -> bool:
+    """``spec`` stands for ``models --remote URL`` (no alias: errors name the command's flags)."""
+    return spec.alias == spec.source
 
 
 def _set_env(name: str) -> str:
