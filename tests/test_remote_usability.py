@@ -76,7 +76,8 @@ def test_a_seeded_run_is_cached_in_the_next_process(server: FaultServer, genmagi
     assert len(server.seen) == 1 and len(server.gets) == 1  # no load and no generation: nothing on the network
 
 
-@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"x": 1}', "\x00" * 10, "{}" + " " * (1 << 20)])
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"x": 1}', "\x00" * 10, "{}" + " " * (1 << 20),
+                                     "[" * 100_000])
 def test_a_bad_identities_file_is_ignored_and_replaced(server: FaultServer, genmagic_home: Path, content: str) -> None:
     genmagic_home.mkdir(parents=True, exist_ok=True)
     (genmagic_home / IDENTITIES_FILE).write_text(content)

@@ -549,7 +549,7 @@ def read_identities() -> dict[str, str]:
         if path.stat().st_size > _MAX_BYTES:
             return {}
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
         return {}
     if not isinstance(data, dict):
         return {}
