@@ -120,8 +120,9 @@ def check_settings(spec: ModelSpec, declared: Mapping[str, Setting] | None, sour
             )
         problem = None
         if (isinstance(value, bool) and bool not in setting.types) or not isinstance(value, setting.types):
-            names = " or ".join("number" if t in (int, float) else {str: "text", bool: "true/false"}.get(t, t.__name__)
-                                for t in setting.types)
+            words = ("number" if t in (int, float) else {str: "text", bool: "true/false"}.get(t, t.__name__)
+                     for t in setting.types)
+            names = " or ".join(dict.fromkeys(words))  # int and float are both "number", said once
             problem = f"must be {names}"
         elif setting.check is not None:
             problem = setting.check(value)
@@ -586,6 +587,10 @@ class Registry:
         **extra: Any,
     ) -> ModelSpec:
         named, url = split_backend_url(source)
+        prefix, colon, rest = source.partition(":")
+        if (named is None and colon and prefix in backend_names() and not Path(source).expanduser().exists()
+                and getattr(get_backend(prefix), "source_setting", None)):  # a served model's backend: openai:URL
+            raise OptionError(f"{source!r}: the server's URL needs http:// or https://, e.g. {prefix}:http://{rest}")
         if named is not None:  # openai:http://host:port/v1
             if backend and backend != named:
                 raise OptionError(f"--backend {backend} contradicts the source {source!r}; leave --backend out")
@@ -609,6 +614,7 @@ class Registry:
             source=source,
             adapters=adapters,
             origin="session",
+            config_file=str(self._user_file or user_config_path()) if persist else "",  # errors name where it goes
             params=dict(extra.pop("params", {})),
             settings=dict(settings or {}),
             **extra,
@@ -748,7 +754,9 @@ def _a(word: str) -> str:
 
 
 def _where(spec: ModelSpec) -> str:
-    return f"from {spec.config_file}" if spec.config_file else f"{spec.origin} registry"
+    if spec.config_file:  # a session entry with a file is one `register --persist` writes there
+        return f"{'for' if spec.origin == 'session' else 'from'} {spec.config_file}"
+    return f"{spec.origin} registry"
 
 
 def _check_source(spec: ModelSpec) -> None:

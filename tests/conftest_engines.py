@@ -168,3 +168,7 @@ def start_engine(tiny_gguf: Path, tmp_path: Path) -> Iterator[Any]:
     yield start
     for server in started:
         server.stop()
+
+
+if __name__ == "__main__":  # `python tests/conftest_engines.py`: make (or find) the tiny GGUF, print its path
+    print(make_tiny_gguf())

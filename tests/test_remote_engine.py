@@ -39,6 +39,10 @@ def bare(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=url, api_key="none")
 
 
+class CellSink(ListSink):
+    retracts = True  # a notebook cell: gets each token at once (a terminal's view gets text once screened)
+
+
 def tokens(sink: ListSink) -> list[str]:
     return [e.data for e in sink.events if e.type == "token"]
 
@@ -60,7 +64,7 @@ def test_magic_streams_a_chat_answer_into_the_cell(ip: Any, llama_server: Any) -
 def test_streamed_and_whole_answers_agree_for_chat_and_completions(llama_server: Any) -> None:
     streaming, whole = served(llama_server.url), served(llama_server.url, stream=False)
     for raw in (False, True):
-        sink = ListSink()
+        sink = CellSink()
         one = generate(streaming, sink=sink, seed=3, max_new_tokens=30, raw=raw, cache=False)
         other = generate(whole, seed=3, max_new_tokens=30, raw=raw, cache=False)
         assert one.text == other.text and one.text.strip()
@@ -104,7 +108,7 @@ def test_seed_reproducible_across_a_server_restart_and_cached_when_honoured(star
 
 def test_stop_button_closes_the_stream_and_keeps_the_partial_text(llama_server: Any) -> None:
     engine = served(llama_server.url)
-    sink = ListSink(cancel_after=4)
+    sink = CellSink(cancel_after=4)
     result = generate(engine, sink=sink, seed=1, max_new_tokens=100, cache=False)
     assert result.status == "interrupted" and result.tokens == [4]
     assert result.text == "".join(tokens(sink)) and result.text
@@ -113,7 +117,7 @@ def test_stop_button_closes_the_stream_and_keeps_the_partial_text(llama_server: 
     assert generate(engine, seed=1, max_new_tokens=10, cache=False).ok  # the client stays usable
 
 
-class InterruptingSink(ListSink):
+class InterruptingSink(CellSink):
     """Raises KeyboardInterrupt (a kernel interrupt) while the third token is shown."""
 
     def emit(self, event: Event) -> None:
@@ -142,7 +146,7 @@ def test_unknown_model_lists_what_the_server_offers(ip: Any, llama_server: Any) 
 def test_server_killed_mid_stream_keeps_the_partial_text(ip: Any, start_engine: Any) -> None:
     server = start_engine()
 
-    class KillingSink(ListSink):
+    class KillingSink(CellSink):
         def emit(self, event: Event) -> None:
             super().emit(event)
             if len(tokens(self)) == 2:
@@ -251,3 +255,13 @@ def test_the_gguf_is_cached_by_content_and_older_ones_are_removed(tiny_gguf: Any
     finally:
         stale.unlink(missing_ok=True)
         recent.unlink(missing_ok=True)
+
+
+def test_a_seeded_rerun_in_a_new_process_is_served_from_the_cache(llama_server: Any) -> None:
+    from genmagic.registry import get_backend
+
+    first = generate(served(llama_server.url), seed=6, max_new_tokens=12)
+    assert not first.cached
+    get_backend("openai")._identities.clear()  # a fresh process: only GENMAGIC_HOME remembers the identity
+    again = generate(served(llama_server.url), seed=6, max_new_tokens=12)
+    assert again.cached and again.text == first.text and again.request.fingerprint == first.request.fingerprint

@@ -27,14 +27,16 @@ import dataclasses
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from ..errors import GenmagicError, ModelNotFoundError, OptionError, command
+from ..errors import GenmagicError, ModelNotFoundError, OptionError, command, management
 from ..registry import Setting, _masked, is_env_name
 from ..request import Event, Request, Sink
 from ..results import ImageResult, Result, TextResult
@@ -134,9 +136,14 @@ class OpenAICompatBackend:
         return None  # a served model is always named by a registry entry (it needs `model`)
 
     def fingerprint(self, spec: ModelSpec) -> str:
-        key = (spec.source, str(_setting(spec, "model")))
-        blob = json.dumps([*key, self._identities.get(key, "")])
+        blob = json.dumps([spec.source, str(_setting(spec, "model")), self._identity(spec) or ""])
         return "remote-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def _identity(self, spec: ModelSpec) -> str | None:
+        """The identity the last load found: in this process, else the one recorded under
+        GENMAGIC_HOME by an earlier process (a file read, no network)."""
+        key = (spec.source, str(_setting(spec, "model")))
+        return self._identities.get(key) or read_identities().get(_identity_key(*key))
 
     def model_key(self, spec: ModelSpec) -> tuple[Any, ...]:
         """The model a server serves at base_url: two aliases of one server are two models."""
@@ -159,7 +166,15 @@ class OpenAICompatBackend:
         """Refuse what the server cannot honour, before any request: never silently dropped."""
         server = _setting(spec, "server")
         extras = self.server(spec).extras
-        refused = {"device": None, "dtype": None, "truncate": False, "top_k": 0, "repetition_penalty": 1.0,
+        if getattr(options, "raw", False) and (getattr(options, "chat", False) or getattr(options, "system", None)):
+            # in process, --system/--chat win over --raw (the chat template); a server cannot do both either
+            given = "--system" if options.system else "--chat"
+            raise OptionError(f"--raw with {given}: --raw sends plain text to {spec.source}/completions, which has no "
+                              f"system prompt or conversation; leave --raw out or drop {given}")
+        if getattr(options, "truncate", False):
+            raise OptionError(f"--truncate cannot be used with {spec.alias!r}, a served model: the server decides how "
+                              "long a prompt may be; leave --truncate out")
+        refused = {"device": None, "dtype": None, "top_k": 0, "repetition_penalty": 1.0,
                    "negative": None, "scheduler": None, "lora": ()}
         for name, neutral in refused.items():
             value = getattr(options, name, neutral)
@@ -180,12 +195,12 @@ class OpenAICompatBackend:
 
     def cacheable(self, spec: ModelSpec, request: Request) -> bool:
         """A seeded run is cached only when the server honours seeds and its model's identity is
-        known (it was loaded in this process)."""
+        known (loaded in this process, or recorded by an earlier one)."""
         seeded = _setting(spec, "seed_honoured")
         seeded = self.server(spec).seed_honoured if seeded is None else seeded
         if request.kind == "image":  # the images API takes no seed: an image run is never the same twice
             return False
-        return bool(seeded) and (spec.source, str(_setting(spec, "model"))) in self._identities
+        return bool(seeded) and self._identity(spec) is not None
 
     # -- loading: a client, and the model's identity from the server
     def load(self, spec: ModelSpec, options: Any) -> Loaded:
@@ -208,6 +223,7 @@ class OpenAICompatBackend:
         identity = _stable(found[0].to_dict())
         text = json.dumps(identity, sort_keys=True, default=str)
         self._identities[(spec.source, model)] = text
+        record_identity(spec.source, model, text)
         return Loaded(spec=spec, model=client, info={"base_url": spec.source, "model": model,
                                                      "server": _setting(spec, "server"), "identity": identity})
 
@@ -288,7 +304,9 @@ class OpenAICompatBackend:
         if extra:
             args["extra_body"] = extra
         json_wanted = request.inputs.get("response_format") == "json"
-        if options.raw and not (options.chat or options.system or request.messages):
+        if options.raw:  # check() refused --raw with --system/--chat; a conversation's turns ride with --chat
+            if request.messages:
+                raise OptionError("--raw with a conversation: /completions takes plain text only; leave --raw out")
             if json_wanted:
                 raise OptionError("-f json with --raw: a server constrains JSON on the chat endpoint only; leave --raw out")
             return "completions", {**args, "prompt": request.prompt}
@@ -424,12 +442,16 @@ class OpenAICompatBackend:
         if isinstance(err, openai.APIConnectionError):
             return ServerError(
                 f"cannot connect to {spec.source} ({_first_line(err.__cause__ or err)}): is the server running? "
-                f"check base_url of {spec.alias!r}"
+                + ("check the URL" if _listing(spec) else f"check base_url of {spec.alias!r}")
             )
         if isinstance(err, (openai.AuthenticationError, openai.PermissionDeniedError)):
             env = _setting(spec, "api_key_env")
-            fix = (f"set the environment variable {env} to a valid key" if env else
-                   f"register {spec.alias!r} with --api-key-env VAR and put the key in VAR")
+            if env:
+                fix = f"set the environment variable {env} to a valid key ({_set_env(str(env))})"
+            elif _listing(spec):
+                fix = f"put the key in a variable ({_set_env('VAR')}) and add --api-key-env VAR to models --remote"
+            else:
+                fix = f"register {spec.alias!r} again with --api-key-env VAR and put the key in VAR ({_set_env('VAR')})"
             return ServerError(f"the server at {spec.source} refused access ({err.status_code}); {fix}")
         if isinstance(err, openai.NotFoundError):
             return self._not_found(spec, err, images)
@@ -503,6 +525,59 @@ class OpenAICompatBackend:
         return [{"id": e.id, "owned_by": getattr(e, "owned_by", "") or ""} for e in entries]
 
 
+# -- the identities of served models, kept under GENMAGIC_HOME for the next process
+IDENTITIES_FILE = "served-models.json"
+_MAX_IDENTITIES = 256  # entries kept (the most recent); a bigger or unreadable file is ignored
+_MAX_BYTES = 1 << 20
+
+
+def _identity_key(base_url: str, model: str) -> str:
+    return json.dumps([base_url, model])
+
+
+def _identities_path() -> Path:
+    from ..registry import home_dir
+
+    return home_dir() / IDENTITIES_FILE
+
+
+def read_identities() -> dict[str, str]:
+    """``{[base_url, model] as JSON: identity}`` as recorded; a missing, oversized or malformed
+    file (or a malformed entry) counts as nothing recorded."""
+    path = _identities_path()
+    try:
+        if path.stat().st_size > _MAX_BYTES:
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def record_identity(base_url: str, model: str, identity: str) -> None:
+    """Record what a load found (atomically: a crash leaves the old file); a home that cannot be
+    written only costs the next process its first cached run."""
+    known = read_identities()
+    key = _identity_key(base_url, model)
+    if known.get(key) == identity:
+        return
+    known.pop(key, None)
+    known[key] = identity
+    path = _identities_path()
+    text = json.dumps(dict(list(known.items())[-_MAX_IDENTITIES:]))
+    with suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".served-", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.replace(tmp, path)
+        except OSError:
+            os.unlink(tmp)
+
+
 class _Dropped(Exception):
     """The server's stream broke off mid-answer (the partial text is kept)."""
 
@@ -545,8 +620,18 @@ def _api_key(spec: ModelSpec) -> str:
     key = os.environ.get(str(env), "")
     if not key:
         raise ServerError(f"{spec.alias!r} reads its API key from the environment variable {env}, which is not set; "
-                          f"set it (e.g. %env {env}=...) and run again")
+                          f"set it ({_set_env(env)}) and run again")
     return key
+
+
+def _listing(spec: ModelSpec) -> bool:
+    """``spec`` stands for ``models --remote URL`` (no alias: errors name the command's flags)."""
+    return spec.alias == spec.source
+
+
+def _set_env(name: str) -> str:
+    """How to set an environment variable where the user is: ``%env`` in a notebook, ``export`` in a shell."""
+    return f"export {name}=..." if management() == "genmagic" else f"%env {name}=..."
 
 
 def _text(answer: Any, endpoint: str, spec: ModelSpec, delta: bool = False) -> str:
