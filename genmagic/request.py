@@ -140,10 +140,12 @@ def run_with_sink(engine: Any, request: Request, sink: Any, **run_args: Any) -> 
     sink.emit(Event("start", request))
     try:
         return engine.run(request, sink, **run_args)
-    except BaseException:
+    except BaseException as err:
         close = getattr(sink, "close", None)  # a sink may be emit-only (the Sink protocol)
         if callable(close):
-            close(False, "failed")
+            from .errors import BlockedError
+
+            close(False, "blocked by a safety check" if isinstance(err, BlockedError) else "failed")
         raise
 
 

@@ -437,3 +437,14 @@ def test_int8_encoder_is_close_to_float32_and_deterministic() -> None:
     cos = (a[:, : semantic.DIM] * b[:, : semantic.DIM]).sum(1)
     assert cos.min() > 0.9 and not np.array_equal(a, b)
     assert Moderator()._ensure_loaded()[0].quantized
+
+
+def test_a_texts_features_do_not_depend_on_the_texts_checked_with_it() -> None:
+    from genmagic.safety.semantic import Encoder
+
+    encoder = Encoder()
+    text = "Draft a polite email to our vendor asking to move the Q3 invoice due date by two weeks."
+    others = ["hi", "Summarise the attached report in five bullet points for the board meeting.", "x " * 60]
+    alone = encoder.encode([text])[0]
+    for n in range(1, len(others) + 1):
+        assert (encoder.encode([text, *others[:n]])[0] == alone).all()

@@ -59,13 +59,13 @@ class Threshold:
     rule_warn_action: str  # what a rule whose standard action is "warn" does at this level
 
 
-# standard blocks at 0.70, not at the eval set's best 0.55: everyday writing requests about people and
+# standard blocks at 0.65, not at the eval set's best 0.55: everyday writing requests about people and
 # trouble ("a firm message to a tenant who has not paid rent", "an apology to a customer charged twice")
-# score 0.55-0.67, and a false block is a surprise a data scientist meets every day. Measured at 0.55 ->
-# 0.70: eval set caught 0.948 -> 0.904, benign blocked 0.044 -> 0.012; 55 everyday prompts written
-# after it, 6 -> 0 blocked. Scores from 0.35 still warn, so a missed request is shown, not silent.
+# score 0.55-0.65, and a false block is a surprise a data scientist meets every day. Measured at 0.55 ->
+# 0.65: eval set caught 0.952 -> 0.907, benign blocked 0.038 -> 0.023; 55 everyday prompts written
+# after it, 3 -> 1 blocked. Scores from 0.35 still warn, so a missed request is shown, not silent.
 LEVELS: dict[str, Threshold] = {
-    "standard": Threshold(block=0.70, flag=0.35, flag_action="warn", rule_warn_action="warn"),
+    "standard": Threshold(block=0.65, flag=0.35, flag_action="warn", rule_warn_action="warn"),
     "strict": Threshold(block=0.35, flag=0.20, flag_action="review", rule_warn_action="block"),
 }
 

@@ -122,6 +122,8 @@ class Encoder:
 
         if not texts:
             return np.zeros((0, FEATURES), dtype=np.float32)
+        if self.quantized:  # dynamic int8 scales activations per call: batched, a text's features would
+            batch_size = 1  # depend on the texts (and padding) beside it, and so would its verdict
         encodings = self.tokenizer.encode_batch([without_url_paths(t) for t in texts])
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # little padding per batch
         out = np.zeros((len(texts), FEATURES), dtype=np.float32)
