@@ -78,6 +78,8 @@ bench: setup engine
 	$(BIN)/python bench/imagine_overhead.py
 	$(BIN)/python bench/remote_overhead.py
 	$(BIN)/python bench/model_quality.py
+	$(BIN)/python bench/safety_eval.py
+	$(BIN)/python bench/safety_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

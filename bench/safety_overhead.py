@@ -40,20 +40,22 @@ def run_latency(rounds: int, tokens: int) -> dict[str, float]:
     shared_moderator().screen("warm up the semantic layer")  # loaded, as the target says
     options = TextOptions(seed=1, max_new_tokens=tokens)
 
-    def once(with_checks: bool) -> float:
+    def once(with_checks: bool, i: int) -> float:
+        # A new prompt and seed each round (the same for both sides): the classifier's memo must not
+        # answer from an earlier round, as it would for a re-run.
         engine.checks = checks if with_checks else []
-        request = engine.request("text", PROMPT, options, model="tiny-text")
+        request = engine.request("text", f"{PROMPT} (Draft {i}.)", options.replace(seed=i), model="tiny-text")
         start = time.perf_counter()
         engine.run(request, cache=False, safety="standard")
         return time.perf_counter() - start
 
-    once(True), once(False)  # load the model, warm caches
+    once(True, 10_000), once(False, 10_000)  # load the model, warm caches
     plain: list[float] = []
     checked: list[float] = []
     for i in range(rounds):
         order = (True, False) if i % 2 else (False, True)
         for flag in order:
-            (checked if flag else plain).append(once(flag))
+            (checked if flag else plain).append(once(flag, i))
     diffs = [c - p for c, p in zip(checked, plain, strict=True)]
     return {
         "plain_ms": statistics.median(plain) * 1e3,

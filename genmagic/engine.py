@@ -253,8 +253,6 @@ class Engine:
             raise
         result.timings["load"] = load_s
         result.timings["total"] = time.perf_counter() - started
-        if screening is not None:
-            screening.settle()
         streamed = screening.blocked if screening is not None else []
         found = streamed + screen_outputs(checks, result, request, level)
         # the backend's own flags (nsfw, ...) stay

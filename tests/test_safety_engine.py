@@ -383,28 +383,3 @@ def test_hostile_rows_neither_crash_a_cached_run_nor_the_tables(genmagic_home: P
     again = _run(engine, "go", "echo:a bad answer", seed=12)
     assert again.ok and not again.cached  # a row of another shape is a miss, not a crash
     assert len(history_table(engine.history)) == 2 and len(verdict_table(engine.history)) >= 1
-
-
-class Ahead(Word):
-    """Screens ahead on the sink's worker thread; remembers what it saw there."""
-
-    def __init__(self) -> None:
-        super().__init__("zzz", "block", stage="output", stream=True)
-        self.ahead: list[tuple[str, str]] = []
-
-    def prefetch(self, text: str, request: Request, level: str) -> None:
-        import threading
-        import time
-
-        time.sleep(0.01)  # a real classifier takes a few ms
-        self.ahead.append((threading.current_thread().name, text))
-
-
-def test_the_output_is_screened_ahead_while_the_model_writes(genmagic_home: Path) -> None:
-    check = Ahead()
-    engine = _engine(genmagic_home, check)
-    text = "One sentence. Another one. " * 5 + "The end."
-    result = _run(engine, "go", f"echo:{text}", sink=ListSink())
-    assert result.ok and check.ahead  # settled before the final screen
-    assert {name for name, _ in check.ahead} == {"genmagic-screen-ahead"}
-    assert check.ahead[-1][1] == text  # the newest text wins: the final screen finds it done

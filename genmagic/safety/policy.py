@@ -168,11 +168,6 @@ class ModerationCheck:
                         else f for f in findings]
         return self._verdicts(findings, stage)
 
-    def prefetch(self, text: str, request: Request, level: str) -> None:
-        """Screen an output so far ahead of the final screen (on the screening sink's worker thread,
-        while the model writes): the moderator's memo then answers the final screen of the same text."""
-        self.moderator.screen(pii_masked(text), _model_level(level))
-
     def screen_stream(self, text: str, request: Request, level: str) -> list[Verdict]:
         findings = self.moderator.screen(text, _model_level(level), semantic=False)
         return self._verdicts([dataclasses.replace(f, reason=_RULE_SNIPPET.sub("", f.reason)) for f in findings],

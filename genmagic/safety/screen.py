@@ -18,7 +18,6 @@ import dataclasses
 import functools
 import inspect
 import re
-import threading
 from collections.abc import Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -203,12 +202,6 @@ class ScreeningSink:
         self.checked: dict[int, int] = {}
         self.blocked: list[Verdict] = []
         self._told: set[int] = set()  # samples the view was told are withheld
-        # Checks that can screen ahead (``prefetch``): the output so far is screened on a worker
-        # thread while the model writes, so the final screen finds it done (the classifier's memo).
-        self._ahead = [c for c in checks if callable(getattr(c, "prefetch", None))]
-        self._wanted: dict[int, str] = {}
-        self._worker: threading.Thread | None = None
-        self._worker_lock = threading.Lock()
 
     @property
     def cancelled(self) -> bool:
@@ -232,36 +225,6 @@ class ScreeningSink:
             self.check(i, text, done)
             if not self.blocked:
                 self._release(i)
-                self._screen_ahead(i, text)
-
-    def _screen_ahead(self, index: int, text: str) -> None:
-        if not self._ahead:
-            return
-        with self._worker_lock:
-            self._wanted[index] = text  # only the newest text of a sample matters
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._work, name="genmagic-screen-ahead", daemon=True)
-                self._worker.start()
-
-    def _work(self) -> None:
-        while True:
-            with self._worker_lock:
-                if not self._wanted or self.blocked:
-                    self._worker = None
-                    return
-                _, text = self._wanted.popitem()
-            for check in self._ahead:
-                try:
-                    check.prefetch(text, self.request, self.level)
-                except Exception:  # the final screen runs the check again and records a failure
-                    pass
-
-    def settle(self) -> None:
-        """Wait for the screening ahead to finish (before the final screen, which then finds it done)."""
-        with self._worker_lock:
-            worker = self._worker
-        if worker is not None:
-            worker.join()
 
     def _release(self, index: int) -> None:
         for event in self._held.pop(index, []):
