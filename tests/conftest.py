@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest_engines import llama_server, start_engine, tiny_gguf  # noqa: F401  (a real serving engine)
 from fake_backend import EchoBackend
+from fault_server import fault_server
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -90,3 +91,11 @@ def run(ip: Any, cell: str) -> Any:
     if result.error_in_exec is not None:
         raise result.error_in_exec
     return result.result
+
+
+@pytest.fixture
+def server() -> Any:
+    """A local OpenAI-compatible endpoint that misbehaves on cue (tests/fault_server.py)."""
+    with fault_server() as s:
+        yield s
+

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fault_server import FaultServer, fault_server
+from fault_server import FaultServer
 
 from genmagic import image_run, text_run
 from genmagic import options as o
@@ -19,12 +18,6 @@ from genmagic.engine import Engine
 from genmagic.errors import ModelNotFoundError, OptionError
 from genmagic.registry import get_backend
 from genmagic.request import ListSink
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with fault_server() as s:
-        yield s
 
 
 def served(url: str, alias: str = "f", **settings: Any) -> Engine:

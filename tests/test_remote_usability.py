@@ -7,12 +7,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_server import FaultServer, fault_server
+from fault_server import FaultServer
 
 from genmagic import options as o
 from genmagic import text_run
@@ -20,12 +19,6 @@ from genmagic.engine import Engine
 from genmagic.errors import ModelNotFoundError, OptionError, on_command_line
 from genmagic.register_args import remote_models
 from genmagic.registry import Registry, get_backend
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with fault_server() as s:
-        yield s
 
 
 def served(url: str, alias: str = "f", **settings: Any) -> Engine:

@@ -8,12 +8,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_server import FaultServer, fault_server
+from fault_server import FaultServer
 
 from genmagic import options as o
 from genmagic import text_run
@@ -26,11 +25,6 @@ from genmagic.safety.policy import ModerationCheck, PiiCheck, entry_point_checks
 
 PROMPT = "Draft a reply to jane.doe@example.com (phone +44 20 7946 0958) about her late parcel."
 
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with fault_server() as s:
-        yield s
 
 
 def _sent_prompt(server: FaultServer) -> str:
