@@ -19,6 +19,7 @@ import dataclasses
 import os
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
@@ -59,6 +60,9 @@ class Engine:
         self._checks: list[Check] | None = None
         self._checks_from: Any = None  # the config's [safety] settings the default checks were made with
         self.safety_level: str | None = None  # the session's level (%genmagic safety); None: the config's
+        # One run at a time per engine: a panel runs in a worker thread while a cell may run another, and
+        # loaded models, seeded RNG forks, torch's thread setting and a pipeline's scheduler are shared state.
+        self.lock = threading.RLock()
 
     @property
     def checks(self) -> list[Check]:
@@ -176,7 +180,12 @@ class Engine:
         return (request.seed_given or _deterministic(request.options)) and (not callable(hook) or hook(spec, request))
 
     # -- running
-    def run(
+    def run(self, request: Request, sink: Sink | None = None, **kwargs: Any) -> Result:
+        """Run ``request`` (see :meth:`_run`), one run at a time (:attr:`lock`)."""
+        with self.lock:
+            return self._run(request, sink, **kwargs)
+
+    def _run(
         self,
         request: Request,
         sink: Sink | None = None,

@@ -112,6 +112,8 @@ def _genmagic_parser() -> _Parser:
     safety.add_argument("-n", type=int, default=20, help="how many rows 'log' shows")
     safety.add_argument("--note", help="a note kept with the decision")
     sub.add_parser("reset", help="forget this notebook's --chat conversation")
+    sub.add_parser("panel", help="a control panel (model, options, seed, Generate/Stop, Copy as cell)").add_argument(
+        "kind", choices=("text", "image"))
     sub.add_parser("trust", help="trust a project genmagic.toml (default: the one found from here)").add_argument("path", nargs="?")
     return parser
 
@@ -297,6 +299,11 @@ class GenMagics(Magics):
         params) before the defaults shown here.
         """
         options, controls, prompt, given = self._parse(self.generate, line, cell, opts.TextOptions, opts.TextControls)
+        if controls.widgets:  # a control panel runs the cell, in a worker thread (genmagic/panel.py)
+            from .panel import panel_from_magic
+
+            return panel_from_magic(self, "text", prompt, options, controls, given,
+                                    controls.model or self.default_text_model or None)
 
         from . import text_run
         from .display import strip_fence, text_footer
@@ -352,6 +359,11 @@ class GenMagics(Magics):
         options, controls, prompt, given = self._parse(
             self.imagine, line, cell, opts.ImageOptions, opts.ImageControls, "pictures"
         )
+        if controls.widgets:  # a control panel runs the cell, in a worker thread (genmagic/panel.py)
+            from .panel import panel_from_magic
+
+            return panel_from_magic(self, "image", prompt, options, controls, given,
+                                    controls.model or self.default_image_model or None)
         num = options.num  # with --from, 1 unless typed (the PNG holds one image)
         sink = live_image_sink(num, controls.preview, controls.stream and self.stream)
         # With --from, the model stored in the PNG comes before the session's default.
@@ -373,7 +385,7 @@ class GenMagics(Magics):
     @line_magic
     @usage_errors
     def genmagic(self, line: str) -> Any:
-        """Manage models, history, safety and conversations: %genmagic models | use | register | unload | history | show | safety | reset | trust"""
+        """Manage models, history, safety and conversations: %genmagic models | use | register | unload | history | show | safety | reset | trust | panel"""
         parser = _genmagic_parser()
         try:
             argv, _ = split_line(line)
@@ -480,6 +492,11 @@ class GenMagics(Magics):
         if self.safety_level:
             return "set in this session"
         return "from the config files" if self.engine.registry.safety_level() else "the default"
+
+    def _cmd_panel(self, args: argparse.Namespace) -> Any:
+        from .panel import open_panel
+
+        return open_panel(self, args.kind)
 
     def _cmd_reset(self, args: argparse.Namespace) -> None:
         turns = len(self.conversation) // 2

@@ -434,6 +434,8 @@ class Controls(Options):
         "requests and outputs), strict (also redact PII for local models, hold borderline outputs for review)",
         choices=("off", "warn", "standard", "strict"),
     )
+    widgets: bool = opt(False, "show a control panel (model, options, seed, Generate/Stop, Copy as cell) that "
+                        "re-runs this cell; the line's values are its initial values", widget=False, notebook_only=True)
 
 
 @dataclass(frozen=True)
