@@ -22,7 +22,7 @@ def text_of(output: dict) -> str:
 
 def main(path: str) -> int:
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
+    NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=True,
                    resources={"metadata": {"path": str(Path(path).parent)}}).execute()
     for cell in nb.cells:
         if cell.cell_type != "code":

@@ -104,7 +104,10 @@ class Worker:
                     view.append_text("".join(traceback.format_exception(type(err), err, err.__traceback__)))
             done(result, error, status)
 
-        run = contextvars.copy_context().run  # the kernel's output routing lives in context variables
+        # A fresh context, not a copy of the clicking request's: ipykernel then sends the thread's widget
+        # updates under the request it is handling now (its fallback), so a headless run (nbclient) that
+        # waits for the panel in a later cell records them in the saved widget state.
+        run = contextvars.Context().run
         self.thread = threading.Thread(target=run, args=(work,), daemon=True, name="genmagic-panel")
         self.thread.start()
 
