@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-__all__ = ["img_ip", "tiny_image_dir", "tiny_lora"]
+__all__ = ["img_ip", "run_image_example", "tiny_image_dir", "tiny_lora"]
+
+EMBEDDED_IMAGE = Path(__file__).parent.parent / "genmagic" / "models" / "tiny-image" / "model_index.json"
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +60,17 @@ def img_ip(ip: Any, tiny_image_dir: Path) -> Any:
     yield ip
     for name in [k for k in ip.user_ns if k.startswith("i_")]:
         del ip.user_ns[name]
+
+
+def run_image_example(name: str, tiny_image_dir: Path) -> Any:
+    """Execute ``examples/NAME`` headless (nbclient, widget state stored) and return the notebook.
+    Until the embedded model is built, a project ``genmagic.toml`` points ``tiny-image`` at the tiny pipeline."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    if not EMBEDDED_IMAGE.exists():
+        Path("genmagic.toml").write_text(f'[models.tiny-image]\nsource = "{tiny_image_dir}"\n')
+    nb = nbformat.read(Path(__file__).parent.parent / "examples" / name, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=True,
+                   resources={"metadata": {"path": str(Path.cwd())}}).execute()
+    return nb

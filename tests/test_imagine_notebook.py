@@ -10,18 +10,9 @@ from pathlib import Path
 
 from image_fixtures import *  # noqa: F403
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
-EMBEDDED = Path(__file__).parent.parent / "genmagic" / "models" / "tiny-image" / "model_index.json"
-
 
 def test_imagine_notebook_runs(tiny_image_dir: Path) -> None:
-    import nbformat
-    from nbclient import NotebookClient
-
-    if not EMBEDDED.exists():
-        Path("genmagic.toml").write_text(f'[models.tiny-image]\nsource = "{tiny_image_dir}"\n')
-    nb = nbformat.read(EXAMPLES / "02_imagine.ipynb", as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(Path.cwd())}}).execute()
+    nb = run_image_example("02_imagine.ipynb", tiny_image_dir)  # noqa: F405
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
 

@@ -8,19 +8,9 @@ from typing import Any
 
 from image_fixtures import *  # noqa: F403
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
-EMBEDDED = Path(__file__).parent.parent / "genmagic" / "models" / "tiny-image" / "model_index.json"
-
 
 def test_widgets_notebook_runs_and_keeps_the_panels(tiny_image_dir: Path) -> None:
-    import nbformat
-    from nbclient import NotebookClient
-
-    if not EMBEDDED.exists():
-        Path("genmagic.toml").write_text(f'[models.tiny-image]\nsource = "{tiny_image_dir}"\n')
-    nb = nbformat.read(EXAMPLES / "04_widgets.ipynb", as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=True,
-                   resources={"metadata": {"path": str(Path.cwd())}}).execute()
+    nb = run_image_example("04_widgets.ipynb", tiny_image_dir)  # noqa: F405
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert not [o for c in code for o in c.outputs if o.get("output_type") == "error"]
 
