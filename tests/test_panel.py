@@ -215,3 +215,40 @@ def test_widgets_flag_and_panel_command(img_ip: Any) -> None:
     image = img_ip.run_line_magic("genmagic", "panel image")
     assert isinstance(image, Panel) and image.kind == "image" and image.prompt.value == "" and not image.running
     assert "steps" in image.controls and "guidance" in image.controls and "negative" in image.controls
+
+
+def test_stop_ends_an_image_within_a_step(img_ip: Any) -> None:
+    panel = Panel("image", "a red circle", model="tiny-img", options={"steps": 500, "seed": 2, "width": 32, "height": 32})
+    panel.generate_button.click()
+    until(lambda: panel._sink is not None and panel._sink.done >= 2)
+    panel.stop_button.click()
+    result = panel.wait()
+    assert result.status == "interrupted" and rows()[-1].status == "interrupted"
+    assert panel._sink.done < 500 and panel.status_text.startswith("stopped: the partial output is kept")
+
+
+def test_choices_from_a_callable_make_a_dropdown(img_ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seam presets use: an option whose choices come from a callable of (kind, registry)."""
+    from genmagic import panel_controls
+
+    seen: list[Any] = []
+    monkeypatch.setitem(panel_controls.CHOICES_FROM, "scheduler",
+                        lambda kind, reg: seen.append((kind, reg)) or ["EulerDiscreteScheduler", "DDIMScheduler"])
+    panel = Panel("image", "a red circle", model="tiny-img", options={"steps": 2, "seed": 1, "width": 32, "height": 32})
+    dropdown = panel.controls["scheduler"].widget
+    assert seen == [("image", engine().registry)]
+    assert list(dropdown.options) == [("(none)", None), ("EulerDiscreteScheduler", "EulerDiscreteScheduler"),
+                                      ("DDIMScheduler", "DDIMScheduler")]
+    dropdown.value = "DDIMScheduler"
+    panel.generate_button.click()
+    assert panel.wait().request.options.scheduler == "DDIMScheduler"
+    assert "--scheduler DDIMScheduler" in panel.as_cell()
+
+
+def test_lock_without_a_seed_draws_one_and_the_panel_displays_as_a_widget(ip: Any) -> None:
+    panel = Panel("text", "Hi", model="echo:")
+    assert panel.seed.value == "" and panel.seed_mode.value == "random"
+    panel.seed_mode.value = "lock"
+    assert panel.seed.value.isdigit()
+    bundle = panel._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
