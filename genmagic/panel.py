@@ -298,7 +298,8 @@ class Panel:
         return magic_cell(self.kind, prompt, model=controls.model, options=values, controls=keep)
 
     def copy_cell(self) -> str:
-        """Show :meth:`as_cell` in the panel, keep it as :attr:`cell`, and offer it as the next cell."""
+        """Show :meth:`as_cell` in the panel, keep it as :attr:`cell`, and offer it as the next cell
+        (from code in a cell; a click shows it in the panel's box)."""
         try:
             self.cell = self.as_cell()
         except GenmagicError as err:
@@ -306,14 +307,7 @@ class Panel:
             return ""
         self.cell_box.value = self.cell
         self.cell_box.layout.display = None
-        try:
-            from IPython import get_ipython
-
-            shell = get_ipython()
-            if shell is not None:
-                shell.set_next_input(self.cell, replace=False)  # a new cell below, in front ends that take it
-        except Exception:  # the text box holds it anyway
-            pass
+        _offer_next_cell(self.cell)
         self._say("the cell is below: copy it (or run the new cell)")
         return self.cell
 
@@ -332,6 +326,25 @@ class Panel:
         import re
 
         return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
+
+
+def _offer_next_cell(cell: str) -> None:
+    """The cell as the next input, where that works: terminal IPython, or code run in a notebook cell
+    (the kernel sends it with that cell's reply). Not from a button click: a comm message has no reply,
+    and the kernel would send it with the reply of whatever cell runs next, far from the panel."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+    kernel = getattr(shell, "kernel", None)
+    if kernel is not None:
+        try:
+            if kernel.get_parent().get("header", {}).get("msg_type") != "execute_request":
+                return
+        except Exception:
+            return
+    shell.set_next_input(cell, replace=False)
 
 
 def _session_streams() -> bool:

@@ -59,6 +59,14 @@ print(p.generate_button.model_id, p.stop_button.model_id)
         assert status == "interrupted" and 5 <= int(length) < 1000
         assert line.startswith("stopped: the partial output is kept")
         assert execute(kc, "print(p.running, p.generate_button.disabled, 6 * 7)").split() == ["False", "False", "42"]
+
+        copy = execute(kc, "print(p.copy_button.model_id)").strip()
+        click(kc, copy)  # the cell shows in the panel's box; a click has no reply to carry a next cell
+        reply = kc.execute_interactive("print(p.cell_box.value)", timeout=60, output_hook=lambda msg: None)
+        assert reply["content"]["payload"] == []
+        reply = kc.execute_interactive("_ = p.copy_cell()", timeout=60, output_hook=lambda msg: None)
+        (payload,) = reply["content"]["payload"]  # from code in a cell: offered as the next cell
+        assert payload["source"] == "set_next_input" and payload["text"].startswith("%%generate -m slow:abc")
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
