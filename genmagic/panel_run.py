@@ -38,8 +38,15 @@ class OutputView(LiveView):
             self.shown = True
 
     def append_text(self, text: str, name: str = "stderr") -> None:
+        self._append({"output_type": "stream", "name": name, "text": text})
+
+    def append_bundle(self, bundle: dict[str, Any]) -> None:
+        """Another display below the view (a widget's bundle: the review panel)."""
+        self._append({"output_type": "display_data", "data": bundle, "metadata": {}})
+
+    def _append(self, output: dict[str, Any]) -> None:
         with self.lock:
-            self.output.outputs = (*self.output.outputs, {"output_type": "stream", "name": name, "text": text})
+            self.output.outputs = (*self.output.outputs, output)
 
 
 def panel_sink(kind: str, output: Any, num: int, stream: bool, fmt: str = "auto", preview: int = 5) -> Any:
@@ -64,6 +71,10 @@ def end_view(sink: Any, result: Any) -> str:
         sink.close(True, text_footer(result))
     elif not sink.close(shows, note, final) and shows:
         sink.view.show(result._repr_mimebundle_())  # nothing was streamed (a cache hit, --no-stream)
+    if result.status == "review" and isinstance(sink.view, OutputView):  # approve / edit / reject, as in a cell
+        from .safety.review import review_widget
+
+        sink.view.append_bundle(review_widget(result)._repr_mimebundle_())
     seed = result.request.seed
     seeded = f" · seed {seed}" if seed is not None else ""
     if result.status == "interrupted":

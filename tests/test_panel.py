@@ -202,6 +202,25 @@ def test_a_safety_block_is_a_one_line_status(ip: Any) -> None:
     assert "Traceback" not in html(panel) and rows()[-1].status == "blocked"
 
 
+class ReviewOutputs:
+    name = "review:all"
+
+    def screen(self, text: str, stage: str, request: Any, level: str) -> list[Verdict]:
+        return [Verdict(self.name, "hate", 0.6, "review", (), stage, reason="a test review")] if stage == "output" else []
+
+
+def test_a_run_held_for_review_shows_the_review_panel(ip: Any) -> None:
+    engine().checks = [ReviewOutputs()]
+    panel = Panel("text", "hello", model="echo:", options={"seed": 1})
+    panel.generate_button.click()
+    result = panel.wait()
+    assert result.status == "review" and result.text == ""  # withheld until a person approves
+    assert panel.status_text.startswith("1 output(s) held for review")
+    (view, review) = panel.output.outputs
+    assert "application/vnd.jupyter.widget-view+json" in review["data"]
+    assert "hello" not in json.dumps(view["data"])  # the withheld text is behind the review panel only
+
+
 def test_widgets_flag_and_panel_command(img_ip: Any) -> None:
     panel = run(img_ip, "%%generate --widgets -m tiny --temperature 0.5 --seed 3 --max-new-tokens 5 --no-cache "
                         "--out t_first\nHello")
