@@ -247,14 +247,13 @@ class Panel:
         self._worker.start(job, sink, self._done)
 
     def _run(self, prompt: str, options: Any, controls: Any, given: frozenset[str], sink: Any) -> Any:
-        if self.kind == "text":
-            from . import text_run
+        from . import image_run, text_run
 
-            return text_run.run(self.engine, prompt, options, controls, sink=sink, where=self.where, given=given)
-        from . import image_run
-
-        return image_run.run(self.engine, prompt, options, controls, namespace=self.namespace, sink=sink,
-                             where=self.where, given=given)
+        with self.engine.lock:  # the whole run (building the request too) takes its turn
+            if self.kind == "text":
+                return text_run.run(self.engine, prompt, options, controls, sink=sink, where=self.where, given=given)
+            return image_run.run(self.engine, prompt, options, controls, namespace=self.namespace, sink=sink,
+                                 where=self.where, given=given)
 
     def _done(self, result: Any, error: BaseException | None, status: str) -> None:
         if result is not None:
