@@ -39,7 +39,7 @@ def _flags(field: dataclasses.Field[Any], value: Any) -> list[str]:
     spec: opts.Spec = field.metadata["spec"]
     flag = spec.flags[0] if spec.flags and spec.flags[0].startswith("-") and len(spec.flags[0]) == 2 else opts.flag_name(field.name)
     if spec.repeat:
-        return [word for item in value for word in (flag, _escape(item) if spec.escapes else item)]
+        return [word for item in value for word in _pair(field, flag, _escape(item) if spec.escapes else item)]
     if isinstance(value, bool):
         if spec.negate:
             return [] if value else [opts.flag_name("no_" + field.name)]
@@ -47,7 +47,13 @@ def _flags(field: dataclasses.Field[Any], value: Any) -> list[str]:
     if isinstance(value, float):
         value = repr(value) if not value.is_integer() else str(int(value))
     text = str(value)
-    return [flag, _escape(text) if spec.escapes else text]
+    return _pair(field, flag, _escape(text) if spec.escapes else text)
+
+
+def _pair(field: dataclasses.Field[Any], flag: str, text: str) -> list[str]:
+    """``flag TEXT``; a text starting with ``-`` (``--system -:``) would read as an option, so it is
+    joined to the long flag: ``--system=-:``."""
+    return [f"{opts.flag_name(field.name)}={text}"] if text.startswith("-") else [flag, text]
 
 
 def _default(field: dataclasses.Field[Any]) -> Any:

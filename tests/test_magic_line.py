@@ -73,3 +73,12 @@ def test_json_requests_and_what_a_cell_cannot_carry() -> None:
     assert unreproducible(data) == ["messages"]
     with pytest.raises(opts.OptionError, match="unknown text option"):
         magic_cell("text", "p", options={"steps": 3})
+
+
+def test_values_starting_with_a_dash_stay_values(ip: Any) -> None:
+    """Found by the round trip above: ``--system -:`` read ``-:`` as an option ("expected one argument")."""
+    options = opts.TextOptions(system="-:", stop=("-x", "ok"), seed=1)
+    cell = magic_cell("text", "hi", model="tiny", options=options.to_dict())
+    assert "--system=-:" in cell and "--stop=-x" in cell
+    parsed, _, _ = parse(ip, cell)
+    assert parsed == options
