@@ -249,11 +249,18 @@ class Panel:
     def _run(self, prompt: str, options: Any, controls: Any, given: frozenset[str], sink: Any) -> Any:
         from . import image_run, text_run
 
-        with self.engine.lock:  # the whole run (building the request too) takes its turn
+        lock = self.engine.lock  # the whole run (building the request too) takes its turn
+        if not lock.acquire(blocking=False):
+            self._say("waiting for another run to end…")
+            lock.acquire()
+        try:
+            self._say("running…")
             if self.kind == "text":
                 return text_run.run(self.engine, prompt, options, controls, sink=sink, where=self.where, given=given)
             return image_run.run(self.engine, prompt, options, controls, namespace=self.namespace, sink=sink,
                                  where=self.where, given=given)
+        finally:
+            lock.release()
 
     def _done(self, result: Any, error: BaseException | None, status: str) -> None:
         if result is not None:

@@ -172,6 +172,10 @@ def test_runs_take_turns_and_a_panel_runs_one_at_a_time(ip: Any) -> None:
     assert one.wait().text == "x" * 30 and two.wait().text == "y" * 30
     assert SlowEchoBackend.most == 1  # the engine's lock: never two runs inside the backend at once
     assert len(rows()) == 2
+    with engine().lock:  # a cell's run holds it: the panel says it waits
+        one.generate_button.click()
+        until(lambda: one.status_text == "waiting for another run to end…")
+    assert one.wait().status == "ok" and one.status_text.startswith("done")
 
 
 def test_errors_in_the_thread_show_in_the_panel(ip: Any) -> None:
