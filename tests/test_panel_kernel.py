@@ -13,11 +13,14 @@ from genmagic.history import History
 TESTS = Path(__file__).parent
 
 
-def execute(kc: Any, code: str) -> str:
-    """Run ``code`` in the kernel; its stdout (an error in the cell fails the test)."""
+def execute(kc: Any, code: str, seen: list[dict[str, Any]] | None = None) -> str:
+    """Run ``code`` in the kernel; its stdout (an error in the cell fails the test). ``seen`` collects
+    the iopub messages sent meanwhile."""
     out: list[str] = []
 
     def hook(msg: dict[str, Any]) -> None:
+        if seen is not None:
+            seen.append(msg)
         if msg["msg_type"] == "stream":
             out.append(msg["content"]["text"])
         elif msg["msg_type"] == "error":
@@ -52,11 +55,15 @@ print(p.generate_button.model_id, p.stop_button.model_id)
 """)
         generate, stop = ids.split()
         click(kc, generate)  # the click handler starts the worker and returns: the kernel stays free
-        execute(kc, "while p._sink is None or len(p._sink.texts[0]) < 5: time.sleep(0.02)")
+        seen: list[dict[str, Any]] = []
+        execute(kc, "while p._sink is None or len(p._sink.texts[0]) < 30: time.sleep(0.2)", seen)
+        streamed = [o["data"]["text/html"] for m in seen if m["msg_type"] == "comm_msg"
+                    for o in m["content"]["data"].get("state", {}).get("outputs", [])]
+        assert any("abcdefghij" * 2 in html for html in streamed)  # the worker's view updates reach the front end mid-run
         click(kc, stop)
         report = execute(kc, "p.wait(); print(p.result.status, len(p.result.text), p.status_text, sep='|')")
         status, length, line = report.strip().split("|")
-        assert status == "interrupted" and 5 <= int(length) < 1000
+        assert status == "interrupted" and 30 <= int(length) < 1000
         assert line.startswith("stopped: the partial output is kept")
         assert execute(kc, "print(p.running, p.generate_button.disabled, 6 * 7)").split() == ["False", "False", "42"]
 
