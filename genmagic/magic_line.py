@@ -52,7 +52,10 @@ def _flags(field: dataclasses.Field[Any], value: Any) -> list[str]:
 
 def _pair(field: dataclasses.Field[Any], flag: str, text: str) -> list[str]:
     """``flag TEXT``; a text starting with ``-`` (``--system -:``) would read as an option, so it is
-    joined to the long flag: ``--system=-:``."""
+    joined to the long flag: ``--system=-:``. argparse drops a value that is exactly ``--``."""
+    if text == "--":
+        raise opts.OptionError(f"{opts.flag_name(field.name)} '--' cannot be written on a magic line (argparse "
+                               "reads -- as the end of the options); change the value")
     return [f"{opts.flag_name(field.name)}={text}"] if text.startswith("-") else [flag, text]
 
 
