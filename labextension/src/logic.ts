@@ -133,10 +133,10 @@ export function pageCount(total: number, size: number): number {
   return Math.max(1, Math.ceil(total / Math.max(1, size)));
 }
 
-/** Options as one short line, seed first: "seed 3 · temperature 0.5 · max_new_tokens 20". */
+/** Options as one short line, seed first, unset and false ones left out: "seed 3 · max_new_tokens 20 · temperature 0.5". */
 export function optionsLine(options: Record<string, unknown>, skip: string[] = []): string {
   const keys = Object.keys(options).filter(
-    k => !skip.includes(k) && options[k] !== null && options[k] !== undefined && !(Array.isArray(options[k]) && (options[k] as unknown[]).length === 0)
+    k => !skip.includes(k) && ![null, undefined, false].includes(options[k] as any) && !(Array.isArray(options[k]) && (options[k] as unknown[]).length === 0)
   );
   keys.sort((a, b) => (a === 'seed' ? -1 : b === 'seed' ? 1 : a.localeCompare(b)));
   return keys.map(k => `${k} ${formatValue(options[k])}`).join(' · ');

@@ -79,7 +79,7 @@ describe('settings', () => {
 
 describe('entries', () => {
   it('writes options seed first and skips empty ones', () => {
-    expect(optionsLine({ temperature: 0.5, seed: 3, stop: [], top_p: null, style: 'x' })).toBe(
+    expect(optionsLine({ temperature: 0.5, seed: 3, stop: [], top_p: null, chat: false, style: 'x' })).toBe(
       'seed 3 · style "x" · temperature 0.5'
     );
   });
