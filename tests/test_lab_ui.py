@@ -30,6 +30,8 @@ LAB = REPO / "labextension"
 BUILT = REPO / "genmagic" / "labextension"
 SCREENSHOTS = REPO / "docs" / "images"
 
+SETTINGS = {"defaultTextModel": "tiny-text", "safetyLevel": "warn", "historyPageSize": 4}
+
 pytestmark = pytest.mark.slow
 
 
@@ -105,6 +107,10 @@ class Lab:
         # the "Jupyter news" pop-up would cover the screenshots
         (config / "labconfig" / "page_config.json").write_text(json.dumps(
             {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+        # the sidebar's settings as the Settings Editor saves them: the UI test checks their effect
+        settings = self.tmp / "settings" / "genmagic"
+        settings.mkdir(parents=True)
+        (settings / "sidebar.jupyterlab-settings").write_text(json.dumps(SETTINGS))
         share = self.tmp / "share" / "jupyter" / "labextensions"
         share.mkdir(parents=True)
         (share / "genmagic").symlink_to(BUILT)  # this checkout's build, also where none is installed

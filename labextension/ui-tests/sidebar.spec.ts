@@ -57,7 +57,8 @@ test('models, history, re-run and review', async ({ page }) => {
   const before = await cellSources(page).count();
   await page.locator('.gm-insert-text').click();
   await expect(cellSources(page)).toHaveCount(before + 1);
-  await expect(cellSources(page).nth(1)).toContainText('%%generate');
+  // the settings (tests/test_lab_ui.py): default text model tiny-text, safety level warn
+  await expect(cellSources(page).nth(1)).toContainText('%%generate -m tiny-text --safety warn');
   await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
   await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
   await expect(page.locator('.jp-Notebook .jp-Cell').nth(1).locator('.jp-OutputArea-output').first()).toBeVisible({
@@ -90,7 +91,7 @@ test('models, history, re-run and review', async ({ page }) => {
   await page.locator('.gm-Mine').check();
   await expect(page.locator('#genmagic-history .gm-Pager')).toContainText('7 runs');
   await page.locator('.gm-Mine').uncheck();
-  await expect(page.locator('#genmagic-history .gm-Pager')).toContainText('9 runs');
+  await expect(page.locator('#genmagic-history .gm-Pager')).toContainText('page 1 of 3 · 9 runs'); // 4 a page
   await screenshot(page, 'lab-history');
 
   // the %%imagine runs as a thumbnail gallery
