@@ -307,7 +307,8 @@ async def test_review_reject_reaches_a_held_result(jp_fetch: Any, runs: dict[str
     assert item["decision"]["decision"] == "rejected" and item["texts"] == [None]
 
 
-@pytest.mark.parametrize("body", ['{"decision": "maybe"}', "not json", '{"decision": "approve", "note": 3}'])
+@pytest.mark.parametrize("body", ['{"decision": "maybe"}', "not json", '{"decision": "approve", "note": 3}',
+                                  json.dumps({"decision": "approve", "note": "x" * 2001}), "[1]"])
 async def test_review_bad_bodies(jp_fetch: Any, runs: dict[str, Any], body: str) -> None:
     assert await status_of(jp_fetch, "review", str(runs["review"]), method="POST", body=body) == 400
 
@@ -322,3 +323,31 @@ async def test_an_empty_home_is_not_created(jp_fetch: Any, genmagic_home: Path) 
     assert (await get_json(jp_fetch, "history"))["items"] == []
     assert (await get_json(jp_fetch, "review"))["items"] == []
     assert not (genmagic_home / "history.sqlite").exists()
+
+
+async def test_a_slow_query_does_not_block_the_server(jp_fetch: Any, runs: dict[str, Any],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A history query held inside SQLite's call: the server still answers other requests."""
+    import asyncio
+    import threading
+
+    from genmagic.history import History
+
+    entered, release = threading.Event(), threading.Event()
+    original = History.page
+
+    def slow_page(self: History, *args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(60)  # on the event loop this would freeze the server (and this test) for a minute
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(History, "page", slow_page)
+    pending = asyncio.ensure_future(jp_fetch(API, "history"))
+    await asyncio.get_running_loop().run_in_executor(None, entered.wait, 60)
+    try:
+        status = await jp_fetch("api", "status")
+        models = await get_json(jp_fetch, "models")
+        assert status.code == 200 and models["models"] and not pending.done()
+    finally:
+        release.set()
+    assert json.loads((await pending).body)["total"] == 8

@@ -31,6 +31,7 @@ _T = TypeVar("_T")
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
                ".gif": "image/gif"}
 MAX_PAGE_SIZE = 200
+MAX_NOTE = 2000
 
 
 def _engine() -> Any:
@@ -241,8 +242,8 @@ class ReviewHandler(_Handler):
         note = body.get("note") if isinstance(body, dict) else None
         if decision not in ("approve", "reject"):
             raise tornado.web.HTTPError(400, f"decision={str(decision)[:20]!r} is not approve or reject")
-        if note is not None and not isinstance(note, str):
-            raise tornado.web.HTTPError(400, "note must be text")
+        if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
+            raise tornado.web.HTTPError(400, f"note must be text of at most {MAX_NOTE} characters")
         try:
             await self.off_loop(_decide, int(run_id), decision, note)
         except GenmagicError as err:

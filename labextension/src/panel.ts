@@ -213,7 +213,7 @@ export class HistoryTab extends Tab {
       kind: this.kind.value as IHistoryQuery['kind'],
       model: '',
       status: '',
-      notebook: this.mine.checked ? this.host.notebookPath() ?? '\u0000none' : null,
+      notebook: this.mine.checked ? this.host.notebookPath() : null,
       page: this.page,
       size: this.size
     };
@@ -226,6 +226,13 @@ export class HistoryTab extends Tab {
 
   /** Load the page; with `force` false (polling) the list is redrawn only when it changed. */
   async refresh(force = true): Promise<void> {
+    if (this.mine.checked && this.host.notebookPath() === null) {
+      this.shown = null;
+      this.list.replaceChildren();
+      this.pager.replaceChildren();
+      this.say('Open a notebook to see its runs (or untick "this notebook only").');
+      return;
+    }
     try {
       const fresh = await this.host.api.get<IHistoryPage>('history', historyParams(this.query()));
       if (force || changed(this.shown, fresh)) {
