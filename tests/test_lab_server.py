@@ -1,19 +1,40 @@
 """The jupyter_server extension behind the lab sidebar (genmagic.server), in a real server
-(pytest-jupyter's ``jp_serverapp``) over a real history store (tests/lab_history.py)."""
+(pytest-jupyter's ``jp_serverapp``) over a real history store (tests/lab_history.py).
+
+pytest-jupyter's fixtures are imported here rather than registered as a plugin: as a plugin its
+autouse fixtures (a fresh event loop closed after each test, a ServerApp clean-up) would run
+around every test of the suite. Coroutine tests run in its loop through :func:`in_loop`.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import urllib.parse
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lab_history import HELD_TEXT, fill
+from pytest_jupyter.jupyter_core import *  # noqa: F403  (fixtures for this module only)
+from pytest_jupyter.jupyter_server import *  # noqa: F403
 from tornado.httpclient import HTTPClientError
 
-pytest_plugins = ("pytest_jupyter.jupyter_server",)
+
+def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """A coroutine test run to completion in pytest-jupyter's event loop (``jp_asyncio_loop``)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, jp_asyncio_loop: Any, **kwargs: Any) -> None:
+        jp_asyncio_loop.run_until_complete(test(*args, **kwargs))
+
+    signature = inspect.signature(test)
+    loop = inspect.Parameter("jp_asyncio_loop", inspect.Parameter.KEYWORD_ONLY)
+    run.__signature__ = signature.replace(parameters=[*signature.parameters.values(), loop])  # type: ignore[attr-defined]
+    return run
 
 API = "genmagic/api"
 
@@ -42,6 +63,7 @@ async def status_of(jp_fetch: Any, *path: str, **kwargs: Any) -> int:
     return int(response.code)
 
 
+@in_loop
 async def test_models_lists_the_registry_without_settings(jp_fetch: Any, jp_serverapp: Any) -> None:
     from genmagic.registry import Registry
 
@@ -58,6 +80,7 @@ async def test_models_lists_the_registry_without_settings(jp_fetch: Any, jp_serv
                                        "default", "loaded"}
 
 
+@in_loop
 async def test_loaded_means_a_live_process_ran_the_model(jp_fetch: Any, runs: dict[str, Any],
                                                          genmagic_home: Path) -> None:
     """History records the pid of each run: this test process 'ran' tiny-text, a dead pid tiny-image."""
@@ -70,6 +93,7 @@ async def test_loaded_means_a_live_process_ran_the_model(jp_fetch: Any, runs: di
     assert models["tiny-image"]["loaded"] is False
 
 
+@in_loop
 async def test_history_pages_newest_first(jp_fetch: Any, runs: dict[str, Any]) -> None:
     first = await get_json(jp_fetch, "history", size=3, page=1)
     second = await get_json(jp_fetch, "history", size=3, page=2)
@@ -80,6 +104,7 @@ async def test_history_pages_newest_first(jp_fetch: Any, runs: dict[str, Any]) -
     assert (await get_json(jp_fetch, "history", size=3, page=4))["items"] == []
 
 
+@in_loop
 async def test_history_search_and_filters(jp_fetch: Any, runs: dict[str, Any], jp_root_dir: Path) -> None:
     found = await get_json(jp_fetch, "history", q="lighthouse 3")
     assert [i["id"] for i in found["items"]] == [runs["text"][3]] and found["total"] == 1
@@ -99,6 +124,7 @@ async def test_history_search_and_filters(jp_fetch: Any, runs: dict[str, Any], j
     assert (await get_json(jp_fetch, "history", notebook="missing.ipynb"))["total"] == 0
 
 
+@in_loop
 async def test_history_item_fields(jp_fetch: Any, runs: dict[str, Any]) -> None:
     item = await get_json(jp_fetch, "history", str(runs["text"][1]))
     assert item["prompt"] == "Tell a story about lighthouse 1" and item["model"] == "tiny-text"
@@ -106,6 +132,7 @@ async def test_history_item_fields(jp_fetch: Any, runs: dict[str, Any]) -> None:
     assert item["texts"] == ["Story 1: the keeper lit the lamp."] and item["status"] == "ok"
 
 
+@in_loop
 async def test_withheld_output_stays_out_of_history_until_approved(jp_fetch: Any, runs: dict[str, Any]) -> None:
     item = await get_json(jp_fetch, "history", str(runs["review"]))
     assert item["texts"] == [None] and "violent crimes" in item["withheld"]["0"]
@@ -113,6 +140,7 @@ async def test_withheld_output_stays_out_of_history_until_approved(jp_fetch: Any
     assert item["verdicts"][0]["action"] == "review"
 
 
+@in_loop
 async def test_bad_parameters_are_one_line_400s(jp_fetch: Any, runs: dict[str, Any]) -> None:
     for params in ({"size": "0"}, {"size": "201"}, {"page": "x"}, {"page": "0"}):
         with pytest.raises(HTTPClientError) as err:
@@ -123,6 +151,7 @@ async def test_bad_parameters_are_one_line_400s(jp_fetch: Any, runs: dict[str, A
     assert await status_of(jp_fetch, "history", "999") == 404
 
 
+@in_loop
 async def test_cell_reproduces_the_run(jp_fetch: Any, runs: dict[str, Any]) -> None:
     from genmagic.magic_line import cell_for_request
 
@@ -137,6 +166,7 @@ async def test_cell_reproduces_the_run(jp_fetch: Any, runs: dict[str, Any]) -> N
     assert image_cell.startswith("%%imagine -m tiny-image") and "--seed 7" in image_cell
 
 
+@in_loop
 async def test_new_cell_uses_the_settings(jp_fetch: Any) -> None:
     cell = (await get_json(jp_fetch, "cell", kind="image", model="my model", safety="strict"))["cell"]
     assert cell.splitlines()[0] == "%%imagine -m 'my model' --safety strict"
@@ -145,6 +175,7 @@ async def test_new_cell_uses_the_settings(jp_fetch: Any) -> None:
     assert await status_of(jp_fetch, "cell", params={"kind": "text", "safety": "lax"}) == 400
 
 
+@in_loop
 async def test_images_and_thumbnails(jp_fetch: Any, runs: dict[str, Any], genmagic_home: Path) -> None:
     import io
 
@@ -176,12 +207,14 @@ TRAVERSALS = [
 
 
 @pytest.mark.parametrize("name", TRAVERSALS)
+@in_loop
 async def test_image_serving_cannot_leave_the_store(jp_fetch: Any, runs: dict[str, Any], name: str) -> None:
     for path in (("images", name), ("thumbs", "64", name)):
         status = await status_of(jp_fetch, *path[:-1], path[-1])
         assert status in (404, 400), (path, status)
 
 
+@in_loop
 async def test_raw_traversal_paths_are_not_routed(jp_fetch: Any, jp_serverapp: Any, http_server_client: Any,
                                                   jp_auth_header: dict[str, str], jp_base_url: str,
                                                   runs: dict[str, Any]) -> None:
@@ -193,6 +226,7 @@ async def test_raw_traversal_paths_are_not_routed(jp_fetch: Any, jp_serverapp: A
         assert b"SQLite" not in response.body
 
 
+@in_loop
 async def test_a_symlinked_blob_is_not_served(jp_fetch: Any, runs: dict[str, Any], genmagic_home: Path,
                                               tmp_path: Path) -> None:
     outside = tmp_path / "secret.png"
@@ -212,6 +246,7 @@ async def test_a_symlinked_blob_is_not_served(jp_fetch: Any, runs: dict[str, Any
 
 @pytest.mark.parametrize("path", [("models",), ("history",), ("history", "1"), ("history", "1", "cell"),
                                   ("review",), ("cell",), ("thumbs", "64", "0" * 64 + ".png")])
+@in_loop
 async def test_every_endpoint_needs_authentication(http_server_client: Any, jp_serverapp: Any, jp_base_url: str,
                                                    runs: dict[str, Any], path: tuple[str, ...]) -> None:
     url = f"{jp_base_url}{API}/{'/'.join(path)}"
@@ -248,6 +283,7 @@ def _cookie_header(cookies: dict[str, str]) -> str:
     return "; ".join(f"{k}={v}" for k, v in cookies.items())
 
 
+@in_loop
 async def test_a_cookie_session_needs_the_xsrf_token_to_decide(http_server_client: Any, jp_serverapp: Any,
                                                                jp_base_url: str, runs: dict[str, Any]) -> None:
     cookies = await _login(http_server_client, jp_serverapp, jp_base_url)
@@ -266,6 +302,7 @@ async def test_a_cookie_session_needs_the_xsrf_token_to_decide(http_server_clien
     assert ok.code == 200 and safety.pending() == []
 
 
+@in_loop
 async def test_review_approve_round_trip(jp_fetch: Any, runs: dict[str, Any]) -> None:
     from genmagic import safety
 
@@ -289,6 +326,7 @@ async def test_review_approve_round_trip(jp_fetch: Any, runs: dict[str, Any]) ->
                            body=json.dumps({"decision": "reject"})) == 409
 
 
+@in_loop
 async def test_review_reject_reaches_a_held_result(jp_fetch: Any, runs: dict[str, Any]) -> None:
     from genmagic import safety
     from genmagic.engine import default_engine
@@ -309,22 +347,26 @@ async def test_review_reject_reaches_a_held_result(jp_fetch: Any, runs: dict[str
 
 @pytest.mark.parametrize("body", ['{"decision": "maybe"}', "not json", '{"decision": "approve", "note": 3}',
                                   json.dumps({"decision": "approve", "note": "x" * 2001}), "[1]"])
+@in_loop
 async def test_review_bad_bodies(jp_fetch: Any, runs: dict[str, Any], body: str) -> None:
     assert await status_of(jp_fetch, "review", str(runs["review"]), method="POST", body=body) == 400
 
 
+@in_loop
 async def test_review_of_a_run_not_held(jp_fetch: Any, runs: dict[str, Any]) -> None:
     body = json.dumps({"decision": "approve"})
     assert await status_of(jp_fetch, "review", str(runs["text"][0]), method="POST", body=body) == 409
     assert await status_of(jp_fetch, "review", "4242", method="POST", body=body) == 409
 
 
+@in_loop
 async def test_an_empty_home_is_not_created(jp_fetch: Any, genmagic_home: Path) -> None:
     assert (await get_json(jp_fetch, "history"))["items"] == []
     assert (await get_json(jp_fetch, "review"))["items"] == []
     assert not (genmagic_home / "history.sqlite").exists()
 
 
+@in_loop
 async def test_a_slow_query_does_not_block_the_server(jp_fetch: Any, runs: dict[str, Any],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A history query held inside SQLite's call: the server still answers other requests."""
