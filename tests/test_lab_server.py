@@ -141,6 +141,27 @@ async def test_withheld_output_stays_out_of_history_until_approved(jp_fetch: Any
 
 
 @in_loop
+async def test_altered_rows_do_not_break_the_history(jp_fetch: Any, runs: dict[str, Any], genmagic_home: Path) -> None:
+    """Anything may have written the database: an odd row shows what it can, the rest still lists."""
+    import sqlite3
+
+    with sqlite3.connect(genmagic_home / "history.sqlite") as conn:
+        conn.execute("UPDATE runs SET outputs = '\"a string\"', verdicts = '3', timings = '[]' WHERE id = ?",
+                     (runs["text"][0],))
+        conn.execute("UPDATE runs SET verdicts = '{\"a\": 1}', request = '{}' WHERE id = ?", (runs["text"][1],))
+        conn.execute("UPDATE runs SET outputs = '{\"images\": [\"../../etc/passwd.png\", 5], \"seeds\": 3}' WHERE id = ?",
+                     (runs["image"][0],))
+    items = {i["id"]: i for i in (await get_json(jp_fetch, "history"))["items"]}
+    assert len(items) == 8
+    assert items[runs["text"][0]]["texts"] == [] and items[runs["text"][0]]["verdicts"] == []
+    assert items[runs["text"][1]]["verdicts"] == [] and items[runs["text"][1]]["options"] == {}
+    assert items[runs["image"][0]]["images"] == [None, None]  # never a name that is not a blob's
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch(API, "history", str(runs["text"][1]), "cell")
+    assert err.value.code == 422 and "cannot be written as a cell" in json.loads(err.value.response.body)["message"]
+
+
+@in_loop
 async def test_bad_parameters_are_one_line_400s(jp_fetch: Any, runs: dict[str, Any]) -> None:
     for params in ({"size": "0"}, {"size": "201"}, {"page": "x"}, {"page": "0"}):
         with pytest.raises(HTTPClientError) as err:

@@ -160,7 +160,12 @@ def _cell(run_id: int) -> dict[str, Any]:
     from ..magic_line import cell_for_request, unreproducible
 
     record = _record(run_id)
-    return {"cell": cell_for_request(record.request), "unreproducible": unreproducible(record.request)}
+    try:
+        return {"cell": cell_for_request(record.request), "unreproducible": unreproducible(record.request)}
+    except (GenmagicError, KeyError, TypeError, AttributeError, ValueError) as err:  # an altered or foreign row
+        raise tornado.web.HTTPError(
+            422, f"run #{run_id}'s request cannot be written as a cell ({type(err).__name__}: {err}); "
+                 "copy its prompt instead") from None
 
 
 class NewCellHandler(_Handler):

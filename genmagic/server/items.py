@@ -8,11 +8,18 @@ and its image's blob name too, until a final ``approved`` / ``edited`` decision.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from ..history import Record
 
 MAX_TEXT = 20_000  # characters of one output in a list (the sidebar shows a few lines of each)
+_BLOB = re.compile(r"[0-9a-f]{64}\.[a-z]{3,4}")  # the shape of a blob name (History.blob_path checks it fully)
+
+
+def _list(value: Any) -> list[Any]:
+    """A stored JSON list, or [] for anything else (anything may have written the database)."""
+    return value if isinstance(value, list) else []
 
 
 def notebook_keys(notebook: str, root_dir: str) -> tuple[str, ...]:
@@ -50,22 +57,25 @@ def run_item(record: Record, root_dir: str, decision: dict[str, Any] | None = No
     outputs = record.outputs if isinstance(record.outputs, dict) else {}
     hidden = set() if reveal_withheld else _hidden(outputs, decision)
     reasons = _withheld(outputs)
-    options = dict(record.request.get("options") or {})
+    request = record.request if isinstance(record.request, dict) else {}
+    stored = request.get("options")
+    options: dict[str, Any] = stored if isinstance(stored, dict) else {}
     texts: list[str | None] = []
     if isinstance(outputs.get("texts"), list):
         edited = decision.get("edited") if decision and decision["decision"] == "edited" else None
         source = list(edited) + outputs["texts"][len(edited):] if isinstance(edited, list) else outputs["texts"]
         texts = [None if i in hidden else str(t)[:MAX_TEXT] for i, t in enumerate(source)]
-    images = [None if i in hidden else str(name) for i, name in enumerate(outputs.get("images") or [])]
+    images = [name if i not in hidden and isinstance(name, str) and _BLOB.fullmatch(name) else None
+              for i, name in enumerate(_list(outputs.get("images")))]
     return {
         "id": record.id,
         "created": record.created,
         "kind": record.kind,
         "model": record.model,
         "prompt": record.prompt,
-        "options": options,
+        "options": dict(options),
         "seed": options.get("seed"),
-        "seeds": outputs.get("seeds"),
+        "seeds": _list(outputs.get("seeds")),
         "status": record.status,
         "error": record.error,
         "cached": record.cached,
@@ -73,10 +83,10 @@ def run_item(record: Record, root_dir: str, decision: dict[str, Any] | None = No
         "images": images,
         "withheld": {str(k): str(v) for k, v in reasons.items()} if hidden else {},
         "verdicts": [{k: v.get(k) for k in ("check", "category", "score", "action", "stage", "target", "reason")}
-                     for v in record.verdicts if isinstance(v, dict)],
+                     for v in _list(record.verdicts) if isinstance(v, dict)],
         "decision": None if decision is None else {k: decision[k] for k in ("decision", "created", "note")},
         "notebook": shown_notebook(record.notebook, root_dir),
-        "timings": record.timings,
+        "timings": record.timings if isinstance(record.timings, dict) else {},
     }
 
 
