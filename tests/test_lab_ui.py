@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 from conftest_engines import free_port
-from lab_history import fill
 
 REPO = Path(__file__).resolve().parent.parent
 LAB = REPO / "labextension"
@@ -99,7 +98,9 @@ class Lab:
             nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%load_ext genmagic")])
             nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
             nbformat.write(nb, self.root / name)
-        fill(self.home, self.root)
+        # written by another process, as kernels do: its pid is gone, so no model shows as loaded yet
+        run([sys.executable, str(Path(__file__).parent / "lab_history.py"), str(self.home), str(self.root)], REPO,
+            dict(os.environ, PYTHONPATH=str(REPO)))
         config = self.tmp / "config"
         (config / "labconfig").mkdir(parents=True)
         (config / "jupyter_server_config.json").write_text(json.dumps(

@@ -120,20 +120,20 @@ export class ModelsTab extends Tab {
   }
 
   private render(models: IModel[]): void {
-    const head = el('tr', {}, ...['alias', 'kind', 'backend', 'source', 'loaded', ''].map(h => el('th', {}, h)));
+    const head = el('tr', {}, ...['alias · source', 'kind', 'backend', 'loaded', ''].map(h => el('th', {}, h)));
     const rows = models.map(m => {
-      const alias = el('td', { class: 'gm-alias', title: m.description }, m.alias);
+      const alias = el('td', { class: 'gm-alias', title: m.description }, el('span', { class: 'gm-name' }, m.alias));
       if (m.default) {
         alias.append(el('span', { class: 'gm-Badge', title: `the default ${m.kind} model` }, 'default'));
       }
+      alias.append(el('div', { class: 'gm-source', title: m.source }, m.source));
       return el(
         'tr',
         { 'data-alias': m.alias },
         alias,
         el('td', {}, m.kind),
         el('td', {}, m.backend),
-        el('td', { class: 'gm-source', title: m.source }, m.source),
-        el('td', { title: 'a running kernel has run it (history)' }, m.loaded ? '●' : '○'),
+        el('td', { class: 'gm-loaded', title: 'a running kernel has run it (history)' }, m.loaded ? '●' : '○'),
         el('td', {}, button('Insert', () => void this.newCell(m.kind, m.alias), 'gm-small'))
       );
     });
@@ -168,6 +168,9 @@ function runEntry(host: IHost, run: IRun, actions: HTMLElement[]): HTMLElement {
         gallery.append(el('div', { class: 'gm-Withheld', title: run.withheld[String(i)] ?? '' }, 'withheld'));
       } else {
         const img = el('img', { src: host.api.imageUrl(name, 128), alt: run.prompt, loading: 'lazy' });
+        img.addEventListener('error', () =>
+          img.parentElement?.replaceWith(el('div', { class: 'gm-Withheld', title: 'the image file is gone from the store' }, 'missing'))
+        );
         gallery.append(el('a', { href: host.api.imageUrl(name), target: '_blank', rel: 'noopener' }, img));
       }
     });

@@ -51,6 +51,7 @@ test('models, history, re-run and review', async ({ page }) => {
   // Models: the registry, with the embedded models
   await expect(page.locator('.gm-Models tr[data-alias="tiny-text"]')).toContainText('transformers');
   await expect(page.locator('.gm-Models tr[data-alias="tiny-image"]')).toContainText('diffusers');
+  await expect(page.locator('.gm-Models tr[data-alias="tiny-text"] .gm-loaded')).toHaveText('○');
   await screenshot(page, 'lab-models');
 
   // Insert %%generate cell: a ready cell below the active one; run it in the real kernel
@@ -59,11 +60,20 @@ test('models, history, re-run and review', async ({ page }) => {
   await expect(cellSources(page)).toHaveCount(before + 1);
   // the settings (tests/test_lab_ui.py): default text model tiny-text, safety level warn
   await expect(cellSources(page).nth(1)).toContainText('%%generate -m tiny-text --safety warn');
-  await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
-  await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
+  // run both cells once the kernel is up: Shift+Enter on the first, Ctrl+Enter (run in place) on the second
+  await expect(page.locator('.jp-StatusBar-Widget', { hasText: /\| Idle/ }).first()).toBeVisible({ timeout: 120_000 });
+  await page.locator('.jp-Notebook .jp-Cell').first().locator('.jp-InputPrompt').click();
+  await page.keyboard.press('Shift+Enter');
+  await expect(page.locator('.jp-Notebook .jp-Cell').first().locator('.jp-InputPrompt')).toHaveText(/\[1\]/, {
+    timeout: 120_000
+  });
+  await page.keyboard.press('Control+Enter');
   await expect(page.locator('.jp-Notebook .jp-Cell').nth(1).locator('.jp-OutputArea-output').first()).toBeVisible({
     timeout: 150_000
   });
+
+  // the kernel has run tiny-text now
+  await expect(page.locator('.gm-Models tr[data-alias="tiny-text"] .gm-loaded')).toHaveText('●', { timeout: 30_000 });
 
   // History: the new run lands (polling), and Re-run puts its exact magic line in a cell
   await tab(page, /^History/);
