@@ -51,9 +51,9 @@ def node_tool(name: str) -> Path:
 
 
 def chromium() -> str:
-    found = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    found = shutil.which(os.environ.get("CHROMIUM") or "chromium") or shutil.which("chromium-browser")
     if not found:
-        missing("Chromium is not installed (apt-get install -y chromium)")
+        missing(f"Chromium is not installed ({os.environ.get('CHROMIUM') or 'apt-get install -y chromium'})")
     return str(found)
 
 
@@ -174,8 +174,14 @@ def lab(tmp_path: Path) -> Iterator[tuple[Lab, dict[str, str]]]:
         server.stop()
 
 
-def test_sidebar_in_a_real_browser(lab: tuple[Lab, dict[str, str]]) -> None:
-    browser = chromium()
+@pytest.fixture
+def browser() -> str:
+    """Checked before the server starts: a missing browser fails (or skips) at once."""
+    node_tool("playwright")
+    return chromium()
+
+
+def test_sidebar_in_a_real_browser(browser: str, lab: tuple[Lab, dict[str, str]]) -> None:
     playwright = node_tool("playwright")
     ensure_built()
     server, env = lab
