@@ -22,7 +22,15 @@ ENGINE_WHEELS := $(ENGINE_CACHE)/$(shell $(PYTHON) -c "import hashlib, sys, sysc
 	print(sysconfig.get_platform(), sys.implementation.cache_tag, hashlib.sha256(sys.argv[1].encode()).hexdigest()[:12], \
 	sep='-')" "$(LLAMA_CPP_CMAKE_ARGS)")
 
-.PHONY: setup demo test lint bench clean engine
+.PHONY: setup demo test lint bench clean engine lab
+
+# The lab sidebar (labextension/): `pip install -e .` builds it (hatch-jupyter-builder runs jlpm) and copies
+# it into the venv; the link below replaces that copy (as `jupyter labextension develop` would), so a
+# rebuild (cd labextension && jlpm build:prod) shows at once.
+# Its tests need the node packages (jest, Playwright: no browser download) and a Chromium; apt installs
+# one when none is on PATH (CI runs as root).
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+LAB := labextension
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +42,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
 	touch $@
 
-setup: $(VENV)/.installed
+$(VENV)/.lab: $(VENV)/.installed $(LAB)/package.json $(LAB)/yarn.lock
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	cd $(LAB) && $(abspath $(BIN))/jlpm install --immutable
+	rm -rf $(VENV)/share/jupyter/labextensions/genmagic && mkdir -p $(VENV)/share/jupyter/labextensions
+	ln -s $(CURDIR)/genmagic/labextension $(VENV)/share/jupyter/labextensions/genmagic
+	touch $@
+
+lab: $(VENV)/.lab
+
+setup: $(VENV)/.installed $(VENV)/.lab
 
 $(ENGINE_SDIST).tar.gz: | $(VENV)/.installed
 	mkdir -p "$(ENGINE_CACHE)"
@@ -68,9 +86,9 @@ lint: setup
 	$(BIN)/ruff check genmagic tests bench training examples
 	$(BIN)/mypy
 
-# GENMAGIC_REQUIRE_ENGINE: a missing engine fails the engine tests instead of skipping them
-test: lint engine
-	GENMAGIC_REQUIRE_ENGINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+# GENMAGIC_REQUIRE_ENGINE / _LAB: a missing engine, node package or Chromium fails those tests instead of skipping them
+test: lint engine lab
+	GENMAGIC_REQUIRE_ENGINE=1 GENMAGIC_REQUIRE_LAB=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 bench: setup engine
 	$(BIN)/python bench/import_cost.py

@@ -40,6 +40,11 @@ __all__ = [
 _magics: Any = None
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The lab sidebar (built into genmagic/labextension; ``jupyter labextension develop .``)."""
+    return [{"src": "labextension", "dest": "genmagic"}]
+
+
 def __getattr__(name: str) -> Any:
     """``genmagic.TextResult``, ``genmagic.ImageResult``, ``genmagic.Result``, imported on first use."""
     if name in ("ImageResult", "Result", "TextResult"):

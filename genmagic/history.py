@@ -444,23 +444,53 @@ class History:
         )
         return self._record(row) if row else None
 
+    def page(self, offset: int = 0, n: int = 20, *, search: str | None = None, kind: str | None = None,
+             model: str | None = None, status: str | None = None,
+             notebooks: tuple[str, ...] = ()) -> tuple[list[Record], int]:
+        """One page of runs, newest first, and how many match (the lab sidebar's history):
+        ``search`` in prompt or output, exact ``kind``/``model``/``status``, ``notebooks`` any of
+        these recorded notebook paths."""
+        clause, args = _filters(search=search, kind=kind, model=model, status=status, notebooks=notebooks)
+
+        def query(conn: sqlite3.Connection) -> tuple[list[Any], int]:
+            total = conn.execute(f"SELECT COUNT(*) FROM runs{clause}", args).fetchone()[0]
+            rows = conn.execute(f"SELECT {self._COLUMNS} FROM runs{clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+                                [*args, n, offset]).fetchall()
+            return rows, int(total)
+
+        rows, total = self._guarded(query)
+        return [self._record(r) for r in rows], total
+
+    def processes(self) -> list[tuple[str, int]]:
+        """(model, process id) for each process that ran a model itself (not from the cache)."""
+        rows = self._guarded(lambda conn: conn.execute(
+            "SELECT DISTINCT model, pid FROM runs WHERE cached = 0 AND pid IS NOT NULL").fetchall())
+        return [(str(m), int(p)) for m, p in rows]
+
     def list(self, n: int = 20, search: str | None = None, kind: str | None = None) -> list[Record]:
         """The newest ``n`` runs (newest first), optionally matching ``search`` in prompt or output."""
-        where: list[str] = []
-        args: list[Any] = []
-        if search:
-            where.append("(prompt LIKE ? ESCAPE '\\' OR outputs LIKE ? ESCAPE '\\')")
-            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            args += [pattern, pattern]
-        if kind:
-            where.append("kind = ?")
-            args.append(kind)
-        sql = f"SELECT {self._COLUMNS} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(n)
-        return [self._record(r) for r in self._guarded(lambda conn: conn.execute(sql, args).fetchall())]
+        clause, args = _filters(search=search, kind=kind)
+        sql = f"SELECT {self._COLUMNS} FROM runs{clause} ORDER BY id DESC LIMIT ?"
+        return [self._record(r) for r in self._guarded(lambda conn: conn.execute(sql, [*args, n]).fetchall())]
 
     def count(self) -> int:
         return int(self._guarded(lambda conn: conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]))
+
+
+def _filters(*, search: str | None = None, kind: str | None = None, model: str | None = None,
+             status: str | None = None, notebooks: tuple[str, ...] = ()) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its leading space, or empty) and arguments of a history query."""
+    where: list[str] = []
+    args: list[Any] = []
+    if search:
+        where.append("(prompt LIKE ? ESCAPE '\\' OR outputs LIKE ? ESCAPE '\\')")
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        args += [pattern, pattern]
+    for column, value in (("kind", kind), ("model", model), ("status", status)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if notebooks:
+        where.append(f"notebook IN ({','.join('?' * len(notebooks))})")
+        args += notebooks
+    return (" WHERE " + " AND ".join(where)) if where else "", args
