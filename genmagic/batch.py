@@ -56,8 +56,8 @@ def rows_of(data: Any, name: str = "--over") -> list[dict[str, Any]]:
     if isinstance(data, (list, tuple)):
         return [{"item": value} for value in data]
     raise OptionError(
-        f"{name} needs a list, a pandas Series or a DataFrame; {type(data).__name__} is none of them"
-        + ("; e.g. list(VAR)" if hasattr(data, "__iter__") and not isinstance(data, (str, bytes, dict)) else "")
+        f"{name} is a {type(data).__name__}: --over takes a list, a pandas Series or a DataFrame"
+        + (f"; e.g. list({name})" if hasattr(data, "__iter__") and not isinstance(data, (str, bytes, dict)) else "")
     )
 
 
@@ -238,6 +238,7 @@ def run_over(
     progress: bool = True,
 ) -> BatchResult:
     """Build one request per row and run them all (:meth:`Engine.run_many`)."""
+    model = model or controls.model
     rows = rows_of(data, name)
     check_template(template, rows, namespace, name)
     prompts = [fill(template, row, namespace) for row in rows]
@@ -301,3 +302,44 @@ def over_in_notebook(
     if batch.summary():
         print(f"genmagic: {batch.summary()}", file=sys.stderr)
     return batch
+
+
+def default_template(data: Any, column: str | None) -> str:
+    """The prompt when none is given: the item itself, or ``column`` of each row."""
+    if column is None:
+        if is_table(data):
+            columns = ", ".join(str(c) for c in data.columns)
+            raise OptionError(f"a DataFrame needs a prompt with {{column}} placeholders or a column to use as the "
+                              f"prompt; its columns: {columns}; e.g. column='{next(iter(data.columns), 'text')}'")
+        return "{item}"
+    if not is_table(data):
+        raise OptionError(f"column={column!r} needs a DataFrame, got {type(data).__name__}")
+    if column not in [str(c) for c in data.columns]:
+        raise OptionError(f"there is no column {column!r}; the columns are {', '.join(str(c) for c in data.columns)}")
+    return f"{{{column}}}" if column.isidentifier() and column != "row" else f"{{row[{column}]}}"
+
+
+def run_api(kind: str, data: Any, prompt: str | None, model: str | None, column: str | None,
+            kwargs: Mapping[str, Any], progress: bool) -> Any:
+    """:func:`genmagic.generate_many` / :func:`genmagic.imagine_many`: ``kwargs`` are the modality's
+    options and controls (``seed=1``, ``out_column="summary"``, ``batch_size=16``...); returns the
+    value the magic returns."""
+    from .engine import default_engine
+    from .options import ImageControls, ImageOptions, TextControls, TextOptions, check_value, split_kwargs
+
+    options_class, controls_class = (TextOptions, TextControls) if kind == "text" else (ImageOptions, ImageControls)
+    values, control_values = split_kwargs(kwargs, options_class, controls_class)
+    if "over" in control_values:
+        raise OptionError("over= is the magic's --over; pass the data as the first argument")
+    fields = {f.name: f for f in controls_class.option_fields()}
+    for name, value in control_values.items():
+        check_value(fields[name], value)
+    controls = controls_class(model=model, **control_values)
+    if controls.inplace and not controls.out_column:
+        raise OptionError("inplace=True needs out_column=NAME (the column it adds to the DataFrame)")
+    template = prompt if prompt is not None else default_template(data, column)
+    batch = run_over(default_engine(), kind, template, data, options_class(**values), controls, model=model,
+                     namespace={}, given=set(values), name="data", progress=progress)
+    if batch.summary():
+        print(f"genmagic: {batch.summary()}", file=sys.stderr)
+    return batch.value

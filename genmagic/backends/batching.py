@@ -70,8 +70,9 @@ class _RowSampler:
 
 class RowStreamer:
     """``generate``'s streamer for a batch: the prompt call is skipped; each later call carries one
-    token per row, handed to that row's own streamer until the row has ended (an end or pad token:
-    the pad tokens a finished row gets are not its text)."""
+    token per row, handed to that row's own streamer (which has a ``sink``) until the row has ended
+    (an end or pad token: the pad tokens a finished row gets are not its text; or its sink was
+    cancelled)."""
 
     def __init__(self, rows: Sequence[Any], ends: set[int]) -> None:
         self.rows = list(rows)
@@ -88,8 +89,8 @@ class RowStreamer:
         for i, token in enumerate(value.reshape(-1).tolist()):
             if self.finished[i]:
                 continue
-            if int(token) in self.ends:
-                self.finished[i] = True
+            if int(token) in self.ends or getattr(self.rows[i].sink, "cancelled", False):
+                self.finished[i] = True  # a cancelled row stops here; the stopping criterion ends it
                 continue
             self.rows[i].put(value.new_tensor([token]))
 
