@@ -255,7 +255,7 @@ def test_over_errors_are_one_line(ip: Any) -> None:
     ip.user_ns.update(t_df=pd.DataFrame({"text": ["x"]}), t_n=3, t_items=["x"])
     with pytest.raises(UsageError, match=r"unknown placeholder \{txt\} in the prompt: the rows of t_df have the columns text"):
         run(ip, "%%generate -m echo: --over t_df\n{txt}")
-    with pytest.raises(UsageError, match="t_n is a int: --over takes a list, a pandas Series or a DataFrame$"):
+    with pytest.raises(UsageError, match=r"t_n is a int: --over takes a list, a pandas Series or a DataFrame$"):
         run(ip, "%%generate -m echo: --over t_n\n{item}")
     with pytest.raises(UsageError, match="--over no_such: there is no variable 'no_such'"):
         run(ip, "%%generate -m echo: --over no_such\n{item}")
