@@ -90,6 +90,29 @@ def realistic_model(folder: Path) -> Path:
     return folder
 
 
+def logit_drift(folder: Path, rows: list[str]) -> None:
+    """How much left padding moves the next-token logits (batch of ``rows`` vs each row alone), in
+    float32 and in the model's bf16: the largest difference, against the logits' spread."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from genmagic.backends.batching import left_pad
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    ids = [tok(p)["input_ids"] for p in rows]
+    for dtype in (torch.float32, torch.bfloat16):
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+        batch, mask = left_pad(ids, tok.eos_token_id, "cpu")
+        with torch.inference_mode():
+            position = (mask.cumsum(-1) - 1).clamp(min=0)
+            batched = model(input_ids=batch, attention_mask=mask, position_ids=position).logits[:, -1].float()
+            alone = torch.stack([model(torch.tensor([r])).logits[0, -1].float() for r in ids])
+        drift = (batched - alone).abs().max().item()
+        top2 = alone.topk(2).values
+        print(f"padding drift {str(dtype).removeprefix('torch.')}: max |logit difference| {drift:.2e} "
+              f"(logits' std {alone.std().item():.2f}; median top-1/top-2 gap {(top2[:, 0] - top2[:, 1]).median().item():.2e})")
+
+
 def remote(rows: list[str], url: str | None, model: str, latency: float) -> float:
     from genmagic.engine import Engine
     from genmagic.options import TextOptions
@@ -151,6 +174,7 @@ def main() -> None:
             folder = realistic_model(Path(args.real_dir))
             cell(ip, f"%genmagic register bench-llama {folder}")
             over_vs_loop(ip, "bench-llama", rows, args.real_tokens, "llama-180m bf16")
+            logit_drift(folder, rows[:16])
     if args.case in ("remote", "all"):
         remote(rows[:32], args.url, args.model, args.latency)
 
