@@ -343,3 +343,45 @@ def run_api(kind: str, data: Any, prompt: str | None, model: str | None, column:
     if batch.summary():
         print(f"genmagic: {batch.summary()}", file=sys.stderr)
     return batch.value
+
+
+class _Kept:
+    """A row placeholder met while the magic line is read: written back as it was (``{name}``,
+    ``{row[a b]}``, ``{name:>8}``), to be filled per row."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __getattr__(self, name: str) -> _Kept:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Kept(f"{self.path}.{name}")
+
+    def __getitem__(self, key: Any) -> _Kept:
+        return _Kept(f"{self.path}[{key}]")
+
+    def __format__(self, spec: str) -> str:
+        return "{" + self.path + (":" + spec if spec else "") + "}"
+
+
+def line_namespace(line: str, namespace: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The namespace the magic line's words are filled from: with ``--over VAR``, VAR's row
+    placeholders stay as written (the rows fill them), the notebook's variables fill the rest."""
+    import shlex
+
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        return namespace  # the line's own reading reports it
+    name = next((w.partition("=")[2] or (words[i + 1] if i + 1 < len(words) else "")
+                 for i, w in enumerate(words) if w == "--over" or w.startswith("--over=")), None)
+    if not name or name not in namespace:
+        return namespace
+    data = namespace[name]
+    if is_table(data):
+        names = {str(c) for c in data.columns} | {"row"}
+    elif _is_series(data) or isinstance(data, (list, tuple)):
+        names = {"item"}
+    else:
+        return namespace  # --over reports it
+    return ChainMap({n: _Kept(n) for n in names}, namespace)  # type: ignore[arg-type]

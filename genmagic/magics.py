@@ -223,7 +223,9 @@ class GenMagics(Magics):
                 action = matches.pop() if len(matches) == 1 else None
             return action is not None and action.nargs != 0
 
-        argv, filled = split_line(line, self.ip.user_ns, takes_value)
+        from .batch import line_namespace  # --over VAR: its row placeholders are filled per row
+
+        argv, filled = split_line(line, line_namespace(line, self.ip.user_ns), takes_value)
         try:
             args = opts.parse_args(parser, argv)
         except UsageError as err:

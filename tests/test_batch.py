@@ -295,3 +295,11 @@ def test_cli_over_a_file(tmp_path: Path, suffix: str, capsys: pytest.CaptureFixt
     assert [(w["id"], w["output"]) for w in written] == [(1, "About fox"), (2, "About star")]
     assert main(["generate", "-m", "echo:", "--seed", "1", "--over", str(source), "--column", "text"]) == 0
     assert pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))["output"].to_list() == ["fox", "star"]
+
+
+def test_the_line_form_keeps_row_placeholders_for_the_rows(ip: Any) -> None:
+    ip.user_ns.update(t_df=pd.DataFrame({"name": ["Ann", "Bo"], "a b": ["x", "y"]}), t_hi="Hello")
+    out = run(ip, "%generate -m echo: --seed 1 --over t_df {t_hi}, {name} {row[a b]}!")
+    assert out.to_list() == ["Hello, Ann x!", "Hello, Bo y!"]
+    ip.user_ns["t_items"] = ["x"]
+    assert run(ip, "%generate -m echo: --seed 1 --over=t_items <{item:>3}>") == ["<  x>"]
