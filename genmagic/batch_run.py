@@ -3,8 +3,8 @@ run together.
 
 ::
 
-    every request: screening (a block is that row's result) ─ cache (a hit is that row's result)
-    the misses, grouped by loaded model:
+    every request (256 at a time): screening (a block is that row's result) ─ cache (a hit is that row's result)
+    their misses, grouped by loaded model:
         backend.generate_batch (optional)  padded batches (``plan_batches`` sorts and sizes them)
         backend.remote                     concurrent requests, at most ``concurrency`` at once
         otherwise                          one at a time
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .results import Result
 
 DEFAULT_CONCURRENCY = 4
+WINDOW = 256  # rows screened and looked up in the cache before their misses run
 NOT_RUN = "not run: interrupted"
 
 
@@ -80,33 +81,39 @@ def run_many(
             progress(index, result)
 
     try:
-        groups: dict[tuple[Any, ...], list[tuple[int, _Run]]] = {}
-        for index, request in enumerate(requests):
-            run = engine._prepare(request, cache, safety, where, finish)
-            if run.blocked is not None:
-                run.blocked.error = run.reason
-                done(index, run.blocked)
-            elif run.served is not None:
-                done(index, run.served)
-            else:
-                key = engine.models._key(run.spec, run.request.options, run.fingerprint)
-                groups.setdefault(key, []).append((index, run))
-        for group in groups.values():
-            backend = group[0][1].backend
-            if getattr(backend, "remote", False):
-                _concurrent(engine, group, row_sinks, concurrency or DEFAULT_CONCURRENCY, done)
-            elif callable(getattr(backend, "generate_batch", None)):
-                _batched(engine, group, row_sinks, batch_size, done)
-            else:
-                for index, run in group:
-                    _check_stop(row_sinks[index])
-                    _finished(done, index, engine._generate(run, row_sinks[index], raise_errors=False),
-                              row_sinks[index])
+        for first in range(0, len(requests), WINDOW):  # screening a window, then its misses: the bar moves
+            groups: dict[tuple[Any, ...], list[tuple[int, _Run]]] = {}
+            for index in range(first, min(first + WINDOW, len(requests))):
+                run = engine._prepare(requests[index], cache, safety, where, finish)
+                if run.blocked is not None:
+                    run.blocked.error = run.reason
+                    done(index, run.blocked)
+                elif run.served is not None:
+                    done(index, run.served)
+                else:
+                    key = engine.models._key(run.spec, run.request.options, run.fingerprint)
+                    groups.setdefault(key, []).append((index, run))
+            for group in groups.values():
+                _run_group(engine, group, row_sinks, concurrency, batch_size, done)
     except (KeyboardInterrupt, _Interrupted):
         pass
     return [result if result is not None else
             result_class(requests[i].kind)(request=requests[i], status="interrupted", error=NOT_RUN)
             for i, result in enumerate(results)]
+
+
+def _run_group(engine: Engine, group: list[tuple[int, _Run]], sinks: list[Any], concurrency: int | None,
+               batch_size: int | None, done: Callable[[int, Result], None]) -> None:
+    """The misses of one loaded model: batches, concurrent requests, or one at a time."""
+    backend = group[0][1].backend
+    if getattr(backend, "remote", False):
+        _concurrent(engine, group, sinks, concurrency or DEFAULT_CONCURRENCY, done)
+    elif callable(getattr(backend, "generate_batch", None)):
+        _batched(engine, group, sinks, batch_size, done)
+    else:
+        for index, run in group:
+            _check_stop(sinks[index])
+            _finished(done, index, engine._generate(run, sinks[index], raise_errors=False), sinks[index])
 
 
 def _check_stop(sink: Any) -> None:

@@ -4,7 +4,6 @@ keeps the finished rows and a re-run that resumes from the cache, served models 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -282,17 +281,21 @@ def test_generate_many(genmagic_home: Path) -> None:
     assert out["copy"].to_list() == ["x", "y"]
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_cli_over_a_file(tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]) -> None:
     from genmagic.cli import main
 
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
     rows = pd.DataFrame({"text": ["fox", "star"], "id": [1, 2]})
     source = tmp_path / f"in{suffix}"
-    rows.to_csv(source, index=False) if suffix == ".csv" else rows.to_json(source, orient="records", lines=True)
-    target = tmp_path / "out.jsonl"
+    {".csv": lambda: rows.to_csv(source, index=False), ".parquet": lambda: rows.to_parquet(source),
+     ".jsonl": lambda: rows.to_json(source, orient="records", lines=True)}[suffix]()
+    target = tmp_path / f"out{suffix}"
     assert main(["generate", "-m", "echo:", "--seed", "1", "--over", str(source), "About {text}", "-o", str(target)]) == 0
-    written = [json.loads(line) for line in target.read_text().splitlines()]
-    assert [(w["id"], w["output"]) for w in written] == [(1, "About fox"), (2, "About star")]
+    written = {".csv": pd.read_csv, ".parquet": pd.read_parquet,
+               ".jsonl": lambda p: pd.read_json(p, lines=True)}[suffix](target)
+    assert list(zip(written["id"], written["output"], strict=True)) == [(1, "About fox"), (2, "About star")]
     assert main(["generate", "-m", "echo:", "--seed", "1", "--over", str(source), "--column", "text"]) == 0
     assert pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))["output"].to_list() == ["fox", "star"]
 
@@ -303,3 +306,16 @@ def test_the_line_form_keeps_row_placeholders_for_the_rows(ip: Any) -> None:
     assert out.to_list() == ["Hello, Ann x!", "Hello, Bo y!"]
     ip.user_ns["t_items"] = ["x"]
     assert run(ip, "%generate -m echo: --seed 1 --over=t_items <{item:>3}>") == ["<  x>"]
+
+
+def test_cli_over_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from genmagic.cli import main
+
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["a"]}).to_csv(source, index=False)
+    assert main(["generate", "-m", "echo:", "--over", str(tmp_path / "in.xlsx"), "x"]) == 2
+    assert "--over" in capsys.readouterr().err
+    assert main(["generate", "-m", "echo:", "--over", str(source), "{txt}"]) == 2
+    assert "unknown placeholder {txt} in the prompt" in capsys.readouterr().err
+    assert main(["generate", "-m", "echo:", "--over", str(source)]) == 2
+    assert "its columns: text; e.g. column='text'" in capsys.readouterr().err
