@@ -102,7 +102,7 @@ class BatchResult:
         self.format = fmt
         self.labels = list(data.index) if (is_table(data) or _is_series(data)) else list(range(len(results)))
         self.outputs = [_output(r, fmt) for r in results]
-        self.errors = {label: _reason(r) for label, r in zip(self.labels, results, strict=True) if not _has_output(r, fmt)}
+        self.errors = {label: _reason(r) for label, r in zip(self.labels, results, strict=True) if not _has_output(r)}
         self.history_ids = [r.history_id for r in results]
         self.seconds = 0.0  # the whole run, set by run_over
         self.value = self._value(out_column, inplace)
@@ -174,19 +174,22 @@ class BatchResult:
         return self._repr_mimebundle_()["text/plain"]
 
 
-def _has_output(result: Result, fmt: str) -> bool:
+def _has_output(result: Result) -> bool:
     return result.ok and not result.withheld
 
 
 def _output(result: Result, fmt: str) -> Any:
-    if not _has_output(result, fmt):
+    """A row's value: its text (a list of texts with ``-n``), parsed JSON with ``-f json``, its image
+    (a list with ``-n``); None when it has no output."""
+    if not _has_output(result):
         return None
     images = getattr(result, "images", None)
     if images is not None:
-        return images[0] if images else None
+        return images[0] if len(images) == 1 else list(images)
     if fmt == "json":
         return result.json()  # type: ignore[attr-defined]
-    return result.text  # type: ignore[attr-defined]
+    texts = result.texts  # type: ignore[attr-defined]
+    return texts[0] if len(texts) == 1 else list(texts)
 
 
 def _all_objects(outputs: list[Any]) -> bool:
@@ -294,6 +297,8 @@ def over_in_notebook(
                           "Series or a DataFrame)")
     if controls.inplace and not controls.out_column:
         raise OptionError("--inplace needs --out-column NAME (the column it adds to the DataFrame)")
+    if getattr(options, "chat", False):
+        raise OptionError("--chat continues one conversation; it cannot be combined with --over (one run per row)")
     if controls.out_column is not None and not is_table(namespace[name]):
         raise OptionError(f"--out-column needs a DataFrame for --over, but {name} is a "
                           f"{type(namespace[name]).__name__}; leave --out-column out to get a list or Series")

@@ -262,6 +262,13 @@ def test_over_errors_are_one_line(ip: Any) -> None:
         run(ip, "%%generate -m echo: --over t_items --out-column x\n{item}")
     with pytest.raises(UsageError, match="--inplace needs --out-column NAME"):
         run(ip, "%%generate -m echo: --over t_df --inplace\n{text}")
+    with pytest.raises(UsageError, match="--chat continues one conversation; it cannot be combined with --over"):
+        run(ip, "%%generate -m echo: --over t_df --chat\n{text}")
+
+
+def test_several_samples_per_row(ip: Any) -> None:
+    ip.user_ns["t_items"] = ["a", "b"]
+    assert run(ip, "%%generate -m echo: --over t_items --seed 1 -n 2\n{item}") == [["a", "a"], ["b", "b"]]
 
 
 def test_over_on_the_tiny_model_equals_single_cells(ip: Any) -> None:
