@@ -453,9 +453,9 @@ class TransformersTextBackend:
         Padding is masked out of attention and positions count from each row's first real token,
         but the padded shapes change how the matrix products round. Measured (bench/batch.py,
         next-token logits, batch vs alone): float32 differs by at most ~2e-6, and greedy rows are
-        the single run's tokens (tested); bfloat16 by up to ~2e-2, so a greedy row can take
-        another token where its top two candidates are that close (on a random-weight 82M
-        Llama, 9 of 16 rows diverged somewhere in 16 tokens; trained models have far fewer ties).
+        the single run's tokens (tested); bfloat16 by up to ~4e-2, so a greedy row can take
+        another token where its top two candidates are that close (random-weight 189M
+        Llama: 40 of 64 rows identical over 16 tokens; trained models have far fewer near-ties).
         Ctrl-C returns every row as far as it got: rows that had ended are ``ok``."""
         import torch
 
