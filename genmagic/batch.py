@@ -142,12 +142,15 @@ class BatchResult:
         if not self.errors:
             return ""
         total = len(self.results)
-        not_run = sum(1 for r in self.results if r.status == "interrupted" and r.history_id is None)
-        shown = "; ".join(f"row {label}: {why}" for label, why in list(self.errors.items())[:3])
-        more = f"; … {len(self.errors) - 3} more" if len(self.errors) > 3 else ""
+        failed = {label: why for label, why in self.errors.items() if why != NOT_RUN}
+        not_run = len(self.errors) - len(failed)
         head = f"{len(self.errors)} of {total} rows have no output"
         if not_run:
             head += f" ({not_run} not run: interrupted; run it again to resume, finished rows come from the cache)"
+        if not failed:
+            return head
+        shown = "; ".join(f"row {label}: {why}" for label, why in list(failed.items())[:3])
+        more = f"; … {len(failed) - 3} more" if len(failed) > 3 else ""
         return f"{head}: {shown}{more}"
 
     def __len__(self) -> int:
@@ -197,7 +200,12 @@ def _all_objects(outputs: list[Any]) -> bool:
     return bool(present) and all(isinstance(o, dict) for o in present)
 
 
+NOT_RUN = "not run"
+
+
 def _reason(result: Result) -> str:
+    if result.status == "interrupted":
+        return NOT_RUN if result.history_id is None else f"interrupted (the partial output is in history #{result.history_id})"
     if result.status == "ok" and result.withheld:
         return "withheld by a safety check"
     if result.status == "review":
