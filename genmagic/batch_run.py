@@ -44,9 +44,10 @@ class _Interrupted(Exception):
 class _Stoppable:
     """A row's sink that also reads as cancelled once the whole batch is stopped."""
 
-    def __init__(self, inner: Any, stop: threading.Event) -> None:
+    def __init__(self, inner: Any, stop: threading.Event, heard: threading.Event | None = None) -> None:
         self.inner = inner
         self.stop = stop
+        self.heard = heard  # set at the row's first event
         self.retracts = getattr(inner, "retracts", True)
 
     @property
@@ -54,6 +55,8 @@ class _Stoppable:
         return self.stop.is_set() or bool(getattr(self.inner, "cancelled", False))
 
     def emit(self, event: Any) -> None:
+        if self.heard is not None:
+            self.heard.set()
         self.inner.emit(event)
 
 
@@ -168,7 +171,7 @@ def _batched(engine: Engine, group: list[tuple[int, _Run]], sinks: list[Any], ba
             result.timings.setdefault("batch_generate", elapsed)
             try:
                 _finished(done, index, engine._complete(run, result, screening, load_s), sinks[index])
-            except _Interrupted:
+            except (KeyboardInterrupt, _Interrupted):
                 stop = True  # every row of this batch is recorded first
         if stop:
             raise _Interrupted
@@ -198,7 +201,7 @@ def _concurrent(engine: Engine, group: list[tuple[int, _Run]], sinks: list[Any],
             return err, screening
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="genmagic-row")
-    futures = {pool.submit(call, run, _Stoppable(sinks[index], stop)): (index, run) for index, run in group}
+    futures: dict[concurrent.futures.Future[Any], tuple[int, _Run]] = {}
     handled: set[concurrent.futures.Future[Any]] = set()
 
     def hand_over(future: concurrent.futures.Future[Any]) -> None:
@@ -213,6 +216,15 @@ def _concurrent(engine: Engine, group: list[tuple[int, _Run]], sinks: list[Any],
             _finished(done, index, engine._complete(run, outcome, screening, load_s), sinks[index])
 
     try:
+        # The first row alone until it streams (or ends): a client's first request imports modules
+        # lazily, and two threads importing a package at once can see it half initialised.
+        heard = threading.Event()
+        first_future = pool.submit(call, first, _Stoppable(sinks[first_index], stop, heard))
+        futures[first_future] = (first_index, first)
+        while not heard.wait(0.05) and not first_future.done():
+            pass
+        for index, run in group[1:]:
+            futures[pool.submit(call, run, _Stoppable(sinks[index], stop))] = (index, run)
         for future in concurrent.futures.as_completed(futures):
             hand_over(future)
     except (KeyboardInterrupt, _Interrupted):
@@ -222,7 +234,7 @@ def _concurrent(engine: Engine, group: list[tuple[int, _Run]], sinks: list[Any],
             if future not in handled and future.done() and not future.cancelled():
                 try:
                     hand_over(future)
-                except _Interrupted:
-                    pass
+                except (KeyboardInterrupt, _Interrupted):
+                    pass  # every row that ran is recorded
         raise _Interrupted from None
     pool.shutdown(wait=True)

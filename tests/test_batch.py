@@ -122,9 +122,9 @@ def test_an_interrupt_keeps_the_finished_rows_and_a_rerun_resumes(engine: Engine
 
     partial = engine.run_many(requests, progress=progress, batch_size=2)
     done = [r for r in partial if r.status == "ok"]
-    assert len(done) == 3 and all(r.history_id for r in done)
+    assert len(done) == 4 and all(r.history_id for r in done)  # the third row's batch is recorded whole
     missing = [r for r in partial if r.status == "interrupted"]
-    assert len(missing) == len(PROMPTS) - 3 and all(r.history_id is None for r in missing)
+    assert len(missing) == len(PROMPTS) - 4 and all(r.history_id is None for r in missing)
     resumed = engine.run_many(requests)
     assert [r.cached for r in resumed] == [r.status == "ok" for r in partial]
     assert all(r.ok for r in resumed)
@@ -164,13 +164,13 @@ def _served(engine: Engine, url: str) -> None:
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_served_rows_run_concurrently(engine: Engine, server: FaultServer, concurrency: int) -> None:
     _served(engine, server.url)
-    for _ in range(4):
+    for _ in range(5):
         server.then("slow", 0.5)
-    requests = [engine.request("text", f"q{i}", TextOptions(seed=1), model="f") for i in range(4)]
+    requests = [engine.request("text", f"q{i}", TextOptions(seed=1), model="f") for i in range(5)]
     out = engine.run_many(requests, concurrency=concurrency, cache=False)
-    assert [r.text for r in out] == ["late"] * 4
-    arrivals = sorted(seen["time"] for seen in server.seen)
-    overlapping = sum(1 for t in arrivals if t < arrivals[0] + 0.5)  # arrived before the first was answered
+    assert [r.text for r in out] == ["late"] * 5
+    arrivals = sorted(seen["time"] for seen in server.seen)[1:]  # the first row runs alone until it answers
+    overlapping = sum(1 for t in arrivals if t < arrivals[0] + 0.5)  # arrived before the second was answered
     assert overlapping == concurrency
 
 
@@ -326,3 +326,21 @@ def test_cli_over_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "unknown placeholder {txt} in the prompt" in capsys.readouterr().err
     assert main(["generate", "-m", "echo:", "--over", str(source)]) == 2
     assert "its columns: text; e.g. column='text'" in capsys.readouterr().err
+
+
+def test_an_interrupt_stops_the_served_rows_in_flight(engine: Engine, server: FaultServer) -> None:
+    engine.registry.register("f", f"openai:{server.url}", settings={"model": "m1", "server": "llama.cpp"})
+    server.then("ok", "quick")
+    for _ in range(5):
+        server.then("slowstream", ["a", "b", "c", "d", "e", "f", "g", "h"], 0.3)
+    requests = [engine.request("text", f"q{i}", TextOptions(seed=1), model="f") for i in range(6)]
+
+    def progress(index: int, result: Any) -> None:  # Ctrl-C as soon as the first row is back
+        raise KeyboardInterrupt
+
+    out = engine.run_many(requests, concurrency=2, progress=progress, cache=False)
+    assert out[0].status == "ok" and out[0].text == "quick"  # the first row runs alone until it streams
+    in_flight = [r for r in out[1:] if r.history_id is not None]
+    assert in_flight and all(r.status == "interrupted" and len(r.text) < 8 for r in in_flight)  # stopped early
+    assert len(server.seen) == 1 + len(in_flight)  # every request sent is recorded
+    assert sum(r.history_id is None for r in out) >= 2  # the rest never started
