@@ -344,3 +344,24 @@ def test_an_interrupt_stops_the_served_rows_in_flight(engine: Engine, server: Fa
     assert in_flight and all(r.status == "interrupted" and len(r.text) < 8 for r in in_flight)  # stopped early
     assert len(server.seen) == 1 + len(in_flight)  # every request sent is recorded
     assert sum(r.history_id is None for r in out) >= 2  # the rest never started
+
+
+def test_concurrent_rows_in_a_fresh_process(server: FaultServer, genmagic_home: Path) -> None:
+    """The client's first requests import modules lazily; from several threads at once in a fresh
+    interpreter they used to find httpx half initialised (rows failed with 'malformed answer')."""
+    import subprocess
+    import sys
+
+    for i in range(6):
+        server.then("stream", [f"answer {i}"])
+    script = (
+        "from genmagic.engine import Engine\nfrom genmagic.options import TextOptions\n"
+        "e = Engine(); e.checks = []\n"
+        f"e.registry.register('f', 'openai:{server.url}', settings={{'model': 'm1', 'server': 'llama.cpp'}})\n"
+        "out = e.run_many([e.request('text', f'q{i}', TextOptions(seed=1), model='f') for i in range(6)], "
+        "concurrency=6, cache=False)\n"
+        "print(sorted(r.status for r in out), [r.error for r in out if r.error])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(Path(genmagic.__file__).parent.parent)})
+    assert done.stdout.strip() == f"{['ok'] * 6} []", done.stderr[-2000:]
