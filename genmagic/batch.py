@@ -113,10 +113,7 @@ class BatchResult:
 
     def _value(self, out_column: str | None, inplace: bool) -> Any:
         data = self.data
-        if out_column is not None or (is_table(data) and _all_objects(self.outputs)):
-            if not is_table(data):
-                raise OptionError(f"--out-column needs a DataFrame for --over, got {type(data).__name__}; "
-                                  "e.g. pd.DataFrame({'text': items})")
+        if is_table(data) and (out_column is not None or _all_objects(self.outputs)):
             frame = data if inplace else data.copy()
             if _all_objects(self.outputs):  # a JSON object per row: one column per key
                 keys = list(dict.fromkeys(k for o in self.outputs if isinstance(o, dict) for k in o))
@@ -250,6 +247,13 @@ def run_over(
 ) -> BatchResult:
     """Build one request per row and run them all (:meth:`Engine.run_many`)."""
     model = model or controls.model
+    if controls.inplace and not controls.out_column:
+        raise OptionError("--inplace needs --out-column NAME (the column it adds to the DataFrame)")
+    if getattr(options, "chat", False):
+        raise OptionError("--chat continues one conversation; it cannot be combined with --over (one run per row)")
+    if controls.out_column is not None and not is_table(data):
+        raise OptionError(f"--out-column needs a DataFrame for --over, but {name} is a {type(data).__name__}; "
+                          "leave --out-column out to get a list or Series")
     rows = rows_of(data, name)
     check_template(template, rows, namespace, name)
     prompts = [fill(template, row, namespace) for row in rows]
@@ -303,13 +307,6 @@ def over_in_notebook(
     if name not in namespace:
         raise OptionError(f"--over {name}: there is no variable {name!r}; define it first (a list, a pandas "
                           "Series or a DataFrame)")
-    if controls.inplace and not controls.out_column:
-        raise OptionError("--inplace needs --out-column NAME (the column it adds to the DataFrame)")
-    if getattr(options, "chat", False):
-        raise OptionError("--chat continues one conversation; it cannot be combined with --over (one run per row)")
-    if controls.out_column is not None and not is_table(namespace[name]):
-        raise OptionError(f"--out-column needs a DataFrame for --over, but {name} is a "
-                          f"{type(namespace[name]).__name__}; leave --out-column out to get a list or Series")
     batch = run_over(engine, kind, template, namespace[name], options, controls, model=model,
                      namespace=namespace if controls.interpolate else {}, given=given, where=where, name=name)
     if batch.summary():
@@ -348,8 +345,6 @@ def run_api(kind: str, data: Any, prompt: str | None, model: str | None, column:
     for name, value in control_values.items():
         check_value(fields[name], value)
     controls = controls_class(model=model, **control_values)
-    if controls.inplace and not controls.out_column:
-        raise OptionError("inplace=True needs out_column=NAME (the column it adds to the DataFrame)")
     template = prompt if prompt is not None else default_template(data, column)
     batch = run_over(default_engine(), kind, template, data, options_class(**values), controls, model=model,
                      namespace={}, given=set(values), name="data", progress=progress)

@@ -365,3 +365,17 @@ def test_concurrent_rows_in_a_fresh_process(server: FaultServer, genmagic_home: 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, "PYTHONPATH": str(Path(genmagic.__file__).parent.parent)})
     assert done.stdout.strip() == f"{['ok'] * 6} []", done.stderr[-2000:]
+
+
+def test_api_mistakes_fail_before_any_row_runs(genmagic_home: Path) -> None:
+    from genmagic.errors import OptionError
+
+    with pytest.raises(OptionError, match="--out-column needs a DataFrame for --over, but data is a list"):
+        genmagic.generate_many(["a"], model="echo:", seed=1, out_column="x")
+    with pytest.raises(OptionError, match="unknown option 'temprature'; did you mean temperature"):
+        genmagic.generate_many(["a"], model="echo:", temprature=1)
+    with pytest.raises(OptionError, match=r"a DataFrame needs a prompt with \{column\} placeholders"):
+        genmagic.generate_many(pd.DataFrame({"t": ["a"]}), model="echo:")
+    from genmagic.engine import default_engine
+
+    assert default_engine().history.list(5) == []  # nothing ran
