@@ -270,7 +270,14 @@ def run_over(
 
         if getattr(controls, "from_image", None):
             raise OptionError("--over cannot be combined with --from (one stored request); pass the prompts instead")
-        requests = [image_run.build_request(engine, p, options, model, given=given) for p in prompts]  # type: ignore[arg-type]
+        shared = {}  # --init / --mask: the same image for every row
+        for flag in ("init", "mask"):
+            source = getattr(controls, flag, None)
+            if source is not None:
+                shared[flag] = image_run.to_pil(image_run.resolve_image(source, f"--{flag}", namespace), f"--{flag}",
+                                                 flag)
+        requests = [image_run.build_request(engine, p, options, model, given=given, **shared)  # type: ignore[arg-type]
+                    for p in prompts]
     bar = _Progress(len(requests), f"{kind} over {name}") if progress and requests else None
     started = time.perf_counter()
     try:
@@ -281,6 +288,10 @@ def run_over(
     finally:
         if bar is not None:
             bar.close()
+    save = getattr(controls, "save", None)
+    for result in results if save else ():  # %%imagine --save DIR: every row's PNG, with its parameters
+        if result.ok and getattr(result, "images", None):
+            result.info["saved"] = [str(p) for p in result.save(save)]  # type: ignore[attr-defined]
     batch = BatchResult(data, prompts, results, fmt, controls.out_column, controls.inplace)
     batch.seconds = time.perf_counter() - started
     return batch

@@ -36,3 +36,14 @@ def test_imagine_many_over_a_list(img_ip: Any) -> None:
     assert len(images) == 2 and images[0].size == (64, 64)
     again = genmagic.imagine_many(["a red circle", "a green star"], model="tiny-img", seed=1, steps=2)
     assert [np.asarray(a).tolist() == np.asarray(b).tolist() for a, b in zip(images, again, strict=True)] == [True, True]
+
+
+def test_imagine_over_with_a_shared_init_and_save(img_ip: Any, tmp_path: Any) -> None:
+    from PIL import Image
+
+    img_ip.user_ns["i_init"] = Image.new("RGB", (64, 64), (200, 30, 30))
+    img_ip.user_ns["i_items"] = ["a red circle", "a green star"]
+    out = run(img_ip, f"%%imagine -m tiny-img --over i_items --seed 2 --steps 4 --init i_init --strength 0.5 "
+                      f"--save {tmp_path} --out i_b\n{{item}}")
+    assert len(out) == 2 and all(r.info["mode"] == "img2img" for r in img_ip.user_ns["i_b"].results)
+    assert len(list(tmp_path.glob("*.png"))) == 2

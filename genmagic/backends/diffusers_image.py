@@ -706,7 +706,8 @@ class DiffusersImageBackend:
         each (default 4 on the CPU, 16 on an accelerator). Any other row runs alone."""
         from .batching import plan
 
-        keys = [(r.options.replace(seed=None), i if r.inputs or r.options.num > 1 else -1)  # type: ignore[attr-defined]
+        keys = [(r.options.replace(seed=None), r.inputs.get("lora"),  # type: ignore[attr-defined]
+                 i if set(r.inputs) - {"lora"} or r.options.num > 1 else -1)  # type: ignore[attr-defined]
                 for i, r in enumerate(requests)]
         size = batch_size or (4 if loaded.device == "cpu" else 16)
         return plan(keys, [0] * len(requests), size)
@@ -719,7 +720,7 @@ class DiffusersImageBackend:
         Ctrl-C returns the rows as interrupted, without images. Other rows run one at a time."""
         import torch
 
-        if len(requests) == 1 or any(r.inputs or r.options.num > 1 for r in requests):  # type: ignore[attr-defined]
+        if len(requests) == 1 or any(set(r.inputs) - {"lora"} or r.options.num > 1 for r in requests):  # type: ignore[attr-defined]
             return [self.generate(loaded, r, s) for r, s in zip(requests, sinks, strict=True)]
         state: _ImagePipe = loaded.model
         pipe, mode, sampler, width, height, kwargs, params = self._call_args(loaded, requests[0])
