@@ -90,7 +90,8 @@ class BatchResult:
     """Every row's result of a ``--over`` run, in the input's order.
 
     ``results``: the per-row :class:`~genmagic.results.Result` (status, history id, timings);
-    ``value``: what the magic returns (list, Series, DataFrame); ``errors``: row label → reason
+    ``value``: what the magic returns (list, Series, DataFrame: a JSON object's key that is already
+    an input column gets ``_output`` appended); ``errors``: row label → reason
     for the rows that have no output; ``history_ids``: the history row of every row (None when
     it did not run)."""
 
@@ -113,26 +114,30 @@ class BatchResult:
 
     def _value(self, out_column: str | None, inplace: bool) -> Any:
         data = self.data
+        if not (is_table(data) or _is_series(data)):
+            return list(self.outputs)
+        import pandas as pd
+
         if is_table(data) and (out_column is not None or _all_objects(self.outputs)):
             frame = data if inplace else data.copy()
             if _all_objects(self.outputs):  # a JSON object per row: one column per key
                 keys = list(dict.fromkeys(k for o in self.outputs if isinstance(o, dict) for k in o))
                 for key in keys:
-                    column = f"{out_column}_{key}" if out_column else key
-                    frame[column] = [o.get(key) if isinstance(o, dict) else None for o in self.outputs]
+                    column = f"{out_column}_{key}" if out_column else str(key)
+                    if column in data.columns:  # never over an input column
+                        column += "_output"
+                    frame[column] = pd.Series([o.get(key) if isinstance(o, dict) else None for o in self.outputs],
+                                              index=frame.index, dtype=object)
             else:
-                frame[out_column] = self.outputs
+                frame[out_column] = pd.Series(self.outputs, index=frame.index, dtype=object)
             frame.attrs["genmagic_errors"] = dict(self.errors)
+            frame.attrs["genmagic_history"] = list(self.history_ids)
             return frame
-        if is_table(data) or _is_series(data):
-            import pandas as pd
-
-            series = pd.Series(self.outputs, index=data.index, dtype=object,
-                               name=getattr(data, "name", None) if _is_series(data) else None)
-            series.attrs["genmagic_errors"] = dict(self.errors)
-            series.attrs["genmagic_history"] = list(self.history_ids)
-            return series
-        return list(self.outputs)
+        series = pd.Series(self.outputs, index=data.index, dtype=object,
+                           name=getattr(data, "name", None) if _is_series(data) else None)
+        series.attrs["genmagic_errors"] = dict(self.errors)
+        series.attrs["genmagic_history"] = list(self.history_ids)
+        return series
 
     def summary(self) -> str:
         """One line: how many rows failed and why (the first few), or nothing when none did."""

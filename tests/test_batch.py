@@ -215,6 +215,8 @@ def test_json_objects_become_columns(ip: Any) -> None:
     ip.user_ns["t_df"] = pd.DataFrame({"text": ['{"a": 1, "b": "x"}', '{"a": 2, "b": "y"}', "not json"]})
     out = run(ip, "%%generate -m echo: --over t_df --seed 1 -f json\n{text}")
     assert list(out.columns) == ["text", "a", "b"]
+    ip.user_ns["t_df"] = pd.DataFrame({"a": ['{"a": 1}'], "b": [0]})
+    assert list(run(ip, "%%generate -m echo: --over t_df --seed 1 -f json\n{a}").columns) == ["a", "b", "a_output"]
     assert out["a"].to_list()[:2] == [1, 2] and pd.isna(out["a"][2])
     assert list(out.attrs["genmagic_errors"]) == [2] and "error" in out.attrs["genmagic_errors"][2]
 
