@@ -86,6 +86,9 @@ def fill(template: str, row: Mapping[str, Any], namespace: Mapping[str, Any] | N
     return interpolate(template, ChainMap(dict(row), dict(namespace or {})))
 
 
+SHOWN = 50  # rows (or images) a BatchResult shows
+
+
 class BatchResult:
     """Every row's result of a ``--over`` run, in the input's order.
 
@@ -165,10 +168,13 @@ class BatchResult:
 
         note = self.summary() or f"{len(self.results)} rows"
         images = [(label, prompt, out) for label, prompt, out in zip(self.labels, self.prompts, self.outputs, strict=True)
-                  if out is not None and not isinstance(out, (str, dict, list))]
+                  if out is not None and not isinstance(out, (str, dict, list))][:SHOWN]
         rows = [[label, f"#{r.history_id}" if r.history_id else "", shorten(prompt, 40),
                  shorten(out if isinstance(out, str) else str(out), 60) if out is not None else f"<{_reason(r)}>"]
-                for label, prompt, r, out in zip(self.labels, self.prompts, self.results, self.outputs, strict=True)]
+                for label, prompt, r, out in list(zip(self.labels, self.prompts, self.results, self.outputs,
+                                                      strict=True))[:SHOWN]]
+        if len(self.results) > SHOWN:
+            note = f"the first {SHOWN} of {len(self.results)} rows" + ("; " + self.summary() if self.errors else "")
         bundle = table_bundle(["row", "history", "prompt", "output"], rows, note)
         if images:
             bundle["text/html"] = grid_html([img for *_, img in images],
