@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # GPU users: make setup TORCH_SPEC="torch==2.13.0" TORCH_INDEX="--index-url <your CUDA wheel index>"
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
-EXTRAS ?= image,finetune,safety,server,notebook,dev
+EXTRAS ?= image,finetune,tables,safety,server,notebook,dev
 
 # A real serving engine for the remote-backend tests: llama-cpp-python's OpenAI-compatible server,
 # compiled once (3-6 min on 2 cores) into a wheel cached outside the repo, so re-runs skip the build.

@@ -31,7 +31,9 @@ __all__ = [
     "Result",
     "TextResult",
     "generate",
+    "generate_many",
     "imagine",
+    "imagine_many",
     "load_ipython_extension",
     "read_metadata",
     "unload_ipython_extension",
@@ -153,6 +155,31 @@ def imagine(
     if sink is not None:
         sink.close(result.ok)
     return result
+
+
+def generate_many(data: Any, prompt: str | None = None, model: str | None = None, *, column: str | None = None,
+                  progress: bool = True, **options: Any) -> Any:
+    """Generate once per item of a list / pandas Series (``{item}`` in ``prompt``) or per row of a
+    DataFrame (``{column}`` placeholders, ``{row[any name]}``; or ``column=`` as the whole prompt).
+
+    ``options`` are the ``%%generate`` options and controls (``seed=1``, ``format="json"``,
+    ``out_column="summary"``, ``inplace=True``, ``batch_size=16``, ``concurrency=8``...). Returns a
+    list (list input), a Series on the input's index, or the DataFrame with ``out_column`` (one
+    column per key when every output is a JSON object). A row that fails gets a missing value
+    and its reason in ``.attrs["genmagic_errors"]``; see :mod:`genmagic.batch`.
+    """
+    from .batch import run_api
+
+    return run_api("text", data, prompt, model, column, options, progress)
+
+
+def imagine_many(data: Any, prompt: str | None = None, model: str | None = None, *, column: str | None = None,
+                 progress: bool = True, **options: Any) -> Any:
+    """One image per item or row, as :func:`generate_many` (``%%imagine`` options): a list of PIL
+    images, or a Series of them."""
+    from .batch import run_api
+
+    return run_api("image", data, prompt, model, column, options, progress)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -53,6 +53,10 @@ def _shown_texts(result: Any) -> list[str]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    if args.over:  # one run per row of a table file
+        from .batch_files import cmd_generate_over
+
+        return cmd_generate_over(args)
     from . import text_run
     from .engine import default_engine
     from .sinks import StreamSink
@@ -273,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("prompt", nargs="*", help="the prompt; '-' or a pipe reads stdin")
     opts.add_arguments(gen, opts.TextOptions, opts.TextControls)
+    gen.add_argument("--over", metavar="FILE", help="run once per row of a .csv, .jsonl or .parquet file: "
+                     "{column} in the prompt is filled per row; writes the table with an output column")
+    gen.add_argument("--column", metavar="NAME", help="with --over and no prompt: this column is the prompt")
+    gen.add_argument("-o", dest="output", metavar="PATH", help="with --over: write the table here "
+                     "(.csv, .jsonl, .parquet; default: CSV on stdout)")
     gen.set_defaults(func=cmd_generate)
 
     img = sub.add_parser("imagine", help="generate images (a progress bar on stderr; -o writes PNGs)")

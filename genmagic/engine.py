@@ -21,7 +21,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from .backends import Loaded
@@ -42,6 +42,33 @@ class Check(Protocol):
     name: str
 
     def screen(self, text: str, stage: str, request: Request, level: str) -> list[Verdict]: ...
+
+
+@dataclasses.dataclass
+class _Run:
+    """One request on its way through :meth:`Engine.run` (or :meth:`Engine.run_many`): what the
+    phases before the model found, for the phases after it."""
+
+    request: Request
+    spec: ModelSpec
+    backend: Any
+    fingerprint: str
+    checks: list[Check]
+    level: str
+    policy: str | None
+    verdicts: list[Verdict]
+    started: float
+    where: dict[str, Any]
+    finish: Callable[[Result], None]
+    blocked: Result | None = None  # the request was blocked (recorded)
+    served: Result | None = None  # served from the cache (finished and recorded)
+    reason: str = ""  # why it was blocked
+
+    def screening(self, sink: Sink) -> Any:
+        """The sink the backend gets: ``sink`` screened as text streams in (when there are checks)."""
+        from .safety.screen import ScreeningSink
+
+        return ScreeningSink(sink, self.checks, self.request, self.level) if self.checks else None
 
 
 _ASSIGNED = object()  # Engine.checks was assigned: it no longer follows the config
@@ -199,16 +226,70 @@ class Engine:
         """Run ``request``; ``finish`` (the run layer's, e.g. ``-f json`` parsing) sees the result,
         fresh or from the cache, before history records it, and may mark it failed (status, error).
         ``safety`` is this run's safety level (default: :meth:`level`)."""
-        from .safety.policy import policy_key
-        from .safety.screen import ScreeningSink, apply_outputs, screen_outputs
-
         sink = sink or NullSink()
-        finish = finish or (lambda result: None)
-        where = {"notebook": notebook, "cell_id": cell_id}
+        run = self._prepare(request, cache, safety, {"notebook": notebook, "cell_id": cell_id}, finish)
+        if run.blocked is not None:
+            raise BlockedError(
+                f"{_blocked_text(run.verdicts)}; nothing was sent to the model (history #{run.blocked.history_id}). "
+                "If this is a false alarm, run it again with --safety warn"
+            )
+        if run.served is not None:
+            return run.served
+        return self._generate(run, sink)
+
+    def _generate(self, run: _Run, sink: Sink, *, raise_errors: bool = True) -> Result:
+        """The model's part of a run, then :meth:`_complete`; a model that fails to load or run
+        leaves an error row, like any failed run (and raises, unless not ``raise_errors``: then
+        the error row is the result)."""
+        screening = None
+        try:
+            loaded, load_s = self._load(run, sink)
+            screening = run.screening(sink)
+            result = run.backend.generate(loaded, run.request, screening or sink)
+        except Exception as err:
+            failed = self._failed(run, err, screening)
+            if raise_errors:
+                raise
+            return failed
+        return self._complete(run, result, screening, load_s)
+
+    def run_many(
+        self,
+        requests: Sequence[Request],
+        *,
+        sinks: Sequence[Sink | None] | None = None,
+        progress: Callable[[int, Result], None] | None = None,
+        cache: bool = True,
+        finish: Callable[[Result], None] | None = None,
+        safety: str | None = None,
+        concurrency: int | None = None,
+        batch_size: int | None = None,
+        notebook: str | None = None,
+        cell_id: str | None = None,
+    ) -> list[Result]:
+        """Run many requests; one result per request, in their order (see :mod:`genmagic.batch_run`).
+
+        Each request goes through what :meth:`run` does (screening, cache, output checks,
+        ``finish``, one history row), but a blocked or failed request is that row's result
+        (status ``blocked`` / ``error``), not an exception. ``progress(index, result)`` hears every
+        row as it finishes. An interrupt keeps the finished rows; the rest come back with status
+        ``interrupted`` (not run, no history row)."""
+        from .batch_run import run_many
+
+        with self.lock:  # one run at a time, as :meth:`run`; served rows run in worker threads inside it
+            return run_many(self, requests, sinks=sinks, progress=progress, cache=cache, finish=finish, safety=safety,
+                            concurrency=concurrency, batch_size=batch_size,
+                            where={"notebook": notebook, "cell_id": cell_id})
+
+    def _prepare(self, request: Request, cache: bool, safety: str | None, where: Mapping[str, Any],
+                 finish: Callable[[Result], None] | None) -> _Run:
+        """The phases of a run before the model: screening the request (a block is recorded), the
+        cache (a hit is finished and recorded)."""
+        from .safety.policy import policy_key
+
         started = time.perf_counter()
         level = self.level(safety)
         checks: list[Check] = [] if level == "off" else self.checks
-
         spec = request.spec or self.registry.resolve(request.model, request.kind)
         backend = get_backend(spec.backend)
         fingerprint = backend.fingerprint(spec)  # cheap (cached per file stamp); weights may have changed
@@ -227,51 +308,57 @@ class Engine:
             verdicts, redacted = self._screen_request(checks, request, level)
             if redacted is not request:  # the model gets the redacted texts: another request, another key
                 request, hit = redacted, self._lookup(redacted) if cacheable else None
+        run = _Run(request, spec, backend, fingerprint, checks, level, policy, verdicts, started, dict(where),
+                   finish or (lambda result: None))
         if any(v.action == "block" for v in verdicts):
-            blocked = result_class(request.kind)(request=request, status="blocked", verdicts=verdicts)
-            self.history.record(blocked, **where)
-            raise BlockedError(
-                f"{_blocked_text(verdicts)}; nothing was sent to the model (history #{blocked.history_id}). "
-                "If this is a false alarm, run it again with --safety warn"
-            )
-
-        if hit is not None:
+            run.blocked = result_class(request.kind)(request=request, status="blocked", verdicts=verdicts)
+            self.history.record(run.blocked, **run.where)
+            run.reason = _blocked_text(verdicts)
+        elif hit is not None:
             result = self._from_cache(request, hit, verdicts, started, checks, level)
             if result is not None:
-                finish(result)
-                self.history.record(result, **where)
-                return result
+                run.finish(result)
+                self.history.record(result, **run.where)
+                run.served = result
+        return run
 
-        screening = None
-        try:  # a model that fails to load leaves an error row, like any failed run
-            t_load = time.perf_counter()
-            cold = not self.models.holds(spec, request.options, fingerprint)
-            if cold:  # a live view says so while it loads (a 7B model takes a while)
-                sink.emit(Event("loading", spec.alias))
-            loaded: Loaded = self.models.get(spec, request.options, fingerprint)
-            load_s = time.perf_counter() - t_load
-            if cold:
-                sink.emit(Event("loaded", load_s))
-            screening = ScreeningSink(sink, checks, request, level) if checks else None
-            result = backend.generate(loaded, request, screening or sink)
-        except Exception as err:
-            if screening is not None:
-                screening.abort(checks)
-            failed = result_class(request.kind)(request=request, status="error", error=_one_line(err), verdicts=verdicts)
-            self.history.record(failed, **where)
-            raise
+    def _load(self, run: _Run, sink: Sink) -> tuple[Loaded, float]:
+        """The loaded model of a run (a live view hears ``loading`` / ``loaded`` around a cold load)."""
+        t_load = time.perf_counter()
+        cold = not self.models.holds(run.spec, run.request.options, run.fingerprint)
+        if cold:  # a live view says so while it loads (a 7B model takes a while)
+            sink.emit(Event("loading", run.spec.alias))
+        loaded: Loaded = self.models.get(run.spec, run.request.options, run.fingerprint)
+        load_s = time.perf_counter() - t_load
+        if cold:
+            sink.emit(Event("loaded", load_s))
+        return loaded, load_s
+
+    def _failed(self, run: _Run, err: Exception, screening: Any) -> Result:
+        """The error row of a run whose model failed to load or run."""
+        if screening is not None:
+            screening.abort(run.checks)
+        failed = result_class(run.request.kind)(request=run.request, status="error", error=_one_line(err),
+                                                verdicts=run.verdicts)
+        self.history.record(failed, **run.where)
+        return failed
+
+    def _complete(self, run: _Run, result: Result, screening: Any, load_s: float) -> Result:
+        """The phases after the model: output checks, ``finish``, the history row."""
+        from .safety.screen import apply_outputs, screen_outputs
+
         result.timings["load"] = load_s
-        result.timings["total"] = time.perf_counter() - started
+        result.timings["total"] = time.perf_counter() - run.started
         streamed = screening.blocked if screening is not None else []
-        found = streamed + screen_outputs(checks, result, request, level)
+        found = streamed + screen_outputs(run.checks, result, run.request, run.level)
         # the backend's own flags (nsfw, ...) stay
-        result.verdicts = verdicts + result.verdicts + found
-        apply_outputs(checks, result, found, prompt_review=_review(verdicts))
+        result.verdicts = run.verdicts + result.verdicts + found
+        apply_outputs(run.checks, result, found, prompt_review=_review(run.verdicts))
         if screening is not None:
             screening.finish(result)
-        result.info.update(safety=level, safety_policy=policy)
-        finish(result)
-        self.history.record(result, **where)
+        result.info.update(safety=run.level, safety_policy=run.policy)
+        run.finish(result)
+        self.history.record(result, **run.where)
         return result
 
     def _screen_request(self, checks: list[Check], request: Request, level: str) -> tuple[list[Verdict], Request]:

@@ -225,7 +225,9 @@ class GenMagics(Magics):
                 action = matches.pop() if len(matches) == 1 else None
             return action is not None and action.nargs != 0
 
-        argv, filled = split_line(line, self.ip.user_ns, takes_value)
+        from .batch import line_namespace  # --over VAR: its row placeholders are filled per row
+
+        argv, filled = split_line(line, line_namespace(line, self.ip.user_ns), takes_value)
         try:
             args = opts.parse_args(parser, argv)
         except UsageError as err:
@@ -244,7 +246,8 @@ class GenMagics(Magics):
         args = self.parse_line(magic, line)
         controls = opts.from_namespace(controls_class, args)
         options = opts.from_namespace(options_class, args)
-        prompt = assemble(cell, args.prompt, self.ip.user_ns if controls.interpolate else None)
+        # with --over the rows fill the prompt (genmagic/batch.py), the notebook's variables the rest
+        prompt = assemble(cell, args.prompt, self.ip.user_ns if controls.interpolate and not controls.over else None)
         if not prompt.strip() and not getattr(controls, "from_image", None):
             raise PromptError("the prompt is empty: write it in the cell below the magic line, or after the options")
         if controls.out is not None and not controls.out.isidentifier():
@@ -284,6 +287,21 @@ class GenMagics(Magics):
         if name:  # checked by _parse
             self.ip.user_ns[name] = value
 
+    def _over(self, kind: str, template: str, options: Any, controls: Any, model: str | None, given: Any) -> Any:
+        """``--over VAR``: one run per row (genmagic/batch.py); ``--out`` gets the BatchResult."""
+        from .batch import over_in_notebook
+
+        batch = over_in_notebook(self.engine, kind, template, options, controls, namespace=self.ip.user_ns,
+                                 model=model, given=given, where=self._where())
+        self._bind(controls.out, batch)
+        if batch.interrupted:
+            raise KeyboardInterrupt
+        if kind == "image":
+            from IPython.display import display
+
+            display(batch)  # the grid; the value is the images
+        return batch.value
+
     # -- %%generate
     @no_var_expand
     @ma.magic_arguments()
@@ -311,6 +329,8 @@ class GenMagics(Magics):
 
         messages = tuple(self.conversation) if options.chat else ()
         model = controls.model or self.default_text_model or None
+        if controls.over:
+            return self._over("text", prompt, options, controls, model, given)
         sink = live_text_sink(options.num, controls.stream and self.stream, controls.format)
         result = text_run.run(
             self.engine, prompt, options, controls, model=model, messages=messages, sink=sink, where=self._where(),
@@ -364,6 +384,9 @@ class GenMagics(Magics):
 
             return panel_from_magic(self, "image", prompt, options, controls, given,
                                     controls.model or self.default_image_model or None)
+        if controls.over:
+            return self._over("image", prompt, options, controls, controls.model or self.default_image_model or None,
+                              given)
         num = options.num  # with --from, 1 unless typed (the PNG holds one image)
         sink = live_image_sink(num, controls.preview, controls.stream and self.stream)
         # With --from, the model stored in the PNG comes before the session's default.

@@ -436,6 +436,19 @@ class Controls(Options):
     )
     widgets: bool = opt(False, "show a control panel (model, options, seed, Generate/Stop, Copy as cell) that "
                         "re-runs this cell; the line's values are its initial values", widget=False, notebook_only=True)
+    # batch runs (genmagic/batch.py): one run per item or row of a table
+    over: str | None = opt(None, "run once per item of this list / pandas Series ({item}) or row of this DataFrame "
+                           "({column}); returns one output per row", metavar="VAR", example="df", widget=False,
+                           notebook_only=True)
+    out_column: str | None = opt(None, "with --over DataFrame: add the outputs as this column (to a copy, unless "
+                                 "--inplace) and return the frame", metavar="NAME", example="summary", widget=False,
+                                 notebook_only=True)
+    inplace: bool = opt(False, "with --out-column: add the column to the DataFrame itself", widget=False,
+                        notebook_only=True)
+    batch_size: int | None = opt(None, "with --over: rows per padded batch on an in-process model (default: as many "
+                                 "as fit, at most 32 on the CPU)", min=1, max=4096, example="16", widget=False)
+    concurrency: int = opt(4, "with --over: requests in flight at once to a served model", min=1, max=256,
+                           example="8", widget=False)
 
 
 @dataclass(frozen=True)

@@ -370,6 +370,9 @@ def panel_from_magic(magics: Any, kind: str, prompt: str, options: opts.Options,
                           "drop one of them")
     if getattr(controls, "from_image", None):
         raise OptionError("--widgets does not take --from: run %%imagine --from FILE, then Copy a panel's cell")
+    if controls.over:
+        raise OptionError(f"--widgets does not take --over: a panel runs one prompt; drop --widgets to run over "
+                          f"{controls.over}, or drop --over")
     panel = Panel(kind, prompt, model=model, options=options, given=given, controls=controls, engine=magics.engine,
                   namespace=magics.ip.user_ns, where=magics._where())
     panel.generate()

@@ -570,11 +570,8 @@ class DiffusersImageBackend:
         return Image.fromarray(rgb, "RGB")
 
     # -- generation
-    def generate(self, loaded: Loaded, request: Request, sink: Sink) -> ImageResult:
-        import torch
-
-        from ..results import ImageResult
-
+    def _call_args(self, loaded: Loaded, request: Request) -> tuple[Any, str, str, int, int, dict[str, Any], Any]:
+        """What a pipeline call of ``request`` needs: (pipe, mode, sampler, width, height, kwargs, params)."""
         state: _ImagePipe = loaded.model
         options: ImageOptions = request.options  # type: ignore[assignment]
         alias = request.model
@@ -627,6 +624,15 @@ class DiffusersImageBackend:
         if mask is not None:
             kwargs["mask_image"] = mask
         kwargs = {k: v for k, v in kwargs.items() if k in params}
+        return pipe, mode, sampler, width, height, kwargs, params
+
+    def generate(self, loaded: Loaded, request: Request, sink: Sink) -> ImageResult:
+        import torch
+
+        state: _ImagePipe = loaded.model
+        options: ImageOptions = request.options  # type: ignore[assignment]
+        alias = request.model
+        pipe, mode, sampler, width, height, kwargs, params = self._call_args(loaded, request)
         every = 0 if isinstance(sink, NullSink) else int(getattr(sink, "preview_every", PREVIEW_EVERY))
         seed = options.seed if options.seed is not None else 0
 
@@ -690,34 +696,102 @@ class DiffusersImageBackend:
             if sink.cancelled:
                 status = "interrupted"
                 break
-        elapsed = time.perf_counter() - started
-        return ImageResult(
-            request=request,
-            status=status,
-            images=images,
-            seeds=seeds,
-            nsfw=nsfw,
-            timings={
-                "generate": elapsed,
-                "per_image": elapsed / max(1, len(images)),
-                "steps": float(steps_done),
-                "steps_per_s": steps_done / elapsed if elapsed > 0 else 0.0,
-                "preview": preview_s,
-            },
-            info={
-                "device": loaded.device,
-                "dtype": loaded.dtype,
-                "pipeline": type(pipe).__name__,
-                "mode": mode,
-                "scheduler": sampler,
-                "width": width,
-                "height": height,
-                **{k: v for k, v in loaded.info.items() if k == "folder"},
-            },
-        )
+        return _image_result(request, loaded, pipe, status, images, seeds, nsfw, started, steps_done, preview_s,
+                             mode, sampler, width, height)
+
+    # -- batches (Engine.run_many)
+    def plan_batches(self, loaded: Loaded, requests: list[Request], batch_size: int | None) -> list[list[int]]:
+        """Rows that can share one pipeline call: text-to-image, one image each, the same options but
+        the seed (model, size, steps, guidance, scheduler, negative prompt, LoRAs); ``batch_size`` rows
+        each (default 4 on the CPU, 16 on an accelerator). Any other row runs alone."""
+        from .batching import plan
+
+        keys = [(r.options.replace(seed=None), r.inputs.get("lora"),  # type: ignore[attr-defined]
+                 i if set(r.inputs) - {"lora"} or r.options.num > 1 else -1)  # type: ignore[attr-defined]
+                for i, r in enumerate(requests)]
+        size = batch_size or (4 if loaded.device == "cpu" else 16)
+        return plan(keys, [0] * len(requests), size)
+
+    def generate_batch(self, loaded: Loaded, requests: list[Request], sinks: list[Sink]) -> list[ImageResult]:
+        """Text-to-image rows of :meth:`plan_batches` in one pipeline call: a list of prompts and one
+        CPU generator per row seeded with the row's seed, so row ``i`` starts from the noise it
+        starts from alone (the pixels then match the single run within float rounding of the batched
+        UNet). Progress goes to every row's sink; the call stops when every row is cancelled;
+        Ctrl-C returns the rows as interrupted, without images. Other rows run one at a time."""
+        import torch
+
+        if len(requests) == 1 or any(set(r.inputs) - {"lora"} or r.options.num > 1 for r in requests):  # type: ignore[attr-defined]
+            return [self.generate(loaded, r, s) for r, s in zip(requests, sinks, strict=True)]
+        state: _ImagePipe = loaded.model
+        pipe, mode, sampler, width, height, kwargs, params = self._call_args(loaded, requests[0])
+        call = dict(kwargs, prompt=[r.prompt for r in requests])
+        if "negative_prompt" in call:
+            call["negative_prompt"] = [call["negative_prompt"]] * len(requests)
+        call["generator"] = [torch.Generator("cpu").manual_seed(r.seed or 0) for r in requests]
+        steps_done = 0
+
+        def on_step(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            nonlocal steps_done
+            steps_done += 1
+            total = int(getattr(p, "_num_timesteps", 0) or requests[0].options.steps)  # type: ignore[attr-defined]
+            for sink in sinks:
+                sink.emit(Event("progress", (i + 1, total), 0))
+            if all(sink.cancelled for sink in sinks):
+                p._interrupt = True
+            return {}
+
+        if "callback_on_step_end" in params:
+            call["callback_on_step_end"] = on_step
+        started = time.perf_counter()
+        try:
+            with torch.inference_mode(), torch_threads(loaded.nbytes if loaded.device == "cpu" else 1 << 40):
+                images = list(pipe(**call).images)
+            status = "interrupted" if all(sink.cancelled for sink in sinks) else "ok"
+        except KeyboardInterrupt:
+            images, status = [], "interrupted"
+        nsfw = nsfw_flags(state.safety, images) if state.safety and images else [False] * len(images)
+        out = []
+        for i, request in enumerate(requests):
+            row = images[i:i + 1] if status == "ok" else []
+            out.append(_image_result(request, loaded, pipe, status, row, [request.seed or 0] * len(row),
+                                     [bool(f) for f in nsfw[i:i + 1]] if row else [], started, steps_done, 0.0,
+                                     mode, sampler, width, height))
+        return out
 
     @staticmethod
     def _total_steps(pipe: Any, options: Any, mode: str) -> int:
         if mode == "text2img":
             return int(options.steps)
         return max(1, min(int(options.steps * options.strength), int(options.steps)))
+
+
+def _image_result(request: Request, loaded: Loaded, pipe: Any, status: str, images: list[Any], seeds: list[int],
+                  nsfw: list[bool], started: float, steps_done: int, preview_s: float, mode: str, sampler: str,
+                  width: int, height: int) -> ImageResult:
+    from ..results import ImageResult
+
+    elapsed = time.perf_counter() - started
+    return ImageResult(
+        request=request,
+        status=status,
+        images=images,
+        seeds=seeds,
+        nsfw=nsfw,
+        timings={
+            "generate": elapsed,
+            "per_image": elapsed / max(1, len(images)),
+            "steps": float(steps_done),
+            "steps_per_s": steps_done / elapsed if elapsed > 0 else 0.0,
+            "preview": preview_s,
+        },
+        info={
+            "device": loaded.device,
+            "dtype": loaded.dtype,
+            "pipeline": type(pipe).__name__,
+            "mode": mode,
+            "scheduler": sampler,
+            "width": width,
+            "height": height,
+            **{k: v for k, v in loaded.info.items() if k == "folder"},
+        },
+    )
