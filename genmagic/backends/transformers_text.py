@@ -189,8 +189,29 @@ class _Streamer:
         return text
 
 
+def json_processor(tokenizer: Any, request: Request, rows: int, eos: Any) -> Any:
+    """The grammar constraint of a ``-f json`` / ``--schema`` run for ``rows`` rows decoded
+    together (a logits processor; ``backends/_grammar.py``), or None for other runs."""
+    if request.inputs.get("response_format") != "json":
+        return None
+    from ._grammar import json_constraint
+
+    schema = request.inputs.get("json_schema")
+    options: TextOptions = request.options  # type: ignore[assignment]
+    return json_constraint(tokenizer, json.loads(schema) if schema else None, rows, eos, options.max_new_tokens)
+
+
+def cut_off(constraint: Any, row: int, options: TextOptions) -> str | None:
+    """Why row ``row`` of a constrained run failed (its JSON still open when --max-new-tokens ran
+    out), or None."""
+    if constraint is None or not constraint.incomplete(row):
+        return None
+    return f"JSON cut off at --max-new-tokens {options.max_new_tokens}; raise it"
+
+
 class TransformersTextBackend:
     kinds = ("text",)
+    constrained_formats = ("json",)  # -f json and --schema decode under a JSON grammar (llguidance)
 
     # -- discovery
     def detect(self, source: str) -> str | None:
@@ -366,7 +387,7 @@ class TransformersTextBackend:
 
     def generate(self, loaded: Loaded, request: Request, sink: Sink) -> TextResult:
         import torch
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, LogitsProcessorList
 
         tm: _TextModel = loaded.model
         options: TextOptions = request.options  # type: ignore[assignment]
@@ -397,11 +418,13 @@ class TransformersTextBackend:
         texts: list[str] = []
         counts: list[int] = []
         status = "ok"
+        error: str | None = None
         started = time.perf_counter()
         first_token: float | None = None
         for index in range(options.num):
             streamer = _Streamer(tok, sink, index, options.stop)
             seed = options.seed + index if options.seed is not None else None
+            constraint = json_processor(tok, request, 1, eos)
             try:
                 with seeded(seed, loaded.device), torch.inference_mode(), torch_threads(loaded.nbytes if loaded.device == "cpu" else 1 << 40):
                     model.generate(
@@ -410,6 +433,7 @@ class TransformersTextBackend:
                         generation_config=generation_config,
                         streamer=streamer,
                         tokenizer=tok if options.stop else None,
+                        logits_processor=LogitsProcessorList([constraint] if constraint is not None else []),
                     )
             except (KeyboardInterrupt, _Cancelled):
                 status = "interrupted"
@@ -419,6 +443,9 @@ class TransformersTextBackend:
             counts.append(len(streamer.ids))
             if status == "ok" and sink.cancelled:
                 status = "interrupted"
+            error = cut_off(constraint, 0, options) if status == "ok" else None
+            if error:
+                status, error = "error", (f"sample {index + 1}: " if options.num > 1 else "") + error
             if status != "ok":
                 break
         elapsed = time.perf_counter() - started
@@ -426,6 +453,7 @@ class TransformersTextBackend:
         return TextResult(
             request=request,
             status=status,
+            error=error,
             texts=texts,
             tokens=counts,
             timings={
