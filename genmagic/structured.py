@@ -81,7 +81,8 @@ def schema_from(value: Any, name: str = "") -> Schema:
     if isinstance(value, Mapping):
         schema = dict(value)
         _check_dict(schema, label)
-        return Schema(schema, None, label)
+        return Schema(schema, None, name)
+    name = name or getattr(value, "__name__", "")
     if isinstance(value, type) and (dataclasses.is_dataclass(value) or hasattr(value, "model_json_schema")):
         try:
             from pydantic import TypeAdapter
@@ -92,10 +93,10 @@ def schema_from(value: Any, name: str = "") -> Schema:
         except Exception as err:  # pydantic's errors for types it cannot describe  # noqa: BLE001
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise OptionError(f"{FLAG} {label}: cannot make a JSON Schema of this class: {first}") from None
-        return Schema(schema, value, label)
+        return Schema(schema, value, name)
     raise OptionError(
         f"{FLAG} takes a JSON Schema dict, a pydantic model class or a dataclass type (or a .json file); "
-        f"got {label}"
+        f"got {name + ' = ' if name else ''}{_describe(value)}"
     )
 
 

@@ -17,13 +17,12 @@ ended (padding after the end-of-text token) are left alone. Imported only inside
 
 from __future__ import annotations
 
-import json
 import weakref
 from typing import Any
 
 import torch
 
-RESERVE = 12  # the last tokens before --max-new-tokens in which closing tokens are preferred (+4 per property)
+RESERVE = 12  # the last tokens before --max-new-tokens in which closing tokens are preferred (more with a schema)
 _CLOSERS = frozenset(b'"]}')
 _SEPARATORS = _CLOSERS | frozenset(b",: ")
 
@@ -76,7 +75,22 @@ def _closed(node: Any) -> Any:
 
 
 def _reserve(schema: dict[str, Any] | None) -> int:
-    return RESERVE + 4 * json.dumps(schema or {}).count('"properties"')
+    """How many tokens before the limit to start closing: room for the property names still to
+    write, one token per character at worst (a byte-level vocabulary), and their punctuation."""
+    names: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            props = node.get("properties")
+            names.extend(props if isinstance(props, dict) else ())
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(schema)
+    return RESERVE + sum(len(name) + 6 for name in names)
 
 
 class JsonConstraint:
