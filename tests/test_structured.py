@@ -40,7 +40,7 @@ class Contact:
 
 
 PROMPTS = [
-    "Extract the name and age as JSON: Alice Smith is 34 and lives in Paris.",
+    "Extract name and age: Alice Smith, 34, Paris.",
     'Return {"city": ...} for: I flew from Lisbon to Oslo yesterday.',
     "List three fruits as a JSON array.",
     "A JSON object with a nested address for Bob, 12 Main St, Springfield.",
