@@ -90,7 +90,7 @@ def schema_from(value: Any, name: str = "") -> Schema:
             raise OptionError(f"{FLAG} {label}: a class as a schema needs pydantic: pip install pydantic") from None
         try:
             schema = TypeAdapter(value).json_schema()
-        except Exception as err:  # pydantic's errors for types it cannot describe  # noqa: BLE001
+        except Exception as err:  # pydantic's errors for types it cannot describe
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise OptionError(f"{FLAG} {label}: cannot make a JSON Schema of this class: {first}") from None
         return Schema(schema, value, name)

@@ -78,7 +78,6 @@ def run(
     matching it (``-f json`` implied), and ``result.value`` is the parsed object."""
     shape = _schema(schema, controls, namespace)
     fmt = "json" if shape is not None else controls.format
-    _check_speculate(options, fmt)
     request = build_request(engine, prompt, options, model or controls.model, messages, given)
     request = _ask_format(request, fmt)
     if shape is not None:
@@ -103,20 +102,6 @@ def _schema(schema: Any, controls: TextControls, namespace: Mapping[str, Any] | 
         raise OptionError(f"--schema gives JSON, not -f {controls.format}; leave -f out (or use -f json)")
     structured.unsupported(shape)
     return shape
-
-
-def _check_speculate(options: TextOptions, fmt: str) -> None:
-    """``--speculate prompt-lookup`` where transformers cannot combine it: one line naming the options."""
-    from .errors import OptionError
-
-    if options.speculate == "off":
-        return
-    if fmt == "json":
-        raise OptionError("--speculate prompt-lookup cannot be combined with -f json / --schema (constrained "
-                          "decoding); leave one out")
-    if not options.deterministic():
-        raise OptionError(f"--speculate prompt-lookup needs greedy decoding (--temperature 0), got --temperature "
-                          f"{options.temperature:g}; leave --speculate out to sample")
 
 
 def check_format(result: Result, fmt: str, schema: Schema | None = None) -> None:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelNotFoundError, PromptError
+from ..errors import ModelNotFoundError, OptionError, PromptError
 from ..options import TextOptions
 from ..registry import split_scale
 from ..request import Event, Request, Sink
@@ -207,6 +207,21 @@ def cut_off(constraint: Any, row: int, options: TextOptions) -> str | None:
     if constraint is None or not constraint.incomplete(row):
         return None
     return f"JSON cut off at --max-new-tokens {options.max_new_tokens}; raise it"
+
+
+PROMPT_LOOKUP_TOKENS = 10  # tokens drafted per step by --speculate prompt-lookup (transformers' suggestion)
+
+
+def speculation(options: TextOptions, rows: int = 1) -> dict[str, Any]:
+    """``GenerationConfig`` arguments for ``--speculate`` (transformers' prompt-lookup decoding:
+    draft tokens copied from the prompt, verified in one forward pass; greedy output unchanged).
+    Transformers drafts for one row at a time: a batch of several rows is refused."""
+    if options.speculate != "prompt-lookup":
+        return {}
+    if rows > 1:
+        raise OptionError(f"--speculate prompt-lookup decodes one row at a time; with {rows} rows in a batch use "
+                          "--batch-size 1 or leave --speculate out")
+    return {"prompt_lookup_num_tokens": PROMPT_LOOKUP_TOKENS}
 
 
 class TransformersTextBackend:
@@ -409,7 +424,7 @@ class TransformersTextBackend:
             config_args.update(temperature=options.temperature, top_p=options.top_p, top_k=options.top_k)
         else:  # neutral values, or the model's own sampling defaults would be merged in (and warned about)
             config_args.update(temperature=1.0, top_p=1.0, top_k=50)
-        generation_config = GenerationConfig(**config_args)
+        generation_config = GenerationConfig(**config_args, **speculation(options))
         if options.stop:
             generation_config.stop_strings = list(options.stop)
 
