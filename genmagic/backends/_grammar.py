@@ -151,6 +151,7 @@ class JsonConstraint:
             for level in (1, 2):
                 closes = allowed & (self.closers >= level)
                 allowed = torch.where(closes.any(dim=1, keepdim=True), closes, allowed)
+        allowed[~allowed.any(dim=1)] = True  # a row that has ended (its padding): nothing to constrain
         mask = torch.zeros((rows, vocab), dtype=torch.bool)
         width = min(vocab, allowed.shape[1])
         mask[:, :width] = allowed[:, :width]
