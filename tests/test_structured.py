@@ -173,3 +173,28 @@ def test_bad_schema_values_are_usage_errors_naming_schema(ip: Any, value: str, m
 def test_schema_with_another_format_is_refused() -> None:
     with pytest.raises(OptionError, match="--schema gives JSON, not -f text"):
         genmagic.generate("x", model="echo:", schema=Ticket, format="text")
+
+
+def test_the_grammar_processor_constrains_a_left_padded_batch() -> None:
+    """The batch path decodes several rows at once: one matcher per row, padding left alone."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
+
+    from genmagic.backends._grammar import json_constraint
+    from genmagic.registry import PACKAGE_MODELS
+
+    folder = PACKAGE_MODELS / "tiny-text"
+    tok = AutoTokenizer.from_pretrained(folder, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    batch = tok(["Who?", "Extract the order numbers: 9921 and 9922, from Dana.", "{"], return_tensors="pt", padding=True)
+    constraint = json_constraint(tok, TAGS_SCHEMA, 3, 2, 64)
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        out = model.generate(**batch, max_new_tokens=64, do_sample=True, top_k=0, pad_token_id=tok.pad_token_id,
+                             eos_token_id=2, logits_processor=LogitsProcessorList([constraint]))
+    texts = tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    import jsonschema
+
+    for row, text in enumerate(texts):
+        assert not constraint.incomplete(row), text
+        jsonschema.validate(json.loads(text), TAGS_SCHEMA)
