@@ -157,8 +157,10 @@ class JsonConstraint:
         mask[:, :width] = allowed[:, :width]
         return scores.masked_fill(~mask.to(scores.device), float("-inf"))
 
-    def incomplete(self, row: int) -> bool:
-        """Row ``row`` ended without a complete JSON value (``max_new_tokens`` ran out)."""
+    def incomplete(self, row: int, ids: list[int]) -> bool:
+        """Row ``row``, whose new tokens are ``ids``, ended without a complete JSON value
+        (``max_new_tokens`` ran out). ``ids`` matter: the last token is never shown to the processor."""
+        self._sync(row, list(ids))
         matcher = self.matchers[row]
         return not (matcher.is_stopped() or matcher.is_accepting())
 

@@ -201,10 +201,10 @@ def json_processor(tokenizer: Any, request: Request, rows: int, eos: Any) -> Any
     return json_constraint(tokenizer, json.loads(schema) if schema else None, rows, eos, options.max_new_tokens)
 
 
-def cut_off(constraint: Any, row: int, options: TextOptions) -> str | None:
-    """Why row ``row`` of a constrained run failed (its JSON still open when --max-new-tokens ran
-    out), or None."""
-    if constraint is None or not constraint.incomplete(row):
+def cut_off(constraint: Any, row: int, ids: list[int], options: TextOptions) -> str | None:
+    """Why row ``row`` (new tokens ``ids``) of a constrained run failed (its JSON still open when
+    --max-new-tokens ran out), or None."""
+    if constraint is None or not constraint.incomplete(row, ids):
         return None
     return f"JSON cut off at --max-new-tokens {options.max_new_tokens}; raise it"
 
@@ -458,7 +458,7 @@ class TransformersTextBackend:
             counts.append(len(streamer.ids))
             if status == "ok" and sink.cancelled:
                 status = "interrupted"
-            error = cut_off(constraint, 0, options) if status == "ok" else None
+            error = cut_off(constraint, 0, streamer.ids, options) if status == "ok" else None
             if error:
                 status, error = "error", (f"sample {index + 1}: " if options.num > 1 else "") + error
             if status != "ok":
