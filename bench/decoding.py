@@ -53,6 +53,8 @@ PASSAGE = (
     "Orders: 9921 (blender) and 9922 (spare jug). Request: a refund for order 9921 and a replacement jug. "
 )
 LOOKUP_PROMPT = PASSAGE + "Repeat the ticket above word for word:\n"
+# a long greedy prompt whose answer does not copy from it: what prompt lookup costs when it does not help
+OPEN_PROMPT = PASSAGE + "Now forget the ticket and write a short story about a dragon who learns to bake bread."
 
 
 def best(fn: Any) -> tuple[float, Any]:
@@ -101,13 +103,18 @@ def constrained_vs_free(name: str, model: Any, tok: Any, eos: int) -> None:
 
 
 def lookup_vs_greedy(name: str, model: Any, tok: Any, eos: int) -> None:
+    for label, prompt in (("extraction", LOOKUP_PROMPT), ("open-ended", OPEN_PROMPT)):
+        lookup_once(f"{name} {label}", model, tok, eos, prompt)
+
+
+def lookup_once(name: str, model: Any, tok: Any, eos: int, prompt: str) -> None:
     from genmagic.backends.transformers_text import PROMPT_LOOKUP_TOKENS
 
-    ids = chat_ids(tok, LOOKUP_PROMPT)
+    ids = chat_ids(tok, prompt)
     plain_s, plain = best(lambda: generate(model, ids, eos))
     look_s, look = best(lambda: generate(model, ids, eos, prompt_lookup_num_tokens=PROMPT_LOOKUP_TOKENS))
     same = plain.tolist() == look.tolist()
-    print(f"{name:>10} prompt-lookup: greedy {plain_s:5.2f} s, prompt-lookup {look_s:5.2f} s for {len(plain)} tokens "
+    print(f"{name:>21} prompt-lookup: greedy {plain_s:5.2f} s, prompt-lookup {look_s:5.2f} s for {len(plain)} tokens "
           f"({ids.shape[1]}-token prompt) -> {plain_s / look_s:4.2f}x faster (goal >= 1.5x); identical output: {same}")
     if not same:
         sys.exit("prompt-lookup changed the greedy output")

@@ -412,9 +412,10 @@ class TextOptions(Options):
     raw: bool = opt(False, "send the prompt as plain text to continue, not as a user turn of the model's chat template "
                     "(a conversation and --system always use the template)")
     speculate: str = opt(
-        "off", "speculative decoding: prompt-lookup drafts tokens by copying from the prompt (faster for "
-        "extraction and rewriting; greedy output unchanged; in-process models)",
-        choices=("off", "prompt-lookup"), widget=False,
+        "auto", "speculative decoding (in-process models): prompt-lookup drafts tokens by copying from the prompt "
+        "(faster for extraction and rewriting; greedy output unchanged); auto = prompt-lookup for greedy runs whose "
+        "prompt is 64 tokens or longer",
+        choices=("auto", "off", "prompt-lookup"), widget=False,
     )
 
     def deterministic(self) -> bool:

@@ -20,18 +20,20 @@ PASSAGE = ("Ticket 4411 from Dana Whitfield: the Aurora 3000 blender stops after
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_greedy_output_is_unchanged_on_the_embedded_model(fmt: str) -> None:
-    plain = genmagic.generate(PASSAGE, model="tiny-text", temperature=0, max_new_tokens=60, format=fmt, raw=True)
+    plain = genmagic.generate(PASSAGE, model="tiny-text", temperature=0, max_new_tokens=60, format=fmt, raw=True,
+                              speculate="off")
     fast = genmagic.generate(PASSAGE, model="tiny-text", temperature=0, max_new_tokens=60, format=fmt, raw=True,
                              speculate="prompt-lookup")
     assert plain.ok and fast.ok and not fast.cached
     assert fast.texts == plain.texts and fast.tokens == plain.tokens
+    assert (plain.info["speculation"], fast.info["speculation"]) == ("off", "prompt-lookup")
     assert fast.request.key() != plain.request.key()
 
 
 def test_greedy_output_is_unchanged_on_a_byte_level_model(ip: Any) -> None:
-    line = "--temperature 0 --max-new-tokens 40 -n 2 --seed 1"
+    line = "--temperature 0 --max-new-tokens 40 -n 2 --seed 1 --speculate off"
     plain = run(ip, f"%%generate -m tiny {line} --out t_plain\nthe cat sat on the mat, the cat sat on")
-    fast = run(ip, f"%%generate -m tiny {line} --speculate prompt-lookup\nthe cat sat on the mat, the cat sat on")
+    fast = run(ip, f"%%generate -m tiny {line.replace('off', 'prompt-lookup')}\nthe cat sat on the mat, the cat sat on")
     assert fast.texts == plain.texts and not fast.cached
     assert fast.request.options.speculate == "prompt-lookup"
 
@@ -44,7 +46,7 @@ def test_sampling_with_prompt_lookup_is_seeded() -> None:
 
 def test_a_batch_of_rows_is_refused_in_one_line() -> None:
     assert speculation(TextOptions(speculate="prompt-lookup")) == {"prompt_lookup_num_tokens": 10}
-    assert speculation(TextOptions()) == {}
+    assert speculation(TextOptions(speculate="off"), prompt_tokens=500) == {}
     with pytest.raises(OptionError, match=r"^--speculate prompt-lookup decodes one row at a time; with 4 rows"):
         speculation(TextOptions(speculate="prompt-lookup"), rows=4)
 
@@ -52,5 +54,18 @@ def test_a_batch_of_rows_is_refused_in_one_line() -> None:
 def test_a_bad_value_names_the_choices(ip: Any) -> None:
     from IPython.core.error import UsageError
 
-    with pytest.raises(UsageError, match=r"--speculate: invalid choice: 'ngram' \(choose from 'off', 'prompt-lookup'\)"):
+    with pytest.raises(UsageError, match=r"--speculate: invalid choice: 'ngram' \(choose from 'auto', 'off', 'prompt-lookup'\)"):
         run(ip, "%%generate -m tiny --speculate ngram\nx")
+
+
+def test_auto_uses_prompt_lookup_for_greedy_runs_with_long_prompts_only() -> None:
+    long_prompt = PASSAGE + " " + PASSAGE  # over 64 tokens with the chat template
+    auto = genmagic.generate(long_prompt, model="tiny-text", temperature=0, max_new_tokens=30)
+    off = genmagic.generate(long_prompt, model="tiny-text", temperature=0, max_new_tokens=30, speculate="off")
+    assert auto.request.options.speculate == "auto" and auto.info["speculation"] == "prompt-lookup"
+    assert off.info["speculation"] == "off" and auto.texts == off.texts
+    short = genmagic.generate("Who?", model="tiny-text", temperature=0, max_new_tokens=10)
+    sampled = genmagic.generate(long_prompt, model="tiny-text", seed=1, max_new_tokens=10)
+    assert short.info["speculation"] == sampled.info["speculation"] == "off"
+    assert speculation(TextOptions(temperature=0), rows=4, prompt_tokens=500) == {}  # a batch: auto stays off
+    assert speculation(TextOptions(temperature=0), prompt_tokens=64) == {"prompt_lookup_num_tokens": 10}

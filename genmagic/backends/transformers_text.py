@@ -210,12 +210,17 @@ def cut_off(constraint: Any, row: int, ids: list[int], options: TextOptions) -> 
 
 
 PROMPT_LOOKUP_TOKENS = 10  # tokens drafted per step by --speculate prompt-lookup (transformers' suggestion)
+LONG_PROMPT = 64  # --speculate auto: prompt lookup for greedy runs with prompts this long (bench/decoding.py)
 
 
-def speculation(options: TextOptions, rows: int = 1) -> dict[str, Any]:
+def speculation(options: TextOptions, rows: int = 1, prompt_tokens: int = 0) -> dict[str, Any]:
     """``GenerationConfig`` arguments for ``--speculate`` (transformers' prompt-lookup decoding:
     draft tokens copied from the prompt, verified in one forward pass; greedy output unchanged).
-    Transformers drafts for one row at a time: a batch of several rows is refused."""
+    ``auto``: prompt lookup for one greedy row whose prompt has ``LONG_PROMPT`` tokens or more.
+    Transformers drafts for one row at a time: an explicit prompt-lookup over several rows is refused."""
+    if options.speculate == "auto":
+        wanted = rows == 1 and options.deterministic() and prompt_tokens >= LONG_PROMPT
+        return {"prompt_lookup_num_tokens": PROMPT_LOOKUP_TOKENS} if wanted else {}
     if options.speculate != "prompt-lookup":
         return {}
     if rows > 1:
@@ -424,7 +429,8 @@ class TransformersTextBackend:
             config_args.update(temperature=options.temperature, top_p=options.top_p, top_k=options.top_k)
         else:  # neutral values, or the model's own sampling defaults would be merged in (and warned about)
             config_args.update(temperature=1.0, top_p=1.0, top_k=50)
-        generation_config = GenerationConfig(**config_args, **speculation(options))
+        speculate = speculation(options, 1, len(ids))
+        generation_config = GenerationConfig(**config_args, **speculate)
         if options.stop:
             generation_config.stop_strings = list(options.stop)
 
@@ -478,6 +484,7 @@ class TransformersTextBackend:
                 "tokens_per_s": total / elapsed if elapsed > 0 else 0.0,
                 "prompt_tokens": float(len(ids)),
             },
-            info={"device": loaded.device, "dtype": loaded.dtype, **loaded.info},
+            info={"device": loaded.device, "dtype": loaded.dtype, **loaded.info,
+                  "speculation": "prompt-lookup" if speculate else "off"},
         )
 
