@@ -413,8 +413,8 @@ class TextOptions(Options):
                     "(a conversation and --system always use the template)")
     speculate: str = opt(
         "auto", "speculative decoding (in-process models): prompt-lookup drafts tokens by copying from the prompt "
-        "(faster for extraction and rewriting; greedy output unchanged); auto = prompt-lookup for greedy runs whose "
-        "prompt is 64 tokens or longer",
+        "(faster for extraction and rewriting; greedy output unchanged in float32); auto = prompt-lookup for greedy "
+        "float32 runs whose prompt is 64 tokens or longer",
         choices=("auto", "off", "prompt-lookup"), widget=False,
     )
 

@@ -213,13 +213,15 @@ PROMPT_LOOKUP_TOKENS = 10  # tokens drafted per step by --speculate prompt-looku
 LONG_PROMPT = 64  # --speculate auto: prompt lookup for greedy runs with prompts this long (bench/decoding.py)
 
 
-def speculation(options: TextOptions, rows: int = 1, prompt_tokens: int = 0) -> dict[str, Any]:
+def speculation(options: TextOptions, rows: int = 1, prompt_tokens: int = 0, dtype: str = "float32") -> dict[str, Any]:
     """``GenerationConfig`` arguments for ``--speculate`` (transformers' prompt-lookup decoding:
-    draft tokens copied from the prompt, verified in one forward pass; greedy output unchanged).
-    ``auto``: prompt lookup for one greedy row whose prompt has ``LONG_PROMPT`` tokens or more.
-    Transformers drafts for one row at a time: an explicit prompt-lookup over several rows is refused."""
+    draft tokens copied from the prompt, verified in one forward pass; greedy output unchanged in
+    float32). ``auto``: prompt lookup for one greedy float32 row whose prompt has ``LONG_PROMPT``
+    tokens or more (in bfloat16 the verifying pass rounds differently and can change a greedy
+    token: bench/decoding.py). Transformers drafts for one row at a time: an explicit
+    prompt-lookup over several rows is refused."""
     if options.speculate == "auto":
-        wanted = rows == 1 and options.deterministic() and prompt_tokens >= LONG_PROMPT
+        wanted = rows == 1 and options.deterministic() and prompt_tokens >= LONG_PROMPT and dtype == "float32"
         return {"prompt_lookup_num_tokens": PROMPT_LOOKUP_TOKENS} if wanted else {}
     if options.speculate != "prompt-lookup":
         return {}
@@ -429,7 +431,7 @@ class TransformersTextBackend:
             config_args.update(temperature=options.temperature, top_p=options.top_p, top_k=options.top_k)
         else:  # neutral values, or the model's own sampling defaults would be merged in (and warned about)
             config_args.update(temperature=1.0, top_p=1.0, top_k=50)
-        speculate = speculation(options, 1, len(ids))
+        speculate = speculation(options, 1, len(ids), loaded.dtype)
         generation_config = GenerationConfig(**config_args, **speculate)
         if options.stop:
             generation_config.stop_strings = list(options.stop)
