@@ -83,6 +83,7 @@ def schema_from(value: Any, name: str = "") -> Schema:
         _check_dict(schema, label)
         return Schema(schema, None, name)
     name = name or getattr(value, "__name__", "")
+    label = name or label
     if isinstance(value, type) and (dataclasses.is_dataclass(value) or hasattr(value, "model_json_schema")):
         try:
             from pydantic import TypeAdapter

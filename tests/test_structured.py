@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ class Ticket(BaseModel):
     product: str
     urgent: bool
     order_ids: list[int]
+
+
+class Hook(BaseModel):
+    call: Callable[[int], int]
 
 
 @dataclasses.dataclass
@@ -164,13 +169,14 @@ def test_the_cli_takes_a_schema_file(tmp_path: Path, capsys: pytest.CaptureFixtu
         ("t_notschema", r"--schema t_notschema: not a JSON Schema"),
         ("t_badschema", r"--schema t_badschema is not a valid JSON Schema: type: 'strin' is not valid"),
         ("t_unsupported", r'--schema t_unsupported: not supported for constrained decoding: .*uniqueItems'),
+        ("t_hook", r"^--schema t_hook: cannot make a JSON Schema of this class: Cannot generate a JsonSchema"),
         ("t_instance", r"--schema takes a JSON Schema dict.*got t_instance = Address\(street='a', city='b'\)"),
     ],
 )
 def test_bad_schema_values_are_usage_errors_naming_schema(ip: Any, value: str, match: str) -> None:
     ip.user_ns.update(
         t_number=5, t_notschema={"name": "x"}, t_badschema={"type": "strin"},
-        t_unsupported={"type": "array", "uniqueItems": True}, t_instance=Address("a", "b"),
+        t_unsupported={"type": "array", "uniqueItems": True}, t_instance=Address("a", "b"), t_hook=Hook,
     )
     with pytest.raises(UsageError, match=match):
         run(ip, f"%%generate -m echo: --schema {value}\nhi")
