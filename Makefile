@@ -98,6 +98,8 @@ bench: setup engine
 	$(BIN)/python bench/model_quality.py
 	$(BIN)/python bench/safety_eval.py
 	$(BIN)/python bench/safety_overhead.py
+	$(BIN)/python bench/decoding.py
+	$(BIN)/python bench/grammar_engines.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -90,6 +90,7 @@ def generate(
     format: str = "auto",
     messages: list[tuple[str, str]] | None = None,
     safety: str | None = None,
+    schema: Any = None,
     **options: Any,
 ) -> TextResult:
     """Generate text; ``options`` are the ``%%generate`` options (``temperature=0.7``, ``seed=1``, ...).
@@ -98,6 +99,9 @@ def generate(
     ``format="json"``: an output that does not parse gives ``status == "error"`` (the reason in
     ``.error``, the raw text in ``.text``), as in the magic and the CLI. ``safety`` is this run's
     safety level (``off | warn | standard | strict``; default: the session's, see ``%genmagic safety``).
+    ``schema`` (a pydantic model class, a dataclass type, a JSON Schema dict or a ``.json`` file):
+    the output is JSON matching it (``format="json"`` implied); ``result.value`` is the parsed
+    object (an instance of the class; for -f json the JSON value).
     """
     from . import text_run
     from .engine import default_engine
@@ -110,7 +114,7 @@ def generate(
     sink = StreamSink(num=text_options.num) if stream else NullSink()
     result = text_run.run(
         default_engine(), prompt, text_options, TextControls(cache=cache, format=format, safety=safety), model=model, messages=messages or (),
-        sink=sink, given=set(values),
+        sink=sink, given=set(values), schema=schema,
     )
     sink.close(result.ok)
     return result

@@ -77,7 +77,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     sink.close(result.ok)
     if result.status == "error":  # -f json that does not parse: the raw text is above and in history
         raise OutputFormatError(f"{result.error} (history #{result.history_id})")
-    if controls.format == "json" and result.ok:
+    if result.format == "json" and result.ok:  # type: ignore[attr-defined]
         import json
 
         print(json.dumps(result.json(), indent=2, ensure_ascii=False))  # type: ignore[attr-defined]

@@ -334,10 +334,10 @@ class GenMagics(Magics):
         sink = live_text_sink(options.num, controls.stream and self.stream, controls.format)
         result = text_run.run(
             self.engine, prompt, options, controls, model=model, messages=messages, sink=sink, where=self._where(),
-            given=given,
+            given=given, namespace=self.ip.user_ns,
         )
         note = "" if result.ok else f"{result.status} after {sum(result.tokens)} tokens · history #{result.history_id}"
-        if result.ok and controls.format == "json":  # the JSON as written stays; the parsed value is the output
+        if result.ok and result.format == "json":  # the JSON as written stays; the parsed value is the output
             sink.close(True, text_footer(result))
         else:
             _end_live_view(self.ip, sink, result, note)
@@ -354,8 +354,8 @@ class GenMagics(Magics):
             return result
         if controls.format == "code":
             self.ip.set_next_input(strip_fence(result.text), replace=False)
-        if controls.format == "json":
-            return result.json()
+        if result.format == "json":  # -f json or --schema: the parsed value (--schema: an instance of it)
+            return result.value if result.values else result.json()
         return result
 
     # -- %%imagine

@@ -411,6 +411,12 @@ class TextOptions(Options):
     dtype: str | None = opt(None, "weights dtype (default: the model's own, as its config says; auto = the same)", choices=("auto", "float32", "float16", "bfloat16"), widget=False)
     raw: bool = opt(False, "send the prompt as plain text to continue, not as a user turn of the model's chat template "
                     "(a conversation and --system always use the template)")
+    speculate: str = opt(
+        "auto", "speculative decoding (in-process models): prompt-lookup drafts tokens by copying from the prompt "
+        "(faster for extraction and rewriting; greedy output unchanged in float32); auto = prompt-lookup for greedy "
+        "float32 runs whose prompt is 64 tokens or longer",
+        choices=("auto", "off", "prompt-lookup"), widget=False,
+    )
 
     def deterministic(self) -> bool:
         return self.temperature == 0
@@ -460,6 +466,11 @@ class TextControls(Controls):
         "how to show the output: auto renders markdown when the output uses it (headings, lists, fences, "
         "emphasis, links, tables) and plain text otherwise, line breaks kept",
         flags=("-f",), choices=("auto", "markdown", "text", "code", "json", "html"),
+    )
+    schema: str | None = opt(
+        None, "the output is JSON matching this schema (implies -f json): in a notebook a variable holding a "
+        "pydantic model class, a dataclass or a JSON Schema dict; or a JSON Schema file", metavar="VAR|FILE",
+        example="Person", widget=False,
     )
 
 

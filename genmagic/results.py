@@ -141,10 +141,18 @@ class TextResult(Result):
     texts: list[str] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)  # new tokens per sample
     format: str = "auto"  # how the result shows itself: auto | markdown | text | code | json | html
+    # With -f json / --schema: each sample parsed (a pydantic or dataclass instance for such a schema)
+    values: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def text(self) -> str:
         return self.texts[0] if self.texts else ""
+
+    @property
+    def value(self) -> Any:
+        """The first sample parsed (-f json: the JSON value; --schema: the schema's type); None
+        for other formats and for a run that failed."""
+        return self.values[0] if self.values else None
 
     def _outputs(self) -> list[Any]:
         return self.texts

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .options import TextControls, TextOptions
     from .request import Request
     from .results import Result, TextResult
+    from .structured import Schema
 
 
 def build_request(
@@ -65,24 +66,50 @@ def run(
     sink: Any = None,
     where: Mapping[str, Any] | None = None,
     given: Collection[str] | None = None,
+    schema: Any = None,
+    namespace: Mapping[str, Any] | None = None,
 ) -> TextResult:
     """Build the request, run it; the result shows itself in ``controls.format``. With
     ``-f json`` an output that does not parse makes a failed run (status ``error``, see
-    :func:`check_format`): the caller reports it, the result and history keep the text."""
+    :func:`check_format`): the caller reports it, the result and history keep the text.
+
+    ``schema`` (a JSON Schema dict, a pydantic model class, a dataclass type), else
+    ``controls.schema`` (a variable of ``namespace``, or a ``.json`` file): the output is JSON
+    matching it (``-f json`` implied), and ``result.value`` is the parsed object."""
+    shape = _schema(schema, controls, namespace)
+    fmt = "json" if shape is not None else controls.format
     request = build_request(engine, prompt, options, model or controls.model, messages, given)
-    request = _ask_format(request, controls.format)
+    request = _ask_format(request, fmt)
+    if shape is not None:
+        request = dataclasses.replace(request, inputs={**request.inputs, "json_schema": shape.canonical})
     result: TextResult = run_with_sink(
-        engine, request, sink, cache=controls.cache, finish=functools.partial(check_format, fmt=controls.format),
+        engine, request, sink, cache=controls.cache, finish=functools.partial(check_format, fmt=fmt, schema=shape),
         safety=controls.safety,
         **dict(where or {}),
     )
     return result
 
 
-def check_format(result: Result, fmt: str) -> None:
+def _schema(schema: Any, controls: TextControls, namespace: Mapping[str, Any] | None) -> Schema | None:
+    """The run's ``--schema``, checked (a one-line error naming ``--schema`` otherwise)."""
+    if schema is None and controls.schema is None:
+        return None
+    from . import structured
+    from .errors import OptionError
+
+    shape = structured.schema_from(schema) if schema is not None else structured.resolve(str(controls.schema), namespace)
+    if controls.format not in ("auto", "json"):
+        raise OptionError(f"--schema gives JSON, not -f {controls.format}; leave -f out (or use -f json)")
+    structured.unsupported(shape)
+    return shape
+
+
+def check_format(result: Result, fmt: str, schema: Schema | None = None) -> None:
     """The engine's ``finish`` for text (before history records the run): the result shows
-    itself in ``fmt``; with ``-f json`` every sample must parse, or the run failed: status
-    ``error`` with the reason, the raw text kept on the result and in history."""
+    itself in ``fmt``; with ``-f json`` every sample must parse (and match ``schema``), or the
+    run failed: status ``error`` with the reason, the raw text kept on the result and in
+    history. The parsed samples are ``result.values`` (a pydantic or dataclass instance with
+    such a schema)."""
     text_result = cast("TextResult", result)
     text_result.format = fmt
     if fmt != "json" or result.status != "ok":
@@ -90,10 +117,13 @@ def check_format(result: Result, fmt: str) -> None:
     from .display import parse_json
     from .errors import OutputFormatError
 
+    values = []
     for index, text in enumerate(text_result.texts):
         try:
-            parse_json(text)
+            value = parse_json(text)
+            values.append(schema.convert(value) if schema is not None else value)
         except OutputFormatError as err:
             result.status = "error"
             result.error = (f"sample {index + 1}: " if len(text_result.texts) > 1 else "") + str(err)
             return
+    text_result.values = values

@@ -57,12 +57,16 @@ class Server:
     extras: Mapping[str, str] = field(default_factory=dict)  # genmagic option -> the server's request field
     seed_honoured: bool = False  # the same seed gives the same text (so a seeded run may be cached)
     images: bool = True  # may serve /v1/images/generations
+    # how --schema is asked for: OpenAI's {"type": "json_schema", "json_schema": {...}}, or llama-cpp-python's
+    # {"type": "json_object", "schema": {...}} (its server rejects the former with a validation error)
+    schema_in_json_object: bool = False
 
 
 SERVERS = {
     # OpenAI's own API: seeds are "best effort", no top_k / repetition penalty
     "openai": Server(),
-    "llama.cpp": Server({"top_k": "top_k", "repetition_penalty": "repeat_penalty"}, seed_honoured=True, images=False),
+    "llama.cpp": Server({"top_k": "top_k", "repetition_penalty": "repeat_penalty"}, seed_honoured=True, images=False,
+                        schema_in_json_object=True),
     "vllm": Server({"top_k": "top_k", "repetition_penalty": "repetition_penalty"}, seed_honoured=True, images=False),
 }
 
@@ -99,6 +103,26 @@ def _setting(spec: ModelSpec, name: str) -> Any:
 
 DEFAULTS: dict[str, Any] = {"server": "openai", "connect_timeout": 5.0, "read_timeout": 120.0, "max_retries": 2,
                             "stream": True}
+
+
+def _refused_schema(spec: ModelSpec, create: Any) -> Any:
+    """``create`` whose 400/422 answer to a ``response_format`` of type ``json_schema`` (``--schema``)
+    says the server cannot take a schema, in one line."""
+
+    def call(**args: Any) -> Any:
+        import openai
+
+        try:
+            return create(**args)
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as err:
+            if args.get("response_format", {}).get("type") != "json_schema":
+                raise
+            raise ServerError(
+                f"the server at {spec.source} refused --schema (response_format json_schema, answered "
+                f"{err.status_code}: {_server_message(err)}); leave --schema out and use -f json (checked after the run)"
+            ) from None
+
+    return call
 
 
 class OpenAICompatBackend:
@@ -175,7 +199,7 @@ class OpenAICompatBackend:
             raise OptionError(f"--truncate cannot be used with {spec.alias!r}, a served model: the server decides how "
                               "long a prompt may be; leave --truncate out")
         refused = {"device": None, "dtype": None, "top_k": 0, "repetition_penalty": 1.0,
-                   "negative": None, "scheduler": None, "lora": ()}
+                   "negative": None, "scheduler": None, "lora": (), "speculate": "off"}
         for name, neutral in refused.items():
             value = getattr(options, name, neutral)
             if value in (neutral, "auto") or name in extras:
@@ -313,7 +337,12 @@ class OpenAICompatBackend:
         messages = [{"role": "system", "content": options.system}] if options.system else []
         messages += [{"role": role, "content": content} for role, content in request.messages]
         messages.append({"role": "user", "content": request.prompt})
-        if json_wanted:
+        schema = request.inputs.get("json_schema")
+        if schema and self.server(spec).schema_in_json_object:
+            args["response_format"] = {"type": "json_object", "schema": json.loads(schema)}
+        elif schema:  # --schema: the server constrains to it where it can (refused: _refused_schema)
+            args["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": json.loads(schema)}}
+        elif json_wanted:
             args["response_format"] = {"type": "json_object"}
         return "chat", {**args, "messages": messages}
 
@@ -322,7 +351,7 @@ class OpenAICompatBackend:
         spec, client = loaded.spec, loaded.model
         client.api_key = _api_key(spec)  # read now: a key set after the load (the 401's advice) is used
         endpoint, args = self._body(loaded, request, seed)
-        create = client.chat.completions.create if endpoint == "chat" else client.completions.create
+        create = _refused_schema(spec, client.chat.completions.create if endpoint == "chat" else client.completions.create)
         if not stream:
             answer = self._call(spec, lambda: create(**args))
             piece.add(_text(answer, endpoint, spec), sink, index)

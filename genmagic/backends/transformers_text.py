@@ -14,10 +14,11 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelNotFoundError, PromptError
+from ..errors import ModelNotFoundError, OptionError, PromptError
 from ..options import TextOptions
 from ..registry import split_scale
 from ..request import Event, Request, Sink
@@ -190,8 +191,51 @@ class _Streamer:
         return text
 
 
+def json_processor(tokenizer: Any, request: Request, rows: int, eos: Any) -> Any:
+    """The grammar constraint of a ``-f json`` / ``--schema`` run for ``rows`` rows decoded
+    together (a logits processor; ``backends/_grammar.py``), or None for other runs."""
+    if request.inputs.get("response_format") != "json":
+        return None
+    from ._grammar import json_constraint
+
+    schema = request.inputs.get("json_schema")
+    options: TextOptions = request.options  # type: ignore[assignment]
+    return json_constraint(tokenizer, json.loads(schema) if schema else None, rows, eos, options.max_new_tokens)
+
+
+def cut_off(constraint: Any, row: int, ids: list[int], options: TextOptions) -> str | None:
+    """Why row ``row`` (new tokens ``ids``) of a constrained run failed (its JSON still open when
+    --max-new-tokens ran out), or None."""
+    if constraint is None or not constraint.incomplete(row, ids):
+        return None
+    return f"JSON cut off at --max-new-tokens {options.max_new_tokens}; raise it"
+
+
+PROMPT_LOOKUP_TOKENS = 10  # tokens drafted per step by --speculate prompt-lookup (transformers' suggestion)
+LONG_PROMPT = 64  # --speculate auto: prompt lookup for greedy runs with prompts this long (bench/decoding.py)
+
+
+def speculation(options: TextOptions, rows: int = 1, prompt_tokens: int = 0, dtype: str = "float32") -> dict[str, Any]:
+    """``GenerationConfig`` arguments for ``--speculate`` (transformers' prompt-lookup decoding:
+    draft tokens copied from the prompt, verified in one forward pass; greedy output unchanged in
+    float32). ``auto``: prompt lookup for one greedy float32 row whose prompt has ``LONG_PROMPT``
+    tokens or more (in bfloat16 the verifying pass rounds differently and can change a greedy
+    token: bench/decoding.py). Transformers drafts for one row at a time: an explicit
+    prompt-lookup over several rows is refused."""
+    if options.speculate == "auto":
+        wanted = rows == 1 and options.deterministic() and prompt_tokens >= LONG_PROMPT and dtype == "float32"
+        return {"prompt_lookup_num_tokens": PROMPT_LOOKUP_TOKENS} if wanted else {}
+    if options.speculate != "prompt-lookup":
+        return {}
+    if rows > 1:
+        raise OptionError(f"--speculate prompt-lookup decodes one row at a time; with {rows} rows in a batch use "
+                          "--batch-size 1 or leave --speculate out")
+    return {"prompt_lookup_num_tokens": PROMPT_LOOKUP_TOKENS}
+
+
 class TransformersTextBackend:
     kinds = ("text",)
+    constrained_formats = ("json",)  # -f json and --schema decode under a JSON grammar (llguidance)
 
     # -- discovery
     def detect(self, source: str) -> str | None:
@@ -366,7 +410,7 @@ class TransformersTextBackend:
         return ids
 
     @staticmethod
-    def generation_config(tm: _TextModel, options: TextOptions) -> Any:
+    def generation_config(tm: _TextModel, options: TextOptions, speculate: Mapping[str, Any] | None = None) -> Any:
         """The ``GenerationConfig`` of a run. Sampling is done by :func:`row_sampler` (each row
         with its own generator), so transformers itself always decodes greedily, over logits the
         sampler has narrowed to the token it drew."""
@@ -385,6 +429,7 @@ class TransformersTextBackend:
             bos_token_id=gen_cfg.bos_token_id,
             # neutral values, or the model's own sampling defaults would be merged in (and warned about)
             temperature=1.0, top_p=1.0, top_k=50,
+            **(speculate or {}),  # --speculate (see speculation)
         )
         if options.stop:
             config.stop_strings = list(options.stop)
@@ -392,23 +437,27 @@ class TransformersTextBackend:
 
     def generate(self, loaded: Loaded, request: Request, sink: Sink) -> TextResult:
         import torch
+        from transformers import LogitsProcessorList
 
         tm: _TextModel = loaded.model
         options: TextOptions = request.options  # type: ignore[assignment]
         ids = self.check_length(tm, self.encode(tm, request), options, request.model)
         tok, model = tm.tokenizer, tm.model
-        generation_config = self.generation_config(tm, options)
+        speculate = speculation(options, 1, len(ids), loaded.dtype)
+        generation_config = self.generation_config(tm, options, speculate)
 
         input_ids = torch.tensor([ids], device=loaded.device)
         attention = torch.ones_like(input_ids)
         texts: list[str] = []
         counts: list[int] = []
         status = "ok"
+        error: str | None = None
         started = time.perf_counter()
         first_token: float | None = None
         for index in range(options.num):
             streamer = _Streamer(tok, sink, index, options.stop)
             seed = options.seed + index if options.seed is not None else None
+            constraint = json_processor(tok, request, 1, generation_config.eos_token_id)
             try:
                 with seeded(seed, loaded.device), torch.inference_mode(), torch_threads(loaded.nbytes if loaded.device == "cpu" else 1 << 40):
                     model.generate(
@@ -417,7 +466,9 @@ class TransformersTextBackend:
                         generation_config=generation_config,
                         streamer=streamer,
                         tokenizer=tok if options.stop else None,
-                        logits_processor=row_sampler(options, [seed], loaded.device),
+                        logits_processor=LogitsProcessorList(
+                            [*([constraint] if constraint is not None else []),
+                             *row_sampler(options, [seed], loaded.device)]),
                     )
             except (KeyboardInterrupt, _Cancelled):
                 status = "interrupted"
@@ -427,9 +478,14 @@ class TransformersTextBackend:
             counts.append(len(streamer.ids))
             if status == "ok" and sink.cancelled:
                 status = "interrupted"
+            error = cut_off(constraint, 0, streamer.ids, options) if status == "ok" else None
+            if error:
+                status, error = "error", (f"sample {index + 1}: " if options.num > 1 else "") + error
             if status != "ok":
                 break
-        return _text_result(request, loaded, status, texts, counts, started, first_token, len(ids))
+        return _text_result(request, loaded, status, texts, counts, started, first_token, len(ids), error=error,
+                            info={"speculation": "prompt-lookup" if speculate else "off"})
+
 
     # -- batches (Engine.run_many)
     def plan_batches(self, loaded: Loaded, requests: list[Request], batch_size: int | None) -> list[list[int]]:
@@ -438,7 +494,10 @@ class TransformersTextBackend:
         A row of several samples (``-n``) runs alone."""
         tm: _TextModel = loaded.model
         lengths = [len(self.encode(tm, r)) for r in requests]
-        keys = [(r.options.replace(seed=None), i if r.options.num > 1 else -1)  # type: ignore[attr-defined]
+        # rows batch together when only the seed differs; several samples or an explicit
+        # --speculate prompt-lookup (one row at a time in transformers) run alone
+        alone = [r.options.num > 1 or r.options.speculate == "prompt-lookup" for r in requests]  # type: ignore[attr-defined]
+        keys = [(r.options.replace(seed=None), str(r.to_dict()["inputs"]), i if alone[i] else -1)  # type: ignore[attr-defined]
                 for i, r in enumerate(requests)]
         if batch_size is None:
             longest = max(lengths, default=1) + max(r.options.max_new_tokens for r in requests)  # type: ignore[attr-defined]
@@ -458,8 +517,10 @@ class TransformersTextBackend:
         Llama: 40 of 64 rows identical over 16 tokens; trained models have far fewer near-ties).
         Ctrl-C returns every row as far as it got: rows that had ended are ``ok``."""
         import torch
+        from transformers import LogitsProcessorList
 
-        if len(requests) == 1 or any(r.options.num > 1 for r in requests):  # type: ignore[attr-defined]
+        if len(requests) == 1 or any(r.options.num > 1 or r.options.speculate == "prompt-lookup"  # type: ignore[attr-defined]
+                                     for r in requests):
             return [self.generate(loaded, r, s) for r, s in zip(requests, sinks, strict=True)]
         tm: _TextModel = loaded.model
         options: TextOptions = requests[0].options  # type: ignore[assignment]
@@ -470,6 +531,7 @@ class TransformersTextBackend:
         ends = {int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None}
         ends.add(int(generation_config.pad_token_id))
         input_ids, attention = left_pad(rows, generation_config.pad_token_id, loaded.device)
+        constraint = json_processor(tok, requests[0], len(rows), generation_config.eos_token_id)  # -f json / --schema
         streamers = [_Streamer(tok, sink, 0, options.stop) for sink in sinks]
         row_streamer = RowStreamer(streamers, ends)
         status = "ok"
@@ -482,7 +544,9 @@ class TransformersTextBackend:
                     generation_config=generation_config,
                     streamer=row_streamer,
                     tokenizer=tok if options.stop else None,
-                    logits_processor=row_sampler(options, [r.seed for r in requests], loaded.device),
+                    logits_processor=LogitsProcessorList(
+                        [*([constraint] if constraint is not None else []),
+                         *row_sampler(options, [r.seed for r in requests], loaded.device)]),
                     stopping_criteria=rows_cancelled(sinks),
                 )
         except KeyboardInterrupt:
@@ -493,19 +557,22 @@ class TransformersTextBackend:
             text = streamer.flush()
             ended = streamer.stopped or len(streamer.ids) >= options.max_new_tokens or row_streamer.finished[i]
             row_status = "interrupted" if sink.cancelled or (status != "ok" and not ended) else "ok"
+            error = cut_off(constraint, i, streamer.ids, options) if row_status == "ok" else None
             first = streamer.first_token_at - started if streamer.first_token_at is not None else None
-            results.append(_text_result(request, loaded, row_status, [text], [len(streamer.ids)], started, first,
-                                        len(ids), done))
+            results.append(_text_result(request, loaded, "error" if error else row_status, [text], [len(streamer.ids)],
+                                        started, first, len(ids), done, error=error, info={"speculation": "off"}))
         return results
 
 
 def _text_result(request: Request, loaded: Loaded, status: str, texts: list[str], counts: list[int], started: float,
-                 first_token: float | None, prompt_tokens: int, finished: float | None = None) -> TextResult:
+                 first_token: float | None, prompt_tokens: int, finished: float | None = None, *,
+                 error: str | None = None, info: Mapping[str, Any] | None = None) -> TextResult:
     elapsed = (finished or time.perf_counter()) - started
     total = sum(counts)
     return TextResult(
         request=request,
         status=status,
+        error=error,
         texts=texts,
         tokens=counts,
         timings={
@@ -515,5 +582,5 @@ def _text_result(request: Request, loaded: Loaded, status: str, texts: list[str]
             "tokens_per_s": total / elapsed if elapsed > 0 else 0.0,
             "prompt_tokens": float(prompt_tokens),
         },
-        info={"device": loaded.device, "dtype": loaded.dtype, **loaded.info},
+        info={"device": loaded.device, "dtype": loaded.dtype, **loaded.info, **(info or {})},
     )
