@@ -434,6 +434,11 @@ class Controls(Options):
         "requests and outputs), strict (also redact PII for local models, hold borderline outputs for review)",
         choices=("off", "warn", "standard", "strict"),
     )
+    compare: tuple[str, ...] = opt(
+        (), "compare outputs over an option: AXIS=V1,V2,... (repeat once for a second axis, e.g. --compare "
+        "seed=1,2 --compare temperature=0.2,1); AXIS is any option, model, or the preset (tone/style)",
+        repeat=True, metavar="AXIS=V1,V2", widget=False, example="seed=1,2,3",
+    )
 
 
 @dataclass(frozen=True)
@@ -446,6 +451,9 @@ class TextControls(Controls):
         "emphasis, links, tables) and plain text otherwise, line breaks kept",
         flags=("-f",), choices=("auto", "markdown", "text", "code", "json", "html"),
     )
+    tone: str | None = opt(None, "a tone preset: its prompt template, system prompt and option defaults "
+                           "(formal, friendly, concise, playful, technical, ...; see %genmagic presets)",
+                           metavar="NAME", example="formal")
 
 
 def options_class(kind: str) -> type[Options]:
@@ -493,3 +501,8 @@ class ImageControls(Controls):
     mask: str | None = opt(None, "inpainting: repaint the white area of this mask (with --init)", metavar="VAR|PATH", widget=False)
     from_image: str | None = opt(None, "re-run the request stored in a PNG saved by genmagic", flags=("--from",), metavar="PNG", widget=False)
     preview: int = opt(5, "show a preview every N steps; 0 = none", min=0, max=1000, example="5")
+    style: str | None = opt(None, "a style preset: its prompt template, negative prompt and option defaults "
+                            "(photo, watercolor, pixel-art, line-art, ...; see %genmagic presets)",
+                            metavar="NAME", example="watercolor")
+    cell: str | None = opt(None, "with --from GRID.png: the comparison cell to re-run, X,Y counted from 1 "
+                           "(column, row; X alone for one axis)", metavar="X,Y", widget=False, example="2,1")

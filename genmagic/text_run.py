@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from .request import run_with_sink
@@ -69,14 +69,31 @@ def run(
     """Build the request, run it; the result shows itself in ``controls.format``. With
     ``-f json`` an output that does not parse makes a failed run (status ``error``, see
     :func:`check_format`): the caller reports it, the result and history keep the text."""
-    request = build_request(engine, prompt, options, model or controls.model, messages, given)
-    request = _ask_format(request, controls.format)
+    request, finish = prepare(engine, prompt, options, controls, model=model, messages=messages, given=given)
     result: TextResult = run_with_sink(
-        engine, request, sink, cache=controls.cache, finish=functools.partial(check_format, fmt=controls.format),
-        safety=controls.safety,
-        **dict(where or {}),
+        engine, request, sink, cache=controls.cache, finish=finish, safety=controls.safety, **dict(where or {}),
     )
     return result
+
+
+def prepare(
+    engine: Engine,
+    prompt: str,
+    options: TextOptions,
+    controls: TextControls,
+    *,
+    model: str | None = None,
+    messages: Sequence[tuple[str, str]] = (),
+    given: Collection[str] | None = None,
+) -> tuple[Request, Callable[[Result], None]]:
+    """The request :func:`run` runs (``--tone`` applied: :func:`genmagic.presets.apply`) and the
+    engine's ``finish`` for it (the ``-f`` check, the preset's name in ``info``)."""
+    from . import presets
+
+    prompt, options, given, preset = presets.apply("text", controls.tone, prompt, options, given, engine.registry)
+    request = build_request(engine, prompt, options, model or controls.model, messages, given)
+    request = _ask_format(request, controls.format)
+    return request, presets.noted(preset, functools.partial(check_format, fmt=controls.format))
 
 
 def check_format(result: Result, fmt: str) -> None:
