@@ -546,3 +546,40 @@ def progress_view(kind: str) -> Callable[[int, int, Cell], None]:
             print(f"genmagic: cell {done + 1} of {total}: {cell.label}", file=sys.stderr)
 
     return line
+
+
+def cli(kind: str, prompt: str, options: Options, controls: Controls, given: Collection[str], output: str | None) -> int:
+    """``genmagic generate|imagine ... --compare ...``: text as labelled blocks on stdout; images as
+    one labelled grid PNG at ``-o`` (its path on stdout). Exit status: 130 interrupted, 3 when a
+    safety check blocked or withheld a cell, else 0."""
+    import sys
+
+    from .engine import default_engine
+
+    if kind == "image" and output:
+        from .image_run import output_paths
+
+        paths = output_paths(output, 1)  # a wrong -o fails before the run
+        if not paths:
+            raise OptionError(f"-o {output}: a comparison is one grid PNG; give a file name, e.g. -o grid.png")
+        output = paths[0]
+    grid = run(default_engine(), kind, prompt, options, controls, model=controls.model, given=given,
+               progress=progress_view(kind))
+    if kind == "text":
+        sys.stdout.write(grid.plain() + "\n")
+    elif output:
+        import os
+
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        print(grid.save(output))
+    else:
+        print(f"genmagic: {len(grid)} cells in history; pass -o grid.png to write the labelled grid", file=sys.stderr)
+    if grid.status == "interrupted":
+        print("genmagic: interrupted; the finished cells are kept in history", file=sys.stderr)
+        return 130
+    held = [c for c in grid if c.result is None or c.result.withheld or c.result.status in ("blocked", "review")]
+    if held:
+        print(f"genmagic: {len(held)} cell(s) blocked or withheld by a safety check: "
+              + "; ".join(f"{c.label}: {_image_note(c) if kind == 'image' else c.text}" for c in held), file=sys.stderr)
+        return 3
+    return 0

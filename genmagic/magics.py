@@ -384,8 +384,8 @@ class GenMagics(Magics):
                            where=self._where(), progress=compare.progress_view(kind), **extra)
         if getattr(controls, "save", None):
             for cell in grid:
-                if cell.result is not None and getattr(cell.result, "images", None):
-                    cell.result.save(controls.save)
+                if getattr(cell.result, "images", None):
+                    cell.result.save(controls.save)  # type: ignore[union-attr]
         self._bind(controls.out, grid)
         if grid.status == "interrupted":
             from IPython.display import display
