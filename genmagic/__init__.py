@@ -174,8 +174,9 @@ def comparison(prompt: str, *axes: str, kind: str = "image", model: str | None =
     return grid.run(default_engine(), kind, prompt, option_cls(**values), controls, model=model, given=set(values))
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The generation parameters stored in a PNG: ``{"request": ..., "seed": ..., "parameters": ...}``."""
+def read_metadata(path: str | os.PathLike[str], cell: str | None = None) -> dict[str, Any]:
+    """The generation parameters stored in a PNG: ``{"request": ..., "seed": ..., "parameters": ...}``;
+    for a comparison grid, those of the cell ``"X,Y"`` (from 1)."""
     from .pngmeta import read_metadata as read
 
-    return read(path)
+    return read(path, cell=cell)
