@@ -529,9 +529,8 @@ def progress_view(kind: str) -> Callable[[int, int, Cell], None]:
 
         def show(done: int, total: int, cell: Cell) -> None:
             nonlocal handle
-            text = (f"{kind} comparison: cell {done + 1} of {total} ({cell.label})" if done < total
-                    else f"{kind} comparison: {total} cells done")
-            view = HTML(f"<div style='color:{MUTED}; font-size:0.85em'>{html.escape(text)}</div>")
+            text = f"{kind} comparison: cell {done + 1} of {total} ({cell.label})" if done < total else ""
+            view = HTML(f"<div style='color:{MUTED}; font-size:0.85em'>{html.escape(text)}</div>" if text else "")
             if handle is None:
                 handle = display(view, display_id=True)
             else:

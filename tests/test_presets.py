@@ -65,6 +65,7 @@ def test_a_project_preset_sets_the_prompt_actually_sent_and_history_keeps_it(ip:
     assert result.request.prompt == sent and result.text == sent[:40]
     shown = run(ip, f"%genmagic show {result.history_id}")
     assert shown.request.prompt == sent and shown.info["preset"] == "tone pirate"
+    assert "tone pirate" in shown._repr_mimebundle_()["text/html"] and repr(sent) in repr(shown)
 
 
 def test_a_style_changes_the_prompt_negative_and_guidance(img_ip: Any) -> None:
@@ -74,6 +75,8 @@ def test_a_style_changes_the_prompt_negative_and_guidance(img_ip: Any) -> None:
     assert result.request.options.negative == "blurry, " + style.addition
     assert result.request.options.guidance == style.options["guidance"]
     assert result.info["preset"] == "style watercolor"
+    assert "style watercolor" in result._repr_mimebundle_()["text/html"]  # the footer names it
+    assert f"prompt sent={result.request.prompt!r}" in repr(result)
     given = run(img_ip, "%%imagine -m tiny-img --style watercolor --steps 1 --seed 3 --guidance 2\na red circle")
     assert given.request.options.guidance == 2.0
 
