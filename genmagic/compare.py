@@ -172,6 +172,8 @@ def parse_axes(specs: Sequence[str], kind: str, registry: Any = None) -> list[Ax
             raise OptionError(f"--compare {spec}: write AXIS=V1,V2,..., e.g. --compare seed=1,2,3")
         if axis not in valid:
             close = difflib.get_close_matches(axis, valid, n=1, cutoff=0.6)
+            if axis in PRESET_AXIS.values():  # style for text, tone for images
+                close = [PRESET_AXIS[kind]]
             mean = f"did you mean {close[0]}? " if close else ""
             raise OptionError(f"--compare {spec}: {name.strip()!r} is not something to compare for {kind}; "
                               f"{mean}valid axes: {', '.join(valid)}")

@@ -196,6 +196,7 @@ def test_an_interrupt_keeps_the_finished_cells(ip: Any) -> None:
     ("--seed 3 --compare seed=1,2", r"--seed is also given; drop one"),
     ("-n 2 --compare seed=1,2", r"-n and --compare: a comparison shows one output per cell"),
     ("--compare num=1,2", r"'num' is not something to compare"),
+    ("--compare style=photo", r"'style' is not something to compare for text; did you mean tone\?"),
     ("--compare model=echo:,nosuchmodel", r"--compare cell model=nosuchmodel: .*nosuchmodel"),
     ("--compare raw=true,maybe", r"--compare raw=maybe: expected true or false"),
 ])
