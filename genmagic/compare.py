@@ -231,10 +231,10 @@ def build_cells(
     preset_axis = PRESET_AXIS[kind]
     given_set = set(given) if given is not None else {f.name for f in type(options).option_fields()}
     for axis in axes:
-        if axis.name in given_set and axis.name not in ("model", preset_axis):
+        if given is not None and axis.name in given_set and axis.name not in ("model", preset_axis):
             raise OptionError(f"--compare {axis.name}=...: --{axis.name.replace('_', '-')} is also given; "
                               "drop one (the axis gives every cell its value)")
-    if "num" in given_set and getattr(options, "num", 1) != 1:
+    if getattr(options, "num", 1) != 1:
         raise OptionError("-n and --compare: a comparison shows one output per cell; compare seeds instead, "
                           "e.g. --compare seed=1,2,3")
     if getattr(options, "chat", False):
