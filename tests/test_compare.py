@@ -154,6 +154,22 @@ def test_a_blocked_cell_shows_its_reason_and_the_others_still_run(ip: Any) -> No
     assert "blocked" in grid.html()
 
 
+class _WithholdOutput(_Block):
+    def screen(self, text: str, stage: str, request: Request, level: str) -> list[Verdict]:
+        if stage == "output" and self.word in text:
+            return [Verdict(self.name, "privacy", 1.0, "block", stage=stage, target="output 1", reason="says it")]
+        return []
+
+
+def test_a_withheld_cell_shows_its_stand_in_and_reason(ip: Any) -> None:
+    genmagic._magics.engine.checks = [_WithholdOutput("SECRET")]
+    grid = run(ip, "%%generate -m echo: --seed 1 --compare max_new_tokens=4,20\nabc SECRET")
+    assert grid[0].text == "abc " and grid[0].status == "ok"
+    assert grid[1].result is not None and grid[1].result.status == "blocked"
+    assert grid[1].text == "[withheld by a safety check: says it]" and "SECRET" not in grid.html()
+    assert "SECRET" not in grid.plain()
+
+
 class _Stops(EchoBackend):
     """Echo, but the run with seed 2 is interrupted (a KeyboardInterrupt out of the backend)."""
 

@@ -91,6 +91,7 @@ def test_project_presets_replace_user_presets_which_replace_builtins(tmp_path: P
     assert presets.get("image", "photo", registry).origin == "project"
     assert presets.get("image", "mine", registry).origin == "user"
     assert presets.get("image", "watercolor", registry).origin == "builtin"
+    assert "mine" in presets.names("image", registry) and "mine" not in presets.names("text", registry)
     listing = repr(presets.table("image", registry))
     assert "mine" in listing and "PROJECT {prompt}" in listing and "tone" not in listing.split("\n")[2]
 
