@@ -229,3 +229,52 @@ def test_python_api_comparison_and_model_axis() -> None:
     assert [cell.request.model for cell in grid] == ["echo:one", "echo:two"]
     with pytest.raises(OptionError, match="kind='audio'"):
         genmagic.comparison("hey", "seed=1,2", kind="audio")
+
+
+def test_kernel_interrupt_keeps_the_finished_cells(genmagic_home: Path) -> None:
+    """A real kernel: interrupting during cell 2 of 3 keeps cell 1, the partial cell 2 and the grid
+    bound to --out; the grid is shown and history has both runs."""
+    import time
+
+    from jupyter_client.manager import start_new_kernel
+
+    from genmagic.history import History
+
+    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ})
+
+    def execute(code: str, interrupt_on: str = "") -> tuple[dict, list[dict]]:
+        msg_id = kc.execute(code)
+        seen: list[dict] = []
+        interrupted = False
+        while True:
+            msg = kc.get_iopub_msg(timeout=300)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            seen.append(msg)
+            content = msg["content"]
+            if interrupt_on and not interrupted and interrupt_on in content.get("data", {}).get("text/html", ""):
+                time.sleep(0.5)
+                km.interrupt_kernel()
+                interrupted = True
+            if msg["msg_type"] == "status" and content["execution_state"] == "idle":
+                break
+        return kc.get_shell_msg(timeout=120)["content"], seen
+
+    try:
+        assert execute("%load_ext genmagic")[0]["status"] == "ok"
+        # the embedded tiny-image: slow enough per step for the interrupt to land inside cell 2
+        code = "%%imagine -m tiny-image --seed 1 --compare steps=2,400,3 --out g\na red circle"
+        reply, msgs = execute(code, interrupt_on="cell 2 of 3")
+        assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+        shown = [m["content"]["data"]["text/html"] for m in msgs if m["msg_type"] == "display_data"
+                 and "genmagic-compare" in m["content"].get("data", {}).get("text/html", "")]
+        assert shown and "interrupted: 2 of 3 cells done" in shown[-1]
+        reply, msgs = execute("print(g.status, [c.status for c in g], g[0].result.history_id, g[1].result.history_id)")
+        printed = "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
+        assert printed.startswith("interrupted ['ok', 'interrupted', 'pending']"), printed
+        first, second = (int(x) for x in printed.split()[-2:])
+        assert History(genmagic_home).get(first).status == "ok"
+        assert History(genmagic_home).get(second).status == "interrupted"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
