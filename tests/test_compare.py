@@ -234,8 +234,7 @@ def test_python_api_comparison_and_model_axis() -> None:
 def test_kernel_interrupt_keeps_the_finished_cells(genmagic_home: Path) -> None:
     """A real kernel: interrupting during cell 2 of 3 keeps cell 1, the partial cell 2 and the grid
     bound to --out; the grid is shown and history has both runs."""
-    import time
-
+    from conftest import kernel_execute
     from jupyter_client.manager import start_new_kernel
 
     from genmagic.history import History
@@ -243,22 +242,7 @@ def test_kernel_interrupt_keeps_the_finished_cells(genmagic_home: Path) -> None:
     km, kc = start_new_kernel(kernel_name="python3", env={**os.environ})
 
     def execute(code: str, interrupt_on: str = "") -> tuple[dict, list[dict]]:
-        msg_id = kc.execute(code)
-        seen: list[dict] = []
-        interrupted = False
-        while True:
-            msg = kc.get_iopub_msg(timeout=300)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            seen.append(msg)
-            content = msg["content"]
-            if interrupt_on and not interrupted and interrupt_on in content.get("data", {}).get("text/html", ""):
-                time.sleep(0.5)
-                km.interrupt_kernel()
-                interrupted = True
-            if msg["msg_type"] == "status" and content["execution_state"] == "idle":
-                break
-        return kc.get_shell_msg(timeout=120)["content"], seen
+        return kernel_execute(km, kc, code, interrupt_on, delay=0.5)
 
     try:
         assert execute("%load_ext genmagic")[0]["status"] == "ok"
