@@ -193,6 +193,7 @@ def test_an_interrupt_keeps_the_finished_cells(ip: Any) -> None:
         with pytest.raises(KeyboardInterrupt):
             run(ip, "%%generate -m stops: --compare seed=1,2,3 --out t_stopped\nabc")
     finally:
+        genmagic._magics.engine.models.unload()  # while its backend is still there to unload it
         registry.unregister_backend("stops")
     grid = ip.user_ns["t_stopped"]
     assert grid.status == "interrupted"
