@@ -83,7 +83,9 @@ class Cell:
     def status(self) -> str:
         if self.result is not None:
             return self.result.status
-        return "blocked" if self.error and self.error.startswith("blocked") else ("error" if self.error else "pending")
+        if not self.error:
+            return "pending"
+        return "interrupted" if self.error == "interrupted" else self.error.partition(":")[0]  # blocked | error
 
     @property
     def text(self) -> str:
@@ -147,7 +149,7 @@ def parse_value(kind: str, axis: str, text: str, registry: Any = None) -> Any:
     f = fields[axis]
     spec: opts.Spec = f.metadata["spec"]
     if spec.repeat:
-        return () if text.lower() == "none" else (text,)
+        return () if text.lower() == "none" else (opts.unescape(text) if spec.escapes else text,)
     if text.lower() == "none" and "None" in str(f.type):
         return None
     if opts._base_type(f.type) is bool:
@@ -298,6 +300,10 @@ def _run_cells(
                                         safety=controls.safety, **dict(where or {}))
         except BlockedError as err:
             cell.error = f"blocked: {err}"
+        except GenmagicError as err:  # this cell's value does not fit the model (found at load): the others still run
+            cell.error = f"error: {err}"
+            if k == len(cells) - 1 and all(c.error and c.error.startswith("error:") for c in cells):
+                raise  # every cell failed: the one-line error, not a grid of them
         except KeyboardInterrupt:
             cell.error = "interrupted"
             return "interrupted"
@@ -578,6 +584,11 @@ def cli(kind: str, prompt: str, options: Options, controls: Controls, given: Col
     if grid.status == "interrupted":
         print("genmagic: interrupted; the finished cells are kept in history", file=sys.stderr)
         return 130
+    failed = [c for c in grid if c.error and c.error.startswith("error:")]
+    for cell in failed:
+        print(f"genmagic: cell {cell.label}: {cell.error}", file=sys.stderr)
+    if failed:
+        return 2
     held = [c for c in grid if c.result is None or c.result.withheld or c.result.status in ("blocked", "review")]
     if held:
         print(f"genmagic: {len(held)} cell(s) blocked or withheld by a safety check: "

@@ -387,6 +387,9 @@ class GenMagics(Magics):
                 if getattr(cell.result, "images", None):
                     cell.result.save(controls.save)  # type: ignore[union-attr]
         self._bind(controls.out, grid)
+        for cell in grid:
+            if cell.error and cell.error.startswith("error:"):
+                print(f"genmagic: cell {cell.label}: {cell.error}", file=sys.stderr)
         if grid.status == "interrupted":
             from IPython.display import display
 

@@ -68,6 +68,22 @@ def test_image_two_axes_grid_and_its_labelled_picture(img_ip: Any) -> None:
     assert len(genmagic._magics.engine.history.list(n=20, kind="image")) == 6
 
 
+def test_a_cell_the_model_refuses_at_load_keeps_the_others(img_ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    grid = run(img_ip, "%%imagine -m tiny-img --steps 1 --seed 2 --compare width=64,60\na cat")
+    assert [cell.status for cell in grid] == ["ok", "error"]
+    assert grid[1].result is None and "--width 60 does not fit" in grid[1].error
+    assert "cell width=60: error: --width 60 does not fit" in capsys.readouterr().err
+    with pytest.raises(UsageError, match=r"--width (60|44) does not fit") as err:  # every cell fails: one line
+        run(img_ip, "%%imagine -m tiny-img --steps 1 --seed 2 --compare width=60,44\na cat")
+    assert "\n" not in str(err.value)
+
+
+def test_stop_values_take_escapes(ip: Any) -> None:
+    grid = run(ip, "%%generate -m echo: --seed 1 --compare 'stop=\\n,b'\na\nbc")
+    assert [cell.request.options.stop for cell in grid] == [("\n",), ("b",)]
+    assert [cell.text for cell in grid] == ["a", "a\n"]
+
+
 def test_style_comparison_runs_each_style_template(img_ip: Any) -> None:
     grid = run(img_ip, "%%imagine -m tiny-img --steps 1 --seed 4 --compare style=photo,pixel-art\na cat")
     photo, pixel = presets.get("image", "photo"), presets.get("image", "pixel-art")
@@ -198,6 +214,7 @@ def test_an_interrupt_keeps_the_finished_cells(ip: Any) -> None:
     grid = ip.user_ns["t_stopped"]
     assert grid.status == "interrupted"
     assert grid[0].text == "abc" and grid[1].error == "interrupted" and grid[2].result is None
+    assert [cell.status for cell in grid] == ["ok", "interrupted", "pending"]
     assert "interrupted: 1 of 3 cells done" in grid.html()
 
 
