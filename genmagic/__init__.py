@@ -30,6 +30,7 @@ __all__ = [
     "PromptError",
     "Result",
     "TextResult",
+    "comparison",
     "generate",
     "generate_many",
     "imagine",
@@ -91,6 +92,7 @@ def generate(
     messages: list[tuple[str, str]] | None = None,
     safety: str | None = None,
     schema: Any = None,
+    tone: str | None = None,
     **options: Any,
 ) -> TextResult:
     """Generate text; ``options`` are the ``%%generate`` options (``temperature=0.7``, ``seed=1``, ...).
@@ -102,6 +104,7 @@ def generate(
     ``schema`` (a pydantic model class, a dataclass type, a JSON Schema dict or a ``.json`` file):
     the output is JSON matching it (``format="json"`` implied); ``result.value`` is the parsed
     object (an instance of the class; for -f json the JSON value).
+    ``tone`` is a tone preset (``"formal"``, ...; see ``%genmagic presets``).
     """
     from . import text_run
     from .engine import default_engine
@@ -113,7 +116,7 @@ def generate(
     text_options = TextOptions(**values)
     sink = StreamSink(num=text_options.num) if stream else NullSink()
     result = text_run.run(
-        default_engine(), prompt, text_options, TextControls(cache=cache, format=format, safety=safety), model=model, messages=messages or (),
+        default_engine(), prompt, text_options, TextControls(cache=cache, format=format, safety=safety, tone=tone), model=model, messages=messages or (),
         sink=sink, given=set(values), schema=schema,
     )
     sink.close(result.ok)
@@ -131,6 +134,8 @@ def imagine(
     save: str | None = None,
     from_image: str | None = None,
     safety: str | None = None,
+    style: str | None = None,
+    cell: str | None = None,
     **options: Any,
 ) -> ImageResult:
     """Generate images; ``options`` are the ``%%imagine`` options (``steps=30``, ``seed=7``, ``num=4``, ...).
@@ -138,7 +143,8 @@ def imagine(
     ``init``/``mask`` take a PIL image, a numpy array or a file path (img2img, inpainting);
     ``from_image`` re-runs the request stored in a PNG saved by genmagic. Returns an
     :class:`~genmagic.results.ImageResult`; ``progress=True`` shows a progress bar. ``safety``: as
-    for :func:`generate`.
+    for :func:`generate`. ``style`` is a style preset (``"watercolor"``, ...); ``cell="X,Y"`` picks
+    the cell of a comparison grid PNG given as ``from_image``.
     """
     from . import image_run as im
     from .engine import default_engine
@@ -147,7 +153,8 @@ def imagine(
 
     (values,) = split_kwargs(options, ImageOptions)
     image_options = ImageOptions(**values)
-    controls = ImageControls(model=model, cache=cache, save=save, from_image=from_image, safety=safety)
+    controls = ImageControls(model=model, cache=cache, save=save, from_image=from_image, safety=safety,
+                             style=style, cell=cell)
     init_image = im.resolve_image(init, "init=") if init is not None else None
     mask_image = im.resolve_image(mask, "mask=") if mask is not None else None
     sources = {name: os.path.abspath(value) for name, value in (("init", init), ("mask", mask)) if isinstance(value, str)}
@@ -186,8 +193,26 @@ def imagine_many(data: Any, prompt: str | None = None, model: str | None = None,
     return run_api("image", data, prompt, model, column, options, progress)
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The generation parameters stored in a PNG: ``{"request": ..., "seed": ..., "parameters": ...}``."""
+def comparison(prompt: str, *axes: str, kind: str = "image", model: str | None = None, cache: bool = True,
+            safety: str | None = None, **options: Any) -> Any:
+    """Run ``prompt`` over one or two axes (``"seed=1,2,3"``, ``"steps=10,30"``, ``"style=photo,watercolor"``,
+    ``"model=a,b"``) and return a :class:`~genmagic.compare.CompareResult` (``.grid()``, ``.save(path)``,
+    ``[x, y]``). ``kind``: ``"image"`` or ``"text"``; ``options`` (and ``tone``/``style``) apply to every cell."""
+    from . import compare as grid  # (this function is not called compare: the module would shadow it)
+    from .engine import default_engine
+    from .options import ImageControls, ImageOptions, TextControls, TextOptions, split_kwargs
+
+    if kind not in ("text", "image"):
+        raise OptionError(f"kind={kind!r}: use 'text' or 'image'")
+    option_cls, controls_cls = (TextOptions, TextControls) if kind == "text" else (ImageOptions, ImageControls)
+    values, control_values = split_kwargs(options, option_cls, controls_cls)
+    controls = controls_cls(**{**control_values, "model": model, "cache": cache, "safety": safety, "compare": axes})
+    return grid.run(default_engine(), kind, prompt, option_cls(**values), controls, model=model, given=set(values))
+
+
+def read_metadata(path: str | os.PathLike[str], cell: str | None = None) -> dict[str, Any]:
+    """The generation parameters stored in a PNG: ``{"request": ..., "seed": ..., "parameters": ...}``;
+    for a comparison grid, those of the cell ``"X,Y"`` (from 1)."""
     from .pngmeta import read_metadata as read
 
-    return read(path)
+    return read(path, cell=cell)

@@ -16,7 +16,7 @@ others are kept. Re-running the same cell serves the finished rows from the cach
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import sys
 import time
 from collections import ChainMap
@@ -123,13 +123,14 @@ class BatchResult:
 
         if is_table(data) and (out_column is not None or _all_objects(self.outputs)):
             frame = data if inplace else data.copy()
-            if _all_objects(self.outputs):  # a JSON object per row: one column per key
-                keys = list(dict.fromkeys(k for o in self.outputs if isinstance(o, dict) for k in o))
+            if _all_objects(self.outputs):  # a JSON object (or --schema instance) per row: one column per field
+                rows = [_fields(o) for o in self.outputs]
+                keys = list(dict.fromkeys(k for o in rows if o is not None for k in o))
                 for key in keys:
                     column = f"{out_column}_{key}" if out_column else str(key)
                     if column in data.columns:  # never over an input column
                         column += "_output"
-                    frame[column] = pd.Series([o.get(key) if isinstance(o, dict) else None for o in self.outputs],
+                    frame[column] = pd.Series([o.get(key) if o is not None else None for o in rows],
                                               index=frame.index, dtype=object)
             else:
                 frame[out_column] = pd.Series(self.outputs, index=frame.index, dtype=object)
@@ -197,15 +198,26 @@ def _output(result: Result, fmt: str) -> Any:
     images = getattr(result, "images", None)
     if images is not None:
         return images[0] if len(images) == 1 else list(images)
-    if fmt == "json":
-        return result.json()  # type: ignore[attr-defined]
+    if fmt == "json":  # the parsed value: a pydantic / dataclass instance with such a --schema
+        return result.value  # type: ignore[attr-defined]
     texts = result.texts  # type: ignore[attr-defined]
     return texts[0] if len(texts) == 1 else list(texts)
 
 
+def _fields(output: Any) -> dict[str, Any] | None:
+    """A row's value as fields: a JSON object, a pydantic instance, a dataclass instance; else None."""
+    if isinstance(output, dict):
+        return output
+    if callable(getattr(output, "model_dump", None)):
+        return dict(output.model_dump())
+    if dataclasses.is_dataclass(output) and not isinstance(output, type):
+        return dataclasses.asdict(output)
+    return None
+
+
 def _all_objects(outputs: list[Any]) -> bool:
     present = [o for o in outputs if o is not None]
-    return bool(present) and all(isinstance(o, dict) for o in present)
+    return bool(present) and all(_fields(o) is not None for o in present)
 
 
 NOT_RUN = "not run"
@@ -255,6 +267,7 @@ def run_over(
     where: Mapping[str, Any] | None = None,
     name: str = "--over",
     progress: bool = True,
+    schema: Any = None,
 ) -> BatchResult:
     """Build one request per row and run them all (:meth:`Engine.run_many`)."""
     model = model or controls.model
@@ -268,16 +281,15 @@ def run_over(
     rows = rows_of(data, name)
     check_template(template, rows, namespace, name)
     prompts = [fill(template, row, namespace) for row in rows]
-    fmt = getattr(controls, "format", "auto")
-    finish = None
+    fmt = "json" if getattr(controls, "schema", None) is not None or schema is not None else getattr(controls, "format", "auto")
     if kind == "text":
         from . import text_run
 
-        requests = [text_run._ask_format(text_run.build_request(engine, p, options, model, given=given), fmt)  # type: ignore[arg-type]
-                    for p in prompts]
-        finish = functools.partial(text_run.check_format, fmt=fmt)
+        # every row is built as a single run is: --tone, -f json / --schema (a constrained decode in-process)
+        requests, finish = text_run.prepare_many(engine, prompts, options, controls, model=model, given=given,  # type: ignore[arg-type]
+                                                 schema=schema, namespace=namespace)
     else:
-        from . import image_run
+        from . import image_run, presets
 
         if getattr(controls, "from_image", None):
             raise OptionError("--over cannot be combined with --from (one stored request); pass the prompts instead")
@@ -287,8 +299,14 @@ def run_over(
             if source is not None:
                 shared[flag] = image_run.to_pil(image_run.resolve_image(source, f"--{flag}", namespace), f"--{flag}",
                                                  flag)
-        requests = [image_run.build_request(engine, p, options, model, given=given, **shared)  # type: ignore[arg-type]
-                    for p in prompts]
+        requests = []
+        preset = None
+        for prompt in prompts:  # --style, as a single run applies it
+            sent, row_options, row_given, preset = presets.apply("image", getattr(controls, "style", None), prompt,
+                                                                 options, given, engine.registry)
+            requests.append(image_run.build_request(engine, sent, row_options, model, given=row_given,  # type: ignore[arg-type]
+                                                    **shared))
+        finish = presets.noted(preset)
     bar = _Progress(len(requests), f"{kind} over {name}") if progress and requests else None
     started = time.perf_counter()
     try:
@@ -360,6 +378,8 @@ def run_api(kind: str, data: Any, prompt: str | None, model: str | None, column:
     from .options import ImageControls, ImageOptions, TextControls, TextOptions, check_value, split_kwargs
 
     options_class, controls_class = (TextOptions, TextControls) if kind == "text" else (ImageOptions, ImageControls)
+    kwargs = dict(kwargs)
+    schema = kwargs.pop("schema", None) if kind == "text" else None  # a class or a dict, as in genmagic.generate
     values, control_values = split_kwargs(kwargs, options_class, controls_class)
     if "over" in control_values:
         raise OptionError("over= is the magic's --over; pass the data as the first argument")
@@ -369,7 +389,7 @@ def run_api(kind: str, data: Any, prompt: str | None, model: str | None, column:
     controls = controls_class(model=model, **control_values)
     template = prompt if prompt is not None else default_template(data, column)
     batch = run_over(default_engine(), kind, template, data, options_class(**values), controls, model=model,
-                     namespace={}, given=set(values), name="data", progress=progress)
+                     namespace={}, given=set(values), name="data", progress=progress, schema=schema)
     if batch.summary():
         print(f"genmagic: {batch.summary()}", file=sys.stderr)
     return batch.value

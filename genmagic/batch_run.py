@@ -67,7 +67,7 @@ def run_many(
     sinks: Sequence[Sink | None] | None,
     progress: Callable[[int, Result], None] | None,
     cache: bool,
-    finish: Callable[[Result], None] | None,
+    finish: Callable[[Result], None] | Sequence[Callable[[Result], None] | None] | None,
     safety: str | None,
     concurrency: int | None,
     batch_size: int | None,
@@ -87,7 +87,8 @@ def run_many(
         for first in range(0, len(requests), WINDOW):  # screening a window, then its misses: the bar moves
             groups: dict[tuple[Any, ...], list[tuple[int, _Run]]] = {}
             for index in range(first, min(first + WINDOW, len(requests))):
-                run = engine._prepare(requests[index], cache, safety, where, finish)
+                row_finish = finish[index] if isinstance(finish, Sequence) else finish  # one per row, or shared
+                run = engine._prepare(requests[index], cache, safety, where, row_finish)
                 if run.blocked is not None:
                     run.blocked.error = run.reason
                     done(index, run.blocked)

@@ -1,4 +1,4 @@
-"""The command line: ``genmagic generate | imagine | check | models | register | history | show | safety | trust``.
+"""The command line: ``genmagic generate | imagine | check | models | register | history | show | safety | presets | trust``.
 
 Options come from the same definitions as the magics (:mod:`genmagic.options`).
 User mistakes print one line to stderr and exit with status 2.
@@ -66,6 +66,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args.prompt)
     if not prompt.strip():
         raise GenmagicError("the prompt is empty: pass it as an argument, or '-' to read it from stdin")
+    if controls.compare:  # labelled blocks, one per cell
+        from .compare import cli
+
+        return cli("text", prompt, options, controls, opts.given(args, opts.TextOptions), None)
     # Streamed only to a terminal: into a file or a pipe the text goes once every check has passed it
     # (stderr still shows the model loading).
     stream = controls.stream and sys.stdout.isatty()
@@ -99,6 +103,10 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     if not prompt.strip() and not controls.from_image:
         raise GenmagicError("the prompt is empty: pass it as an argument, '-' to read it from stdin, or --from IMAGE.png")
     given = opts.given(args, opts.ImageOptions)
+    if controls.compare:  # one labelled grid PNG
+        from .compare import cli
+
+        return cli("image", prompt, options, controls, given, args.output)
     num = options.num  # with --from, 1 unless typed (the PNG holds one image)
     paths = im.output_paths(args.output, num) if args.output else []  # a wrong -o fails before the run
     sink = TerminalImageSink(num) if controls.stream else None
@@ -253,6 +261,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .presets import table
+    from .registry import Registry
+
+    print(repr(table(args.kind, Registry())))
+    return 0
+
+
 def cmd_trust(args: argparse.Namespace) -> int:
     from .registry import Registry
     from .trust import trust_command
@@ -337,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the output of one run in history")
     show.add_argument("id", type=int)
     show.set_defaults(func=cmd_show)
+
+    presets = sub.add_parser("presets", help="list the style (image) and tone (text) presets")
+    presets.add_argument("kind", nargs="?", choices=("text", "image"))
+    presets.set_defaults(func=cmd_presets)
 
     trust = sub.add_parser("trust", help="trust a project genmagic.toml, so it may turn on trust_remote_code/allow_pickle")
     trust.add_argument("path", nargs="?", help="the file (default: the genmagic.toml found from here upwards)")

@@ -324,6 +324,8 @@ def sample_seeds(seed: int | None, num: int) -> list[int | None]:
 def text_footer(result: TextResult) -> str:
     req = result.request
     parts = [req.model]
+    if result.info.get("preset"):  # the prompt sent is result.request.prompt
+        parts.append(str(result.info["preset"]))
     if req.seed is not None:
         parts.append(f"seed {req.seed}")
     tokens = int(result.timings.get("tokens", 0))
@@ -375,6 +377,8 @@ def _image_footer(result: ImageResult) -> str:
     req = result.request
     opts = req.options
     parts = [req.model]
+    if result.info.get("preset"):
+        parts.append(str(result.info["preset"]))
     if result.images:
         parts.append(f"{result.images[0].width}x{result.images[0].height}")
     parts.append(f"{getattr(opts, 'steps', '?')} steps")

@@ -260,7 +260,7 @@ class Engine:
         sinks: Sequence[Sink | None] | None = None,
         progress: Callable[[int, Result], None] | None = None,
         cache: bool = True,
-        finish: Callable[[Result], None] | None = None,
+        finish: Callable[[Result], None] | Sequence[Callable[[Result], None] | None] | None = None,
         safety: str | None = None,
         concurrency: int | None = None,
         batch_size: int | None = None,
@@ -270,7 +270,7 @@ class Engine:
         """Run many requests; one result per request, in their order (see :mod:`genmagic.batch_run`).
 
         Each request goes through what :meth:`run` does (screening, cache, output checks,
-        ``finish``, one history row), but a blocked or failed request is that row's result
+        ``finish`` (one for all, or one per request), one history row), but a blocked or failed request is that row's result
         (status ``blocked`` / ``error``), not an exception. ``progress(index, result)`` hears every
         row as it finishes. An interrupt keeps the finished rows; the rest come back with status
         ``interrupted`` (not run, no history row)."""

@@ -134,6 +134,7 @@ def apply_from(
     prompt: str,
     model: str | None,
     resolve: Callable[[str], Any] | None = None,
+    cell: str | None = None,
 ) -> tuple[str, opts.ImageOptions, str | None, dict[str, Any]]:
     """Options, prompt and model of the image stored in ``path``; ``overrides`` (the options
     the user set explicitly, with their values) win.
@@ -143,7 +144,7 @@ def apply_from(
     """
     from .pngmeta import read_metadata, safe_options_from_png
 
-    meta = read_metadata(path)
+    meta = read_metadata(path, cell=cell)  # a comparison grid's cell with cell="X,Y"
     stored = meta.get("request") or {}
     known = opts.field_names([opts.ImageOptions])
     values, model = safe_options_from_png(meta, known=known, given=overrides, model=model, resolve=resolve)
@@ -213,7 +214,13 @@ def run(
         names = options.to_dict() if given is None else given
         overrides = {name: getattr(options, name) for name in names}
         resolve = functools.partial(engine.registry.resolve, kind="image")
-        prompt, options, model, meta = apply_from(controls.from_image, overrides, prompt, model, resolve)
+        prompt, options, model, meta = apply_from(controls.from_image, overrides, prompt, model, resolve,
+                                                  cell=controls.cell)
+    elif controls.cell:
+        raise OptionError(f"--cell {controls.cell} picks a cell of a comparison grid: add --from GRID.png")
+    from . import presets
+
+    prompt, options, given, preset = presets.apply("image", controls.style, prompt, options, given, engine.registry)
     sources = dict(sources or {})
     if init is None and controls.init is not None:
         init = resolve_image(controls.init, "--init", namespace)
@@ -240,13 +247,33 @@ def run(
     token = pending_sources.set(sources)
     try:
         result: ImageResult = run_with_sink(engine, request, sink, cache=controls.cache, safety=controls.safety,
-                                             **dict(where or {}))
+                                             finish=presets.noted(preset), **dict(where or {}))
     finally:
         pending_sources.reset(token)
     result.sources = sources
     if controls.save and result.images:
         result.info["saved"] = [str(p) for p in result.save(controls.save)]
     return result
+
+
+def prepare(
+    engine: Engine,
+    prompt: str,
+    options: opts.ImageOptions,
+    controls: opts.ImageControls,
+    *,
+    model: str | None = None,
+    given: Collection[str] | None = None,
+    namespace: Mapping[str, Any] | None = None,
+) -> tuple[Request, Callable[[Any], None]]:
+    """One comparison cell's request (``--style`` applied, ``--init``/``--mask`` read; ``--from``
+    and ``--save`` are the caller's) and the engine's ``finish`` for it (the style's name in ``info``)."""
+    from . import presets
+
+    prompt, options, given, preset = presets.apply("image", controls.style, prompt, options, given, engine.registry)
+    init = resolve_image(controls.init, "--init", namespace) if controls.init is not None else None
+    mask = resolve_image(controls.mask, "--mask", namespace) if controls.mask is not None else None
+    return build_request(engine, prompt, options, model or controls.model, init, mask, given), presets.noted(preset)
 
 
 _OTHER_IMAGE_TYPES = (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif")

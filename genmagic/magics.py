@@ -111,6 +111,8 @@ def _genmagic_parser() -> _Parser:
     safety.add_argument("id", nargs="?", type=int, help="the history id to approve or reject")
     safety.add_argument("-n", type=int, default=20, help="how many rows 'log' shows")
     safety.add_argument("--note", help="a note kept with the decision")
+    sub.add_parser("presets", help="list the style (image) and tone (text) presets").add_argument(
+        "kind", nargs="?", choices=("text", "image"))
     sub.add_parser("reset", help="forget this notebook's --chat conversation")
     sub.add_parser("panel", help="a control panel (model, options, seed, Generate/Stop, Copy as cell)").add_argument(
         "kind", choices=("text", "image"))
@@ -322,6 +324,8 @@ class GenMagics(Magics):
 
             return panel_from_magic(self, "text", prompt, options, controls, given,
                                     controls.model or self.default_text_model or None)
+        if controls.compare:
+            return self._compare("text", options, controls, prompt, given, controls.model or self.default_text_model)
 
         from . import text_run
         from .display import strip_fence, text_footer
@@ -387,6 +391,8 @@ class GenMagics(Magics):
         if controls.over:
             return self._over("image", prompt, options, controls, controls.model or self.default_image_model or None,
                               given)
+        if controls.compare:
+            return self._compare("image", options, controls, prompt, given, controls.model or self.default_image_model)
         num = options.num  # with --from, 1 unless typed (the PNG holds one image)
         sink = live_image_sink(num, controls.preview, controls.stream and self.stream)
         # With --from, the model stored in the PNG comes before the session's default.
@@ -404,11 +410,34 @@ class GenMagics(Magics):
             raise KeyboardInterrupt
         return result
 
+    def _compare(self, kind: str, options: Any, controls: Any, prompt: str, given: Any, model: str) -> Any:
+        """``--compare``: every cell through the run layer, shown as one labelled grid (see :mod:`genmagic.compare`)."""
+        from . import compare
+
+        extra = {"namespace": self.ip.user_ns} if kind == "image" else {}
+        grid = compare.run(self.engine, kind, prompt, options, controls, model=model or None, given=given,
+                           where=self._where(), progress=compare.progress_view(kind), **extra)
+        if getattr(controls, "save", None):
+            for cell in grid:
+                if getattr(cell.result, "images", None):
+                    cell.result.save(controls.save)  # type: ignore[union-attr]
+        self._bind(controls.out, grid)
+        for cell in grid:
+            if cell.error and cell.error.startswith("error:"):
+                print(f"genmagic: cell {cell.label}: {cell.error}", file=sys.stderr)
+        if grid.status == "interrupted":
+            from IPython.display import display
+
+            display(grid)
+            print("genmagic: interrupted; the finished cells are kept (and in history)", file=sys.stderr)
+            raise KeyboardInterrupt
+        return grid
+
     # -- %genmagic
     @line_magic
     @usage_errors
     def genmagic(self, line: str) -> Any:
-        """Manage models, history, safety and conversations: %genmagic models | use | register | unload | history | show | safety | reset | trust | panel"""
+        """Manage models, history, safety and conversations: %genmagic models | use | register | unload | history | show | safety | presets | panel | reset | trust"""
         parser = _genmagic_parser()
         try:
             argv, _ = split_line(line)
@@ -474,6 +503,11 @@ class GenMagics(Magics):
         from .history_view import result_from_history
 
         return result_from_history(self.engine.history, args.id)
+
+    def _cmd_presets(self, args: argparse.Namespace) -> Any:
+        from .presets import table
+
+        return table(args.kind, self.engine.registry)
 
     def _cmd_trust(self, args: argparse.Namespace) -> None:
         from .trust import trust_command

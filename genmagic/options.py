@@ -455,6 +455,11 @@ class Controls(Options):
                                  "as fit, at most 32 on the CPU)", min=1, max=4096, example="16", widget=False)
     concurrency: int = opt(4, "with --over: requests in flight at once to a served model", min=1, max=256,
                            example="8", widget=False)
+    compare: tuple[str, ...] = opt(
+        (), "compare outputs over an option: AXIS=V1,V2,... (repeat once for a second axis, e.g. --compare "
+        "seed=1,2 --compare temperature=0.2,1); AXIS is any option, model, or the preset (tone/style)",
+        repeat=True, metavar="AXIS=V1,V2", widget=False, example="seed=1,2,3",
+    )
 
 
 @dataclass(frozen=True)
@@ -472,6 +477,9 @@ class TextControls(Controls):
         "pydantic model class, a dataclass or a JSON Schema dict; or a JSON Schema file", metavar="VAR|FILE",
         example="Person", widget=False,
     )
+    tone: str | None = opt(None, "a tone preset: its prompt template, system prompt and option defaults "
+                           "(formal, friendly, concise, playful, technical, ...; see %genmagic presets)",
+                           metavar="NAME", example="formal")
 
 
 def options_class(kind: str) -> type[Options]:
@@ -519,3 +527,8 @@ class ImageControls(Controls):
     mask: str | None = opt(None, "inpainting: repaint the white area of this mask (with --init)", metavar="VAR|PATH", widget=False)
     from_image: str | None = opt(None, "re-run the request stored in a PNG saved by genmagic", flags=("--from",), metavar="PNG", widget=False)
     preview: int = opt(5, "show a preview every N steps; 0 = none", min=0, max=1000, example="5")
+    style: str | None = opt(None, "a style preset: its prompt template, negative prompt and option defaults "
+                            "(photo, watercolor, pixel-art, line-art, ...; see %genmagic presets)",
+                            metavar="NAME", example="watercolor")
+    cell: str | None = opt(None, "with --from GRID.png: the comparison cell to re-run, X,Y counted from 1 "
+                           "(column, row; X alone for one axis)", metavar="X,Y", widget=False, example="2,1")

@@ -129,13 +129,14 @@ def _is_record(data: Any) -> bool:
     return isinstance(request, dict) and all(isinstance(request.get(k) or {}, dict) for k in ("options", "inputs"))
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_metadata(path: str | os.PathLike[str], cell: str | None = None) -> dict[str, Any]:
     """The generation parameters stored in a PNG (by genmagic, or AUTOMATIC1111's text).
 
     Returns ``{"request": {...}, "index", "seed", "size", "parameters", ...}``; the request
     re-runs with ``%%imagine --from PATH`` or ``genmagic imagine --from PATH``. The file is
     untrusted input: a chunk over :data:`MAX_TEXT_CHARS`, or one of the wrong shape, is a
-    one-line :class:`OptionError`.
+    one-line :class:`OptionError`. A comparison grid (:func:`grid_metadata`) holds one record per
+    cell: ``cell="X,Y"`` picks one (:func:`grid_cell`).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -157,12 +158,18 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             data = json.loads(text["genmagic"])
         except ValueError:
             raise OptionError(f"--from {path}: its genmagic chunk is not valid JSON; the file was altered") from None
+        if isinstance(data, dict) and "grid" in data:
+            data = grid_cell(data["grid"], cell, str(path))
+        elif cell is not None:
+            raise OptionError(f"--cell {cell}: {path} is a single image, not a comparison grid; drop --cell")
         if not _is_record(data):
             raise OptionError(
                 f"--from {path}: its genmagic chunk is JSON but not a request record; the file was altered"
             )
         data["parameters"] = text.get("parameters", "")
         return data
+    if cell is not None:
+        raise OptionError(f"--cell {cell}: {path} is not a comparison grid saved by genmagic; drop --cell")
     if "parameters" in text:
         try:
             return parse_parameters(text["parameters"])
@@ -346,3 +353,65 @@ def parse_parameters(text: str) -> dict[str, Any]:
         "sources": {},
     }
 
+
+
+# --------------------------------------------------------------------------- comparison grids
+
+
+def grid_metadata(axes: list[tuple[str, list[str]]], cells: list[dict[str, Any]], parameters: str) -> dict[str, Any]:
+    """The chunks of a comparison grid PNG: ``parameters`` (cell 1,1's, for other tools) and the
+    axes (name, value labels: x first) with each cell's record (:func:`image_metadata` without its
+    ``parameters``), row by row."""
+    columns = len(axes[0][1]) if axes else 1
+    return {
+        "parameters": parameters,
+        "version": FORMAT_VERSION,
+        "grid": {
+            "axes": [{"name": name, "values": list(values)} for name, values in axes],
+            "columns": columns,
+            "rows": len(cells) // max(1, columns),
+            "cells": [{k: v for k, v in c.items() if k != "parameters"} for c in cells],
+        },
+    }
+
+
+def _grid_size(grid: Any) -> tuple[int, int, list[Any]]:
+    if not isinstance(grid, dict):
+        raise OptionError("its comparison grid record is not a table; the file was altered")
+    cells, columns, rows = grid.get("cells"), grid.get("columns"), grid.get("rows")
+    if not (isinstance(cells, list) and isinstance(columns, int) and isinstance(rows, int)
+            and columns >= 1 and rows >= 1 and len(cells) == columns * rows):
+        raise OptionError("its comparison grid record does not add up (columns x rows != cells); the file was altered")
+    return columns, rows, cells
+
+
+def grid_cell(grid: Any, cell: str | None, path: str = "") -> dict[str, Any]:
+    """The record of one cell of a comparison grid: ``cell`` is ``"X,Y"`` (column, row, from 1),
+    or ``"X"`` when the grid has one row. An untrusted file: the shape is checked here, the
+    record like any other afterwards."""
+    try:
+        columns, rows, cells = _grid_size(grid)
+    except OptionError as err:
+        raise OptionError(f"--from {path}: {err}") from None
+    shape = f"{columns} column{'s' if columns > 1 else ''} and {rows} row{'s' if rows > 1 else ''}"
+    example = "2,1" if rows > 1 or columns < 2 else "2"
+    if cell is None:
+        raise OptionError(f"--from {path}: this PNG is a comparison grid of {shape}; pick the cell to re-run "
+                          f"with --cell X,Y (from 1,1), e.g. --cell {example if columns > 1 else '1,2'}")
+    parts = cell.replace(" ", "").split(",")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) == 1 and rows == 1:
+        numbers.append(1)
+    if len(numbers) != 2:
+        raise OptionError(f"--cell {cell}: give the column and the row, X,Y counted from 1; the grid has {shape}")
+    x, y = numbers
+    if not (1 <= x <= columns and 1 <= y <= rows):
+        raise OptionError(f"--cell {cell}: out of range; the grid has {shape}: X from 1 to {columns}, "
+                          f"Y from 1 to {rows}")
+    record = cells[(y - 1) * columns + (x - 1)]
+    if not isinstance(record, dict):
+        raise OptionError(f"--from {path}: cell {x},{y} is not a table; the file was altered")
+    return dict(record)

@@ -458,6 +458,7 @@ class Registry:
         self._specs: dict[str, ModelSpec] = {}
         self._defaults: dict[str, str] = {}
         self._safety: dict[str, dict[str, tuple[Any, Path]]] = {}  # origin -> [safety] key -> (value, file)
+        self._presets: list[tuple[str, Path, Any]] = []  # (origin, file, its [presets] table), user first
         # the project file, the kinds whose default it sets, the sha256 of the bytes that were parsed
         self._project: tuple[Path, frozenset[str], str] | None = None
 
@@ -478,6 +479,7 @@ class Registry:
         defaults = {"text": "tiny-text", "image": "tiny-image"}
         project = None
         safety: dict[str, dict[str, tuple[Any, Path]]] = {}
+        presets: list[tuple[str, Path, Any]] = []
         for origin, path in files:
             if not path.is_file():
                 continue
@@ -492,8 +494,16 @@ class Registry:
             if not isinstance(section, dict):
                 raise OptionError(f"{path}: [safety] must be a table, e.g. [safety] level = \"strict\"")
             safety[origin] = {k: (v, path) for k, v in section.items()}
+            if "presets" in data:
+                presets.append((origin, path, data["presets"]))
         self._specs, self._defaults, self._loaded_stamp, self._project = specs, defaults, stamp, project
-        self._safety = safety
+        self._safety, self._presets = safety, presets
+
+    def preset_tables(self) -> list[tuple[str, Path, Any]]:
+        """``(origin, file, its [presets] table)`` of the config files, the user's before the project's:
+        plain data, checked by :mod:`genmagic.presets`."""
+        self._refresh()
+        return list(self._presets)
 
     def _safety_entry(self, key: str) -> tuple[Any, str, Path] | None:
         """The ``[safety] key`` that applies: the project file's when the user trusts it or the user

@@ -184,7 +184,9 @@ class TextResult(Result):
     def __repr__(self) -> str:
         return (
             f"TextResult(model={self.request.model!r}, status={self.status!r}, "
-            f"seed={self.request.seed}, texts={[t[:40] + ('…' if len(t) > 40 else '') for t in self.texts]!r})"
+            f"seed={self.request.seed}, texts={[t[:40] + ('…' if len(t) > 40 else '') for t in self.texts]!r}"
+            + (f", preset={self.info['preset']!r}, prompt sent={self.request.prompt!r}" if self.info.get("preset") else "")
+            + ")"
         )
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
@@ -350,7 +352,9 @@ class ImageResult(Result):
         return (
             f"ImageResult(model={self.request.model!r}, status={self.status!r}, "
             f"seeds={self.seeds!r}, size={self.images[0].size if self.images else None}"
-            + (f", withheld={sorted(self.withheld)!r}" if self.withheld else "") + ")"
+            + (f", withheld={sorted(self.withheld)!r}" if self.withheld else "")
+            + (f", preset={self.info['preset']!r}, prompt sent={self.request.prompt!r}" if self.info.get("preset") else "")
+            + ")"
         )
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:

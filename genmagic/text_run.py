@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from .request import run_with_sink
@@ -76,18 +76,62 @@ def run(
     ``schema`` (a JSON Schema dict, a pydantic model class, a dataclass type), else
     ``controls.schema`` (a variable of ``namespace``, or a ``.json`` file): the output is JSON
     matching it (``-f json`` implied), and ``result.value`` is the parsed object."""
-    shape = _schema(schema, controls, namespace)
-    fmt = "json" if shape is not None else controls.format
-    request = build_request(engine, prompt, options, model or controls.model, messages, given)
-    request = _ask_format(request, fmt)
-    if shape is not None:
-        request = dataclasses.replace(request, inputs={**request.inputs, "json_schema": shape.canonical})
+    request, finish = prepare(engine, prompt, options, controls, model=model, messages=messages, given=given,
+                              schema=schema, namespace=namespace)
     result: TextResult = run_with_sink(
-        engine, request, sink, cache=controls.cache, finish=functools.partial(check_format, fmt=fmt, schema=shape),
-        safety=controls.safety,
-        **dict(where or {}),
+        engine, request, sink, cache=controls.cache, finish=finish, safety=controls.safety, **dict(where or {}),
     )
     return result
+
+
+def prepare(
+    engine: Engine,
+    prompt: str,
+    options: TextOptions,
+    controls: TextControls,
+    *,
+    model: str | None = None,
+    messages: Sequence[tuple[str, str]] = (),
+    given: Collection[str] | None = None,
+    schema: Any = None,
+    namespace: Mapping[str, Any] | None = None,
+) -> tuple[Request, Callable[[Result], None]]:
+    """The request :func:`run` runs and the engine's ``finish`` for it: see :func:`prepare_many`."""
+    requests, finish = prepare_many(engine, [prompt], options, controls, model=model, messages=messages, given=given,
+                                    schema=schema, namespace=namespace)
+    return requests[0], finish
+
+
+def prepare_many(
+    engine: Engine,
+    prompts: Sequence[str],
+    options: TextOptions,
+    controls: TextControls,
+    *,
+    model: str | None = None,
+    messages: Sequence[tuple[str, str]] = (),
+    given: Collection[str] | None = None,
+    schema: Any = None,
+    namespace: Mapping[str, Any] | None = None,
+) -> tuple[list[Request], Callable[[Result], None]]:
+    """One request per prompt (``--tone`` applied: :func:`genmagic.presets.apply`; ``-f json`` /
+    ``--schema`` asked for) and the engine's ``finish`` for them all (the ``-f`` check, the
+    preset's name in ``info``): a single run and every row of ``--over`` are built the same way."""
+    from . import presets
+
+    shape = _schema(schema, controls, namespace)
+    fmt = "json" if shape is not None else controls.format
+    requests = []
+    preset = None
+    for prompt in prompts:
+        sent, row_options, row_given, preset = presets.apply("text", controls.tone, prompt, options, given,
+                                                             engine.registry)
+        request = _ask_format(build_request(engine, sent, row_options, model or controls.model, messages, row_given),
+                              fmt)
+        if shape is not None:
+            request = dataclasses.replace(request, inputs={**request.inputs, "json_schema": shape.canonical})
+        requests.append(request)
+    return requests, presets.noted(preset, functools.partial(check_format, fmt=fmt, schema=shape))
 
 
 def _schema(schema: Any, controls: TextControls, namespace: Mapping[str, Any] | None) -> Schema | None:

@@ -99,3 +99,29 @@ def server() -> Any:
     with fault_server() as s:
         yield s
 
+
+
+def kernel_execute(km: Any, kc: Any, code: str, interrupt_on: str = "", delay: float = 0.2) -> tuple[dict, list[dict]]:
+    """Run ``code`` in a real kernel; its reply and iopub messages. With ``interrupt_on``, interrupt the
+    kernel ``delay`` seconds after the first output whose HTML contains that text."""
+    import time
+
+    msg_id = kc.execute(code)
+    seen: list[dict] = []
+    interrupted = False
+    while True:
+        msg = kc.get_iopub_msg(timeout=300)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        seen.append(msg)
+        content = msg["content"]
+        if interrupt_on and not interrupted and interrupt_on in content.get("data", {}).get("text/html", ""):
+            time.sleep(delay)
+            km.interrupt_kernel()
+            interrupted = True
+        if msg["msg_type"] == "status" and content["execution_state"] == "idle":
+            break
+    while True:  # the reply to this request (a kernel_info reply from the start may still be queued)
+        reply = kc.get_shell_msg(timeout=120)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply["content"], seen

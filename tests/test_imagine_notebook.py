@@ -34,8 +34,8 @@ def test_kernel_interrupt_keeps_marked_preview_and_pipeline(tiny_image_dir: Path
     """A real kernel: the live view shows previews in place; interrupting stops at the next
     step, leaves the last preview marked "interrupted", records it, and the model stays usable."""
     import os
-    import time
 
+    from conftest import kernel_execute
     from jupyter_client.manager import start_new_kernel
 
     from genmagic.history import History
@@ -43,24 +43,7 @@ def test_kernel_interrupt_keeps_marked_preview_and_pipeline(tiny_image_dir: Path
     km, kc = start_new_kernel(kernel_name="python3", env={**os.environ})
 
     def execute(code: str, interrupt_after_preview: bool = False) -> tuple[dict, list[dict]]:
-        msg_id = kc.execute(code)
-        seen: list[dict] = []
-        interrupted = False
-        while True:
-            msg = kc.get_iopub_msg(timeout=120)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            seen.append(msg)
-            content = msg["content"]
-            html = content.get("data", {}).get("text/html", "")
-            if interrupt_after_preview and not interrupted and "data:image/png" in html:
-                time.sleep(0.2)
-                km.interrupt_kernel()
-                interrupted = True
-            if msg["msg_type"] == "status" and content["execution_state"] == "idle":
-                break
-        reply = kc.get_shell_msg(timeout=120)
-        return reply["content"], seen
+        return kernel_execute(km, kc, code, "data:image/png" if interrupt_after_preview else "")
 
     try:
         assert execute("%load_ext genmagic")[0]["status"] == "ok"
