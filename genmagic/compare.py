@@ -317,7 +317,7 @@ def _run_cells(
             if result.status == "interrupted":
                 status = "interrupted"
     if all(cell.error and cell.error.startswith("error:") for cell in cells):
-        raise GenmagicError(cells[-1].error.removeprefix("error: "))  # every cell failed: the one-line error
+        raise GenmagicError(str(cells[-1].error).removeprefix("error: "))  # every cell failed: the one-line error
     return status
 
 
