@@ -296,7 +296,7 @@ def _run_cells(
         nonlocal finished
         finished += 1
         if progress is not None:
-            progress(finished, len(cells), cells[index])
+            progress(finished, len(cells), cells[min(finished, len(cells) - 1)])  # the next, in grid order
 
     if progress is not None:
         progress(0, len(cells), cells[0])
@@ -306,10 +306,10 @@ def _run_cells(
                               concurrency=controls.concurrency, batch_size=controls.batch_size, **dict(where or {}))
     status = "ok"
     for cell, result in zip(cells, results, strict=True):
-        if result.status == "blocked":
-            cell.error = f"blocked: {result.error}"
+        if result.status == "blocked" and not result.withheld:  # the request was blocked: nothing ran
+            cell.error = f"blocked: {result.error} (history #{result.history_id})"
         elif result.status == "interrupted" and result.history_id is None:  # not run: Ctrl-C came first
-            cell.error, status = "interrupted", "interrupted"
+            status = "interrupted"  # the cell stays pending
         elif result.status == "error" and not result._outputs():  # this cell's value does not fit the model
             cell.error = f"error: {result.error}"
         else:
