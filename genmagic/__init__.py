@@ -30,6 +30,7 @@ __all__ = [
     "PromptError",
     "Result",
     "TextResult",
+    "finetune",
     "generate",
     "imagine",
     "load_ipython_extension",
@@ -41,11 +42,16 @@ _magics: Any = None
 
 
 def __getattr__(name: str) -> Any:
-    """``genmagic.TextResult``, ``genmagic.ImageResult``, ``genmagic.Result``, imported on first use."""
+    """``genmagic.TextResult``, ``genmagic.ImageResult``, ``genmagic.Result`` and ``genmagic.finetune``,
+    imported on first use."""
     if name in ("ImageResult", "Result", "TextResult"):
         from . import results
 
         return getattr(results, name)
+    if name == "finetune":  # a callable package: genmagic.finetune(NAME, data, **options)
+        import importlib
+
+        return importlib.import_module(".finetune", __name__)
     raise AttributeError(f"module 'genmagic' has no attribute {name!r}")
 
 
