@@ -114,13 +114,13 @@ def load_rows(source: Any, namespace: Mapping[str, Any] | None = None, cell: str
         if source.isidentifier():
             raise DataError(f"--data {source}: no such variable or file; define {source} first, or give a path")
         raise DataError(f"--data {source}: no such file; give a {', '.join(FILE_SUFFIXES)} file or a variable name")
-    return _records_of(source, "data"), type(source).__name__
+    return _records_of(source, "data"), "the data"
 
 
 def pick_format(rows: list[dict[str, Any]], options: FinetuneOptions, where: str) -> str:
     """The format of the rows (``--format``, or from the columns), with their columns checked."""
     if not rows:
-        raise DataError(f"the training data in {where} is empty; give at least one example")
+        raise DataError(f"{where} has no examples; give at least one")
     columns = list(dict.fromkeys(k for row in rows for k in row))
     fmt = options.format
     if fmt == "auto":

@@ -46,8 +46,8 @@ def run(name: str, options: FinetuneOptions, controls: FinetuneControls, *, data
     try:
         return _run_text(name, base, options, controls, data if data is not None else controls.data,
                          namespace, cell, engine, view)
-    except BaseException as err:
-        view.close(f"failed: {err}" if not isinstance(err, KeyboardInterrupt) else "interrupted")
+    except BaseException as err:  # the error itself is the message (a UsageError, the CLI's line)
+        view.close("interrupted" if isinstance(err, KeyboardInterrupt) else "")
         raise
 
 
