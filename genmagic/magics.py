@@ -393,9 +393,10 @@ class GenMagics(Magics):
         args = self.parse_line(self.finetune, line)
         result = run(args.name, opts.from_namespace(FinetuneOptions, args), opts.from_namespace(FinetuneControls, args),
                      namespace=self.ip.user_ns, cell=cell, engine=self.engine)
-        if result.stopped == "interrupted":
-            print(f"genmagic: interrupted; the adapter after {result.metrics.get('steps')} steps is saved and "
-                  f"registered as {result.name}", file=sys.stderr)
+        if result.stopped == "interrupted":  # saved and registered; a "run all" stops here, as for %%generate
+            print(f"genmagic: interrupted; the adapter after {result.metrics.get('steps')} steps is saved as "
+                  f"{result.name}", file=sys.stderr)
+            raise KeyboardInterrupt
         return result
 
     # -- %genmagic

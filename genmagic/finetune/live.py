@@ -192,12 +192,13 @@ class NotebookView(TrainingView):
             display(self.button)
         except ImportError:  # no ipywidgets: the kernel's interrupt still stops at the next step
             self.button = None
-        try:
-            from jupyter_ui_poll import ui_events
+        if self.button is not None and not self._events.enter_context(click_thread(self.button)):
+            try:  # ipykernel 6: process the pending UI events between steps
+                from jupyter_ui_poll import ui_events
 
-            self._poll = self._events.enter_context(ui_events())
-        except Exception:  # no jupyter-ui-poll, or not an ipykernel: clicks arrive after the cell
-            self._poll = None
+                self._poll = self._events.enter_context(ui_events())
+            except Exception:  # no jupyter-ui-poll, or not an ipykernel: clicks arrive after the cell
+                self._poll = None
         self._show()
 
     def poll(self) -> None:
@@ -226,6 +227,46 @@ class NotebookView(TrainingView):
             self.png = loss_png(self.losses, self.eval_losses, self.total)
         if self.shown or note:
             self._show()
+
+
+@contextlib.contextmanager
+def click_thread(button: Any) -> Iterator[bool]:
+    """ipykernel 7 runs each subshell (JEP 91) on its own thread and routes a comm's messages to
+    the subshell its ``_reply_subshell_id`` names: a subshell made for the run handles the Stop
+    button's click while the main thread trains. Yields False where that is not available."""
+    from IPython import get_ipython
+
+    kernel = getattr(get_ipython(), "kernel", None)
+    thread = getattr(kernel, "shell_channel_thread", None)
+    comm = getattr(button, "comm", None)
+    manager = getattr(thread, "manager", None)
+    if manager is None or not hasattr(comm, "_reply_subshell_for") or not hasattr(manager, "_create_subshell"):
+        yield False
+        return
+
+    def on_channel_thread(call: Any) -> Any:
+        done, box = threading.Event(), {}
+
+        def target() -> None:
+            try:
+                box["value"] = call()
+            finally:
+                done.set()
+
+        thread.io_loop.add_callback(target)
+        done.wait(10)
+        return box.get("value")
+
+    subshell = on_channel_thread(manager._create_subshell)
+    if subshell is None:
+        yield False
+        return
+    comm._reply_subshell_id = subshell
+    try:
+        yield True
+    finally:
+        comm._reply_subshell_id = None
+        on_channel_thread(lambda: manager._delete_subshell(subshell))
 
 
 def live_view(live: bool) -> TrainingView:
