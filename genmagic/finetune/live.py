@@ -237,8 +237,8 @@ def click_thread(button: Any) -> Iterator[bool]:
     from IPython import get_ipython
 
     kernel = getattr(get_ipython(), "kernel", None)
-    thread = getattr(kernel, "shell_channel_thread", None)
-    comm = getattr(button, "comm", None)
+    thread: Any = getattr(kernel, "shell_channel_thread", None)
+    comm: Any = getattr(button, "comm", None)
     manager = getattr(thread, "manager", None)
     if manager is None or not hasattr(comm, "_reply_subshell_for") or not hasattr(manager, "_create_subshell"):
         yield False
