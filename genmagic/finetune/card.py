@@ -40,6 +40,17 @@ def adapter_dir(name: str) -> Path:
     return home_dir() / "adapters" / name
 
 
+# Options that only matter for one kind of training: left out of the other's fingerprint.
+IMAGE_ONLY = ("images", "captions", "resolution")
+TEXT_ONLY = ("format", "text_column", "prompt_column", "completion_column", "messages_column", "max_length")
+
+
+def fingerprint_options(options: Any, image: bool) -> dict[str, Any]:
+    """The options that shape the adapter (a :class:`FinetuneOptions`), as a dict."""
+    drop = TEXT_ONLY if image else IMAGE_ONLY
+    return {k: v for k, v in options.to_dict().items() if k not in drop}
+
+
 def run_fingerprint(base_fingerprint: str, data_fingerprint: str, options: dict[str, Any]) -> str:
     payload = json.dumps({"base": base_fingerprint, "data": data_fingerprint, "options": options}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -18,15 +18,6 @@ from .live import TrainingView, interrupt_stops, live_view
 from .options import FinetuneControls, FinetuneOptions
 from .result import FinetuneResult
 
-# Options that only matter for one kind of training: left out of the other's fingerprint.
-IMAGE_ONLY = ("images", "captions", "resolution")
-TEXT_ONLY = ("format", "text_column", "prompt_column", "completion_column", "messages_column", "max_length")
-
-
-def fingerprint_options(options: FinetuneOptions, image: bool) -> dict[str, Any]:
-    drop = TEXT_ONLY if image else IMAGE_ONLY
-    return {k: v for k, v in options.to_dict().items() if k not in drop}
-
 
 def run(name: str, options: FinetuneOptions, controls: FinetuneControls, *, data: Any = None,
         namespace: Mapping[str, Any] | None = None, cell: str | None = None, engine: Any = None,
@@ -80,7 +71,7 @@ def _run_text(name: str, base: Any, options: FinetuneOptions, controls: Finetune
 
     base_fp = get_backend(base.backend).fingerprint(dataclasses.replace(base, adapters=()))
     data_fp = dat.fingerprint(encoded)
-    fp_options = fingerprint_options(options, image=False)
+    fp_options = cards.fingerprint_options(options, image=False)
     fingerprint = cards.run_fingerprint(base_fp, data_fp, fp_options)
     out_dir = cards.adapter_dir(name)
     saved = None if controls.retrain else cards.reusable(out_dir, fingerprint, "adapter_config.json")
