@@ -156,7 +156,7 @@ class NotebookView(TrainingView):
         self._poll: Any = None
 
     def _show(self) -> None:
-        bundle = {"text/html": self.html(), "text/plain": self.status()}
+        bundle = {"text/html": self.html(), "text/plain": self.note or self.status()}
         if self.shown:
             self.handle.update(bundle, raw=True)
         else:
