@@ -201,6 +201,13 @@ def test_bad_input_is_one_line(tiny_text_dir: Path, data: Any, options: dict[str
     assert "\n" not in str(err.value)
 
 
+def test_a_tuned_alias_is_no_base(tiny_text_dir: Path, genmagic_home: Path) -> None:
+    tune("fox", tiny_text_dir, steps=1)
+    with pytest.raises(OptionError, match="--base fox already has adapters"):
+        genmagic.finetune("fox2", CORPUS, base="fox", steps=1)
+    assert not (genmagic_home / "adapters" / "fox2").exists()
+
+
 def test_bad_names_and_options() -> None:
     with pytest.raises(OptionError, match="fine-tuned model name 'a b'"):
         genmagic.finetune("a b", CORPUS)

@@ -26,11 +26,14 @@ CARD = "genmagic_card.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def check_name(name: str, base: str) -> str:
+def check_name(name: str, base: ModelSpec) -> str:
+    """A usable alias for the tuned model, and a base that is a plain model (not base + adapters)."""
+    if base.adapters:
+        raise OptionError(f"--base {base.alias} already has adapters; fine-tune from its base model instead")
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
         raise OptionError(f"fine-tuned model name {name!r}: use letters, digits, '.', '_' or '-' (at most 64), "
                           "e.g. support-bot")
-    if name in {s.alias for s in builtin_specs()} or name == base:
+    if name in {s.alias for s in builtin_specs()} or name == base.alias:
         raise OptionError(f"fine-tuned model name {name!r} is the base model's or a built-in alias; pick a new "
                           "one, e.g. support-bot")
     return name
@@ -127,8 +130,6 @@ def save_adapter(write: Any, folder: Path, card: dict[str, Any]) -> None:
 
 def register(registry: Registry, name: str, base: ModelSpec, folder: Path) -> ModelSpec:
     """Alias ``name`` = base + the adapter, in this session and the user config."""
-    if base.adapters:
-        raise OptionError(f"--base {base.alias} already has adapters; fine-tune from its base model instead")
     extra: dict[str, Any] = {"params": dict(base.params)} if base.params else {}
     if base.hub_revision:
         extra["hub_revision"] = base.hub_revision

@@ -32,7 +32,7 @@ def run(name: str, options: FinetuneOptions, controls: FinetuneControls, *, data
         return run_image(name, options, controls, namespace=namespace, engine=engine,
                          view=view or live_view(controls.live))
     base = engine.registry.resolve(options.base, "text")
-    cards.check_name(name, base.alias)
+    cards.check_name(name, base)
     view = view or live_view(controls.live)
     try:
         return _run_text(name, base, options, controls, data if data is not None else controls.data,
@@ -62,7 +62,7 @@ def _run_text(name: str, base: Any, options: FinetuneOptions, controls: Finetune
 
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=base.trust_remote_code)
     encoded = dat.encode(rows, fmt, options, tokenizer, strict=controls.strict)
-    notes = [f"{len(encoded)} examples ({fmt}) from {where}"]
+    notes = [f"{len(encoded)} example{'s' if len(encoded) != 1 else ''} ({fmt}) from {where}"]
     if encoded.truncated:
         notes.append(f"{encoded.truncated} truncated to --max-length {options.max_length}")
     if encoded.skipped:
