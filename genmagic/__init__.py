@@ -31,6 +31,7 @@ __all__ = [
     "Result",
     "TextResult",
     "comparison",
+    "finetune",
     "generate",
     "generate_many",
     "imagine",
@@ -166,6 +167,17 @@ def imagine(
     if sink is not None:
         sink.close(result.ok)
     return result
+
+
+def finetune(name: str, data: Any = None, *, progress: bool = False, **options: Any) -> Any:
+    """Fine-tune a LoRA adapter into alias ``name`` (``%%finetune``; see :mod:`genmagic.tuning`);
+    ``options`` are ``%%finetune``'s (``base="tiny-text"``, ``text_column="reply"``, ``steps=200``,
+    ``seed=0``, ``redact_pii=True``, ``retrain=True``, ...). ``data``: a DataFrame, a list of texts
+    or dicts, or a file path. ``progress=True`` prints progress on stderr. Returns a
+    :class:`~genmagic.tuning.result.FinetuneResult`; ``generate(..., model=name)`` then uses it."""
+    from .tuning import finetune as run
+
+    return run(name, data, progress=progress, **options)
 
 
 def generate_many(data: Any, prompt: str | None = None, model: str | None = None, *, column: str | None = None,

@@ -1,4 +1,4 @@
-"""The command line: ``genmagic generate | imagine | check | models | register | history | show | safety | presets | trust``.
+"""The command line: ``genmagic generate | imagine | finetune | check | models | register | history | show | safety | presets | trust``.
 
 Options come from the same definitions as the magics (:mod:`genmagic.options`).
 User mistakes print one line to stderr and exit with status 2.
@@ -277,6 +277,15 @@ def cmd_trust(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .tuning.options import FinetuneControls, FinetuneOptions
+    from .tuning.run import run
+
+    result = run(args.name, opts.from_namespace(FinetuneOptions, args), opts.from_namespace(FinetuneControls, args))
+    print(result.adapter)
+    return 130 if result.stopped == "interrupted" else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .register_args import add_remote_arguments, add_setting_arguments
@@ -308,6 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "Every path written is printed on stdout, one per line")
     opts.add_arguments(img, opts.ImageOptions, opts.ImageControls)
     img.set_defaults(func=cmd_imagine)
+
+    from .tuning.options import FinetuneControls, FinetuneOptions
+
+    tune = sub.add_parser("finetune", help="train a LoRA adapter on a data file and register it as a model alias",
+                          description="Train a LoRA adapter (progress on stderr; the adapter folder on stdout) and "
+                          "register NAME (base + adapter) in the user config.")
+    tune.add_argument("name", help="the alias of the fine-tuned model")
+    opts.add_arguments(tune, FinetuneOptions, FinetuneControls)
+    tune.set_defaults(func=cmd_finetune)
 
     check = sub.add_parser(
         "check", help="check texts for PII and unsafe content (one JSON line per text)",

@@ -120,7 +120,7 @@ def _genmagic_parser() -> _Parser:
     return parser
 
 
-_EMPTY_CELL_MAGIC = re.compile(r"%%(generate|imagine)(?=[ \t]|$)")
+_EMPTY_CELL_MAGIC = re.compile(r"%%(generate|imagine|finetune)(?=[ \t]|$)")
 
 
 def empty_cell_as_line(lines: list[str]) -> list[str]:
@@ -140,6 +140,13 @@ def empty_cell_as_line(lines: list[str]) -> list[str]:
 # IPython's check_complete (terminal IPython, jupyter console, a kernel's is_complete) skips the
 # transformers marked so: there the magic line alone stays incomplete, and Enter waits for the body.
 empty_cell_as_line.has_side_effects = True  # type: ignore[attr-defined]
+
+
+def _finetune_options() -> tuple[type[opts.Options], ...]:
+    """%%finetune's option classes (a small module: importing it loads no torch)."""
+    from .tuning.options import FinetuneControls, FinetuneOptions
+
+    return FinetuneOptions, FinetuneControls
 
 
 # --------------------------------------------------------------------------- magics
@@ -432,6 +439,29 @@ class GenMagics(Magics):
             print("genmagic: interrupted; the finished cells are kept (and in history)", file=sys.stderr)
             raise KeyboardInterrupt
         return grid
+
+    # -- %%finetune
+    @no_var_expand
+    @ma.magic_arguments()
+    @opts.magic_arguments(*_finetune_options())
+    @ma.argument("name", help="the alias of the fine-tuned model (-m NAME afterwards)")
+    @line_cell_magic
+    @usage_errors
+    def finetune(self, line: str, cell: str | None = None) -> Any:
+        """Fine-tune a LoRA adapter on a DataFrame, a list, a file or the cell body, with a live loss
+        curve and a Stop button; saves it under GENMAGIC_HOME/adapters/NAME and registers alias NAME
+        (base + adapter) in the user config. See genmagic.finetune for the Python API."""
+        from .tuning.options import FinetuneControls, FinetuneOptions
+        from .tuning.run import run
+
+        args = self.parse_line(self.finetune, line)
+        result = run(args.name, opts.from_namespace(FinetuneOptions, args), opts.from_namespace(FinetuneControls, args),
+                     namespace=self.ip.user_ns, cell=cell, engine=self.engine)
+        if result.stopped == "interrupted":  # saved and registered; a "run all" stops here, as for %%generate
+            print(f"genmagic: interrupted; the adapter after {result.metrics.get('steps')} steps is saved as "
+                  f"{result.name}", file=sys.stderr)
+            raise KeyboardInterrupt
+        return result
 
     # -- %genmagic
     @line_magic

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -351,10 +352,12 @@ class TransformersTextBackend:
                     f"adapter {path!r} has no adapter_config.json; point --adapter at a saved LoRA folder"
                 )
             name = "adapter_" + hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
-            if isinstance(model, PeftModel):
-                model.load_adapter(path, adapter_name=name)  # loaded, not yet active
-            else:
-                model = PeftModel.from_pretrained(model, path, adapter_name=name)
+            with warnings.catch_warnings():  # peft asks transformers a deprecated question (is_gradient_checkpointing)
+                warnings.filterwarnings("ignore", category=FutureWarning)
+                if isinstance(model, PeftModel):
+                    model.load_adapter(path, adapter_name=name)  # loaded, not yet active
+                else:
+                    model = PeftModel.from_pretrained(model, path, adapter_name=name)
             scales[name] = scale
         model.base_model.set_adapter(list(scales), inference_mode=True)  # all of them active
         for module in model.modules():
