@@ -25,10 +25,16 @@ import ipywidgets as w
 from .errors import OptionError
 from .options import unescape
 
-# Options whose choices come from a callable ``(kind, registry) -> list of names`` (e.g. the presets of a
-# kind, which users extend in genmagic.toml): the panel shows them as a dropdown whose first entry is
-# "(none)". Wiring one is a line: ``CHOICES_FROM["tone"] = lambda kind, registry: presets.names("text", registry)``.
-CHOICES_FROM: dict[str, Callable[[str, Any], list[str]]] = {}
+
+def _preset_names(kind: str, registry: Any) -> list[str]:
+    from .presets import names
+
+    return names(kind, registry)
+
+
+# Options whose choices come from a callable ``(kind, registry) -> list of names``: the presets of a kind
+# (which users extend in genmagic.toml), shown as a dropdown whose first entry is "(none)".
+CHOICES_FROM: dict[str, Callable[[str, Any], list[str]]] = {"tone": _preset_names, "style": _preset_names}
 
 _STYLE = {"description_width": "120px"}
 _WIDE = w.Layout(width="420px")

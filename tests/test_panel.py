@@ -275,3 +275,18 @@ def test_lock_without_a_seed_draws_one_and_the_panel_displays_as_a_widget(ip: An
     assert panel.seed.value.isdigit()
     bundle = panel._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
+
+
+def test_the_tone_picker_lists_the_presets_and_a_run_applies_one(ip: Any) -> None:
+    from genmagic.presets import get, names
+
+    panel = Panel("text", "Tell me about owls", model="echo:", options={"seed": 1})
+    dropdown = panel.controls["tone"].widget
+    assert [value for _, value in dropdown.options] == [None, *names("text")] and "formal" in names("text")
+    dropdown.value = "formal"
+    panel.generate_button.click()
+    result = panel.wait()
+    preset = get("text", "formal")
+    assert result.info["preset"] == "tone formal"
+    assert result.request.prompt == preset.template.replace("{prompt}", "Tell me about owls")
+    assert "--tone formal" in panel.as_cell()
