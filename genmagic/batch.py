@@ -83,7 +83,17 @@ def check_template(template: str, rows: Sequence[Mapping[str, Any]], namespace: 
 
 
 def fill(template: str, row: Mapping[str, Any], namespace: Mapping[str, Any] | None) -> str:
-    return interpolate(template, ChainMap(dict(row), dict(namespace or {})))
+    """The row's prompt; an empty cell (NaN, None, pd.NA) fills in as empty text, never as "nan"."""
+    values = {name: "" if _missing(value) else value for name, value in row.items() if name != "row"}
+    if "row" in row:
+        values["row"] = {name: value for name, value in values.items() if name in row["row"]}
+    return interpolate(template, ChainMap(values, dict(namespace or {})))
+
+
+def _missing(value: Any) -> bool:
+    if value is None or (isinstance(value, float) and value != value):
+        return True
+    return type(value).__name__ in ("NAType", "NaTType")  # pandas' missing values, without importing pandas
 
 
 SHOWN = 50  # rows (or images) a BatchResult shows
@@ -152,7 +162,12 @@ class BatchResult:
         not_run = len(self.errors) - len(failed)
         head = f"{len(self.errors)} of {total} rows have no output"
         if not_run:
-            head += f" ({not_run} not run: interrupted; run it again to resume, finished rows come from the cache)"
+            resumable = all(r.request.seed_given or r.request.options.deterministic()  # type: ignore[attr-defined]
+                            for r in self.results)
+            head += f" ({not_run} not run: interrupted; " + (
+                "run it again to resume, finished rows come from the cache)" if resumable else
+                "the rows had random seeds, so a re-run runs them all again: give --seed N (or --temperature 0) "
+                "to make the rows resumable)")
         if not failed:
             return head
         shown = "; ".join(f"row {label}: {why}" for label, why in list(failed.items())[:3])
@@ -275,6 +290,9 @@ def run_over(
         raise OptionError("--inplace needs --out-column NAME (the column it adds to the DataFrame)")
     if getattr(options, "chat", False):
         raise OptionError("--chat continues one conversation; it cannot be combined with --over (one run per row)")
+    if controls.out_column is not None and is_table(data) and controls.out_column in data.columns:
+        raise OptionError(f"--out-column {controls.out_column}: {name} already has that column (an input); "
+                          "name a new one")
     if controls.out_column is not None and not is_table(data):
         raise OptionError(f"--out-column needs a DataFrame for --over, but {name} is a {type(data).__name__}; "
                           "leave --out-column out to get a list or Series")

@@ -64,6 +64,8 @@ def cmd_generate_over(args: Any) -> int:
     from .batch import default_template, run_over
     from .engine import default_engine
 
+    if args.output is not None:
+        _format(args.output, "-o")  # before any row runs: an unwritable format would lose every output
     frame = read_table(args.over)
     controls = opts.from_namespace(opts.TextControls, {**vars(args), "over": None, "out_column": "output"})
     options = opts.from_namespace(opts.TextOptions, args)

@@ -76,12 +76,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     sink = StreamSink(num=options.num, tokens=stream)
     result = text_run.run(default_engine(), prompt, options, controls, sink=sink,
                           given=opts.given(args, opts.TextOptions))
-    if not stream or result.cached:
+    parsed = result.format == "json" and result.ok  # type: ignore[attr-defined]
+    if (not stream or result.cached) and not parsed:  # -f json / --schema: one JSON document, below
         sys.stdout.write("\n\n".join(_shown_texts(result)) + "\n")
     sink.close(result.ok)
     if result.status == "error":  # -f json that does not parse: the raw text is above and in history
         raise OutputFormatError(f"{result.error} (history #{result.history_id})")
-    if result.format == "json" and result.ok:  # type: ignore[attr-defined]
+    if parsed:
         import json
 
         print(json.dumps(result.json(), indent=2, ensure_ascii=False))  # type: ignore[attr-defined]

@@ -209,8 +209,14 @@ class Engine:
     # -- running
     def run(self, request: Request, sink: Sink | None = None, **kwargs: Any) -> Result:
         """Run ``request`` (see :meth:`_run`), one run at a time (:attr:`lock`)."""
-        with self.lock:
+        if not self.lock.acquire(blocking=False):  # a panel's run (a worker thread) holds the engine
+            print("genmagic: waiting for a panel's run to end (press its Stop, or interrupt the kernel)",
+                  file=sys.stderr)
+            self.lock.acquire()
+        try:
             return self._run(request, sink, **kwargs)
+        finally:
+            self.lock.release()
 
     def _run(
         self,

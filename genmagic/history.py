@@ -477,13 +477,22 @@ class History:
         return int(self._guarded(lambda conn: conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]))
 
 
+# The prompt, or an output text as decoded (not the JSON around it: "texts" or a blob name never match),
+# leaving out outputs a safety check withheld, unless a person approved the run.
+_SEARCH = """(runs.prompt LIKE ? ESCAPE '\\' OR EXISTS (
+    SELECT 1 FROM json_each(CASE WHEN json_valid(runs.outputs) THEN runs.outputs ELSE '{}' END, '$.texts') AS t
+    WHERE t.type = 'text' AND t.value LIKE ? ESCAPE '\\'
+      AND (json_extract(runs.outputs, '$.withheld."' || t.key || '"') IS NULL
+           OR EXISTS (SELECT 1 FROM decisions AS d WHERE d.run_id = runs.id AND d.decision = 'approved'))))"""
+
+
 def _filters(*, search: str | None = None, kind: str | None = None, model: str | None = None,
              status: str | None = None, notebooks: tuple[str, ...] = ()) -> tuple[str, list[Any]]:
     """The WHERE clause (with its leading space, or empty) and arguments of a history query."""
     where: list[str] = []
     args: list[Any] = []
     if search:
-        where.append("(prompt LIKE ? ESCAPE '\\' OR outputs LIKE ? ESCAPE '\\')")
+        where.append(_SEARCH)
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         args += [pattern, pattern]
     for column, value in (("kind", kind), ("model", model), ("status", status)):

@@ -31,7 +31,7 @@ _CONTROLS: dict[str, type[opts.Controls]] = {"text": opts.TextControls, "image":
 
 def _escape(text: str) -> str:
     """Typed form of a value for an ``escapes`` option (``--stop``): a line break as ``\\n``."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
 
 
 def _flags(field: dataclasses.Field[Any], value: Any) -> list[str]:

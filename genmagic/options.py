@@ -176,13 +176,13 @@ def check_value(f: dataclasses.Field[Any], value: Any) -> Any:
     return value
 
 
-_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 
 
 def unescape(text: str) -> str:
-    """``\\n``, ``\\t`` and ``\\\\`` typed on a magic line or a command line as a line break, a tab
-    and a backslash; any other backslash stays as typed."""
-    return re.sub(r"\\([nt\\])", lambda m: _ESCAPES[m.group(1)], text)
+    """``\\n``, ``\\t``, ``\\r`` and ``\\\\`` typed on a magic line or a command line as a line break,
+    a tab, a carriage return and a backslash; any other backslash stays as typed."""
+    return re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], text)
 
 
 def _argparse_type(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
@@ -404,7 +404,8 @@ class TextOptions(Options):
         (), "stop when this text appears (repeatable; \\n is a line break, \\t a tab)", repeat=True, metavar="TEXT",
         escapes=True, example="'\\n\\n'",
     )
-    system: str | None = opt(None, "system prompt", metavar="TEXT", example="'You are terse.'")
+    system: str | None = opt(None, "system prompt (\\n is a line break)", metavar="TEXT", example="'You are terse.'",
+                             escapes=True)
     truncate: bool = opt(False, "keep the end of a prompt longer than the model's context instead of failing")
     chat: bool = opt(False, "continue this notebook's conversation (reset with %genmagic reset)", notebook_only=True)
     device: str | None = opt(None, "torch device (default: cuda, then mps, then cpu)", metavar="DEVICE", example="cpu", widget=False)
@@ -501,7 +502,8 @@ class ImageOptions(Options):
 
     steps: int = opt(20, "denoising steps", min=1, max=1000, example="30")
     guidance: float = opt(7.5, "classifier-free guidance scale (CFG); 1 = off", min=0.0, max=50.0, example="6")
-    negative: str | None = opt(None, "negative prompt: what the image should not show", metavar="TEXT", example="'blurry'")
+    negative: str | None = opt(None, "negative prompt: what the image should not show (\\n is a line break)",
+                               metavar="TEXT", example="'blurry'", escapes=True)
     seed: int | None = opt(None, "random seed: image i uses seed+i, so each can be reproduced alone", min=0, max=2**32 - 1, example="7")
     width: int | None = opt(None, "image width in pixels (default: the model's size)", min=8, max=8192, example="512")
     height: int | None = opt(None, "image height in pixels (default: the model's size)", min=8, max=8192, example="512")

@@ -238,6 +238,7 @@ class Panel:
         self._sink = sink = panel_sink(self.kind, self.output, getattr(options, "num", 1), stream,
                                        fmt=getattr(controls, "format", "auto"), preview=getattr(controls, "preview", 5))
         self.error = None
+        self.result = self.history_id = None  # never the last run's while this one runs (or if it fails)
         self.generate_button.disabled, self.stop_button.disabled = True, False
         self._say("running…")
 
@@ -254,6 +255,9 @@ class Panel:
             self._say("waiting for another run to end…")
             lock.acquire()
         try:
+            if sink.cancelled:  # Stop pressed while it waited: nothing runs, nothing is recorded
+                sink.close(False, "stopped before it started")
+                raise GenmagicError("stopped before it started: nothing ran")
             self._say("running…")
             if self.kind == "text":
                 return text_run.run(self.engine, prompt, options, controls, sink=sink, where=self.where, given=given)
@@ -370,6 +374,8 @@ def panel_from_magic(magics: Any, kind: str, prompt: str, options: opts.Options,
                           "drop one of them")
     if getattr(controls, "from_image", None):
         raise OptionError("--widgets does not take --from: run %%imagine --from FILE, then Copy a panel's cell")
+    if controls.compare:
+        raise OptionError("--widgets does not take --compare: a panel runs one cell; drop one of them")
     if controls.over:
         raise OptionError(f"--widgets does not take --over: a panel runs one prompt; drop --widgets to run over "
                           f"{controls.over}, or drop --over")

@@ -15,6 +15,7 @@ from IPython.core.error import UsageError
 from test_checks_seam import WordCheck
 
 import genmagic
+from genmagic.errors import OptionError
 from genmagic import registry
 from genmagic.engine import Engine
 from genmagic.options import TextOptions
@@ -381,3 +382,35 @@ def test_api_mistakes_fail_before_any_row_runs(genmagic_home: Path) -> None:
     from genmagic.engine import default_engine
 
     assert default_engine().history.list(5) == []  # nothing ran
+
+
+def test_repetition_penalty_leaves_out_the_left_padding() -> None:
+    """A row padded with the end token (a tokenizer without a pad token) scores like the row alone;
+    transformers' own processor would penalise the end token in the padded row only."""
+    import torch
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    from genmagic.backends.batching import repetition_penalty
+
+    eos = 2
+    padded = torch.tensor([[eos, eos, 4], [1, 0, 4]])
+    scores = torch.tensor([[1.0, 1.0, 1.0, 1.0, 1.0], [1.0, -1.0, 1.0, 0.5, 2.0]])
+    ours = repetition_penalty(1.5, [2, 0])[0](padded, scores)
+    alone = RepetitionPenaltyLogitsProcessor(1.5)(torch.tensor([[4]]), scores[:1].clone())
+    assert torch.equal(ours[0], alone[0])  # the padded row: only token 4 penalised, not the end token
+    assert torch.equal(ours[1], RepetitionPenaltyLogitsProcessor(1.5)(padded[1:], scores[1:].clone())[0])
+    assert not torch.equal(RepetitionPenaltyLogitsProcessor(1.5)(padded[:1], scores[:1].clone())[0], alone[0])
+    assert repetition_penalty(1.0, [0]) == []
+
+
+def test_empty_cells_fill_in_as_empty_text_and_out_column_never_replaces_an_input() -> None:
+    import pandas as pd
+
+    from genmagic.batch import fill, rows_of
+
+    frame = pd.DataFrame({"subject": ["Refund", None], "body text": [float("nan"), "Broken"]})
+    rows = rows_of(frame)
+    assert [fill("{subject}|{row[body text]}", row, {}) for row in rows] == ["Refund|", "|Broken"]
+    assert fill("{item}", {"item": pd.NA}, {}) == ""
+    with pytest.raises(OptionError, match="--out-column subject: .* already has that column"):
+        genmagic.generate_many(frame, "{subject}", model="echo:", out_column="subject")

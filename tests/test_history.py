@@ -8,7 +8,7 @@ from pathlib import Path
 
 from genmagic.history import History
 from genmagic.options import TextOptions
-from genmagic.request import Request, TextResult
+from genmagic.request import Request, TextResult, Verdict
 
 
 def _writer(home: str, worker: int, count: int) -> None:
@@ -69,3 +69,17 @@ def test_search_escapes_wildcards(tmp_path: Path) -> None:
         history.record(TextResult(request=request, texts=[""]))
     assert [r.prompt for r in history.list(search="100%")] == ["100% sure"]
     assert [r.prompt for r in history.list(search="a_b")] == ["a_b"]
+
+
+def test_search_reads_output_texts_not_their_json_and_never_a_withheld_one(tmp_path: Path) -> None:
+    history = History(tmp_path)
+    request = Request(kind="text", prompt="p", model="m", options=TextOptions())
+    history.record(TextResult(request=request, texts=["café au lait", 'say "hi"']))
+    held = TextResult(request=request, texts=["the secret plan"], status="review")
+    held.withhold(0, Verdict("moderation", "violence", 0.5, "review", reason="held for review"))
+    held_id = history.record(held)
+    assert history.list(search="texts") == [] and history.list(search="tokens") == []  # the JSON's keys
+    assert len(history.list(search="café")) == 1 and len(history.list(search='"hi"')) == 1  # as decoded
+    assert history.list(search="secret plan") == []  # withheld: not found by searching
+    history.decide(held_id, "approved")
+    assert [r.id for r in history.list(search="secret plan")] == [held_id]

@@ -29,12 +29,13 @@ texts = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blackl
     lambda s: s != "--")  # argparse reads a lone -- as the end of the options: see test_values_starting_with_a_dash
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     temperature=st.floats(0, 5, allow_nan=False),
     seed=st.one_of(st.none(), st.integers(0, 2**32 - 1)),
     stop=st.lists(st.text(min_size=1, max_size=6).filter(lambda s: "\x00" not in s), max_size=2),
-    system=st.one_of(st.none(), texts),
+    # free text (a panel's Textarea): any character, line breaks too
+    system=st.one_of(st.none(), st.text(min_size=1, max_size=20).filter(lambda s: "\x00" not in s and s != "--")),
     raw=st.booleans(),
     prompt=texts.filter(lambda s: s.strip("\n").strip() != ""),
 )

@@ -155,3 +155,33 @@ def plan(keys: Sequence[Hashable], lengths: Sequence[int], size: int) -> list[li
     for index in sorted(range(len(keys)), key=lambda i: lengths[i]):
         groups.setdefault(keys[index], []).append(index)
     return [rows[k:k + size] for rows in groups.values() for k in range(0, len(rows), size)]
+
+
+def repetition_penalty(penalty: float, pads: Sequence[int]) -> Any:
+    """A ``LogitsProcessorList`` with transformers' repetition penalty (the same arithmetic as its
+    ``RepetitionPenaltyLogitsProcessor``) that leaves out each row's left padding: ``pads[i]``
+    leading positions of row ``i``. transformers' own processor penalises every id in the input,
+    padding included, so a padded row (padded with the end token when the tokenizer has no pad
+    token) would score the end token lower than the same row alone. Empty when ``penalty`` is 1."""
+    from transformers import LogitsProcessorList
+
+    if penalty == 1.0:
+        return LogitsProcessorList()
+    return LogitsProcessorList([_RowRepetitionPenalty(penalty, pads)])
+
+
+class _RowRepetitionPenalty:
+    def __init__(self, penalty: float, pads: Sequence[int]) -> None:
+        self.penalty = penalty
+        self.pads = list(pads)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        scores = scores.clone()
+        for i, pad in enumerate(self.pads):
+            ids = input_ids[i, pad:]
+            score = torch.gather(scores[i], 0, ids)
+            score = torch.where(score < 0, score * self.penalty, score / self.penalty)
+            scores[i] = scores[i].scatter(0, ids, score)
+        return scores

@@ -35,7 +35,7 @@ from . import (
     weight_bytes,
 )
 from ._hub import fingerprint, local_folder, read_json, require_folder
-from .batching import RowStreamer, auto_batch_size, left_pad, plan, row_sampler, rows_cancelled
+from .batching import RowStreamer, auto_batch_size, left_pad, plan, repetition_penalty, row_sampler, rows_cancelled
 
 if TYPE_CHECKING:
     from ..registry import ModelSpec
@@ -426,7 +426,7 @@ class TransformersTextBackend:
         config = GenerationConfig(
             max_new_tokens=options.max_new_tokens,
             do_sample=False,
-            repetition_penalty=options.repetition_penalty,
+            repetition_penalty=1.0,  # applied by batching.repetition_penalty: without the rows' padding
             eos_token_id=eos,
             pad_token_id=pad,
             bos_token_id=gen_cfg.bos_token_id,
@@ -470,7 +470,8 @@ class TransformersTextBackend:
                         streamer=streamer,
                         tokenizer=tok if options.stop else None,
                         logits_processor=LogitsProcessorList(
-                            [*([constraint] if constraint is not None else []),
+                            [*repetition_penalty(options.repetition_penalty, [0]),
+                             *([constraint] if constraint is not None else []),
                              *row_sampler(options, [seed], loaded.device)]),
                     )
             except (KeyboardInterrupt, _Cancelled):
@@ -548,7 +549,8 @@ class TransformersTextBackend:
                     streamer=row_streamer,
                     tokenizer=tok if options.stop else None,
                     logits_processor=LogitsProcessorList(
-                        [*([constraint] if constraint is not None else []),
+                        [*repetition_penalty(options.repetition_penalty, [input_ids.shape[1] - len(r) for r in rows]),
+                         *([constraint] if constraint is not None else []),
                          *row_sampler(options, [r.seed for r in requests], loaded.device)]),
                     stopping_criteria=rows_cancelled(sinks),
                 )

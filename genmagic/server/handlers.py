@@ -277,8 +277,8 @@ def setup_handlers(web_app: Any, root_dir: str) -> None:
     web_app.add_handlers(".*$", [
         (url_path_join(base, "models"), ModelsHandler),
         (url_path_join(base, "history"), HistoryHandler),
-        (url_path_join(base, r"history/(\d+)"), RunHandler),
-        (url_path_join(base, r"history/(\d+)/cell"), CellHandler),
+        (url_path_join(base, r"history/(\d{1,18})"), RunHandler),
+        (url_path_join(base, r"history/(\d{1,18})/cell"), CellHandler),
         (url_path_join(base, "cell"), NewCellHandler),
         (url_path_join(base, "images", _NAME), ImageHandler),
         (url_path_join(base, r"thumbs/(\d+)", _NAME), ThumbHandler),
