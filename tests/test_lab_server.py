@@ -414,3 +414,10 @@ async def test_a_slow_query_does_not_block_the_server(jp_fetch: Any, runs: dict[
     finally:
         release.set()
     assert json.loads((await pending).body)["total"] == 8
+
+
+@in_loop
+async def test_ids_too_large_for_sqlite_are_404_not_500(jp_fetch: Any, runs: dict[str, Any]) -> None:
+    huge = "9" * 26
+    for path in (("history", huge), ("history", huge, "cell"), ("thumbs", huge, "0" * 64 + ".png")):
+        assert await status_of(jp_fetch, *path) == 404, path

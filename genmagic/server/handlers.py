@@ -281,9 +281,9 @@ def setup_handlers(web_app: Any, root_dir: str) -> None:
         (url_path_join(base, r"history/(\d{1,18})/cell"), CellHandler),
         (url_path_join(base, "cell"), NewCellHandler),
         (url_path_join(base, "images", _NAME), ImageHandler),
-        (url_path_join(base, r"thumbs/(\d+)", _NAME), ThumbHandler),
+        (url_path_join(base, r"thumbs/(\d{1,4})", _NAME), ThumbHandler),
         (url_path_join(base, "review"), ReviewHandler),
-        (url_path_join(base, r"review/(\d+)"), ReviewHandler),
+        (url_path_join(base, r"review/(\d{1,18})"), ReviewHandler),
     ])
 
 
