@@ -224,7 +224,7 @@ def _fields(output: Any) -> dict[str, Any] | None:
     if isinstance(output, dict):
         return output
     if callable(getattr(output, "model_dump", None)):
-        return dict(output.model_dump())
+        return dict(output.model_dump(mode="json"))  # enums as their values, nested models as dicts
     if dataclasses.is_dataclass(output) and not isinstance(output, type):
         return dataclasses.asdict(output)
     return None

@@ -15,9 +15,9 @@ from IPython.core.error import UsageError
 from test_checks_seam import WordCheck
 
 import genmagic
-from genmagic.errors import OptionError
 from genmagic import registry
 from genmagic.engine import Engine
+from genmagic.errors import OptionError
 from genmagic.options import TextOptions
 from genmagic.request import ListSink, NullSink
 
@@ -412,5 +412,5 @@ def test_empty_cells_fill_in_as_empty_text_and_out_column_never_replaces_an_inpu
     rows = rows_of(frame)
     assert [fill("{subject}|{row[body text]}", row, {}) for row in rows] == ["Refund|", "|Broken"]
     assert fill("{item}", {"item": pd.NA}, {}) == ""
-    with pytest.raises(OptionError, match="--out-column subject: .* already has that column"):
+    with pytest.raises(OptionError, match=r"--out-column subject: .* already has that column"):
         genmagic.generate_many(frame, "{subject}", model="echo:", out_column="subject")
