@@ -111,8 +111,26 @@ test('models, history, re-run and review', async ({ page }) => {
   await expect.poll(() => thumb.evaluate(img => (img as HTMLImageElement).naturalWidth)).toBeGreaterThan(0);
   await screenshot(page, 'lab-gallery');
 
-  // GENMAGIC-WIDGET-PANEL: the widget panel's interaction goes here once the widgets issue lands
-  // (open a panel cell from the sidebar, change an option, see the run in History).
+  // The widget panel: a %%generate --widgets cell renders its controls (ipywidgets in JupyterLab) and runs once
+  // (the run lands in History); a Generate click runs it again through the kernel, from the browser.
+  const panelCell = cellSources(page).nth(3);
+  await panelCell.click();
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('%%generate --widgets -m tiny-text --max-new-tokens 6 --seed 11 --safety warn\nA panel story');
+  await page.keyboard.press('Control+Enter');
+  const panel = page.locator('.jp-Notebook .jp-Cell').nth(3).locator('.jp-Cell-outputArea');
+  const generate = panel.locator('button', { hasText: 'Generate' });
+  await expect(generate).toBeVisible({ timeout: 120_000 });
+  await expect(panel).toContainText('seed 11', { timeout: 120_000 }); // the status line after the first run
+  await page.locator('.gm-Kind').selectOption('text');
+  const newestRun = page.locator('#genmagic-history .gm-Entry').first().locator('.gm-Prompt');
+  await expect(newestRun).toHaveText('A panel story', { timeout: 60_000 });
+  const runs = page.locator('#genmagic-history .gm-Pager');
+  const counted = (await runs.textContent()) ?? '';
+  await generate.click();
+  await expect(generate).toBeEnabled({ timeout: 120_000 });
+  await expect(runs).not.toHaveText(counted, { timeout: 60_000 }); // the click's run is in History too
+  await screenshot(page, 'lab-panel');
 
   // Review: approve the held run; it leaves the queue and its output shows in History
   await tab(page, /^Review/);
