@@ -40,3 +40,62 @@ def test_target_modules_take_a_dotted_suffix(tiny_text_dir: Path) -> None:
     assert layers == {"transformer.h.0.attn.c_proj", "transformer.h.0.mlp.c_proj"}
     with pytest.raises(OptionError, match=r"--target-modules mlp\.q_proj: no such linear layer"):
         wrapped(tiny_text_dir, target_modules=("mlp.q_proj",))
+
+
+def llama_tokenizer(chat_template: bool) -> Any:
+    """The embedded tiny-text's Llama tokenizer (BOS added by its own tokenization), with or
+    without its chat template."""
+    from transformers import AutoTokenizer
+
+    import genmagic
+
+    tok = AutoTokenizer.from_pretrained(Path(genmagic.__file__).parent / "models" / "tiny-text")
+    if not chat_template:
+        tok.chat_template = None
+    assert tok.bos_token_id is not None and tok("x")["input_ids"][0] == tok.bos_token_id
+    return tok
+
+
+def sent(tok: Any, prompt: str, *, raw: bool) -> list[int]:
+    """What %%generate sends for ``prompt``: the transformers backend's encode."""
+    from genmagic.backends.transformers_text import TransformersTextBackend, _TextModel
+    from genmagic.options import TextOptions
+    from genmagic.request import Request
+
+    request = Request(kind="text", prompt=prompt, model="m", options=TextOptions(raw=raw))
+    return TransformersTextBackend().encode(_TextModel(model=None, tokenizer=tok, context=0), request)
+
+
+@pytest.mark.parametrize("chat_template", [True, False])
+def test_training_starts_where_generation_starts(chat_template: bool) -> None:
+    from genmagic.tuning import data as dat
+
+    tok = llama_tokenizer(chat_template)
+    options = FinetuneOptions(max_length=256)
+    text = dat.encode([{"text": "The fox reads books about the stars."}], "text", options, tok, strict=False)
+    ids = text.input_ids[0]
+    # a text adapter is used with --raw: the same BOS, then the text, then EOS (and no loss on the BOS)
+    assert ids[:-1] == sent(tok, "The fox reads books about the stars.", raw=True) and ids[-1] == tok.eos_token_id
+    assert text.labels[0][0] == -100 and text.labels[0][1:] == ids[1:]
+    assert text.prompt_ids[0] == sent(tok, text.prompts[0], raw=True)
+
+    pc = dat.encode([{"prompt": "Say fox", "completion": "The fox."}], "prompt-completion", options, tok, strict=False)
+    head = sent(tok, "Say fox", raw=False)  # a user turn of the template, or the plain prompt with its BOS
+    assert pc.input_ids[0][:len(head)] == head and pc.labels[0][:len(head)] == [-100] * len(head)
+    assert pc.labels[0][len(head)] != -100 and pc.prompt_ids[0] == head
+    assert head[0] == tok.bos_token_id  # one BOS: the template's own, or the tokenizer's
+    assert tok.bos_token_id not in pc.input_ids[0][1:]
+
+
+def test_a_text_adapter_generates_raw_as_trained(tiny_text_dir: Path) -> None:
+    import genmagic
+    from genmagic.engine import default_engine
+
+    corpus = [f"The fox reads books about the {w} every night." for w in ("stars", "sea")] * 4
+    result = genmagic.finetune("fox", corpus, base=str(tiny_text_dir), steps=2, samples=0)
+    assert default_engine().registry.resolve("fox", "text").params.get("raw") is True
+    assert "the alias sets --raw" in result.summary()
+    pc = genmagic.finetune("fox-pc", [{"prompt": "Say fox", "completion": "The fox."}] * 4,
+                           base=str(tiny_text_dir), steps=2, samples=0)
+    assert "raw" not in default_engine().registry.resolve("fox-pc", "text").params
+    assert "--raw" not in pc.summary()

@@ -128,9 +128,12 @@ def save_adapter(write: Any, folder: Path, card: dict[str, Any]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def register(registry: Registry, name: str, base: ModelSpec, folder: Path) -> ModelSpec:
-    """Alias ``name`` = base + the adapter, in this session and the user config."""
-    extra: dict[str, Any] = {"params": dict(base.params)} if base.params else {}
+def register(registry: Registry, name: str, base: ModelSpec, folder: Path, *, raw: bool = False) -> ModelSpec:
+    """Alias ``name`` = base + the adapter, in this session and the user config. ``raw``: the
+    adapter learned plain text (``--format text``), so ``%%generate -m NAME`` sends prompts as
+    plain text to continue (params ``raw = true``), as it was trained, not as a chat turn."""
+    params = {**base.params, **({"raw": True} if raw else {})}
+    extra: dict[str, Any] = {"params": params} if params else {}
     if base.hub_revision:
         extra["hub_revision"] = base.hub_revision
     return registry.register(name, base.source, kind=base.kind, backend=base.backend, adapters=[str(folder)],

@@ -76,7 +76,7 @@ def _run_text(name: str, base: Any, options: FinetuneOptions, controls: Finetune
     out_dir = cards.adapter_dir(name)
     saved = None if controls.retrain else cards.reusable(out_dir, fingerprint, "adapter_config.json")
     if saved is not None:
-        cards.register(engine.registry, name, base, out_dir)
+        cards.register(engine.registry, name, base, out_dir, raw=fmt == "text")
         view.close(f"{name}: the saved adapter has the same data, options and seed (fingerprint {fingerprint}); "
                    "reused it (--retrain trains again)")
         merged = _merge(base, out_dir, folder, controls) if controls.merge else None
@@ -108,7 +108,7 @@ def _run_text(name: str, base: Any, options: FinetuneOptions, controls: Finetune
               "pii": report.to_dict()},
     )
     cards.save_adapter(lambda tmp: model.save_pretrained(tmp), out_dir, card)
-    cards.register(engine.registry, name, base, out_dir)
+    cards.register(engine.registry, name, base, out_dir, raw=fmt == "text")
     merged = _merge(base, out_dir, folder, controls, model) if controls.merge else None
     result = FinetuneResult(name=name, adapter=out_dir, card=card, stopped=stopped, losses=trained.losses,
                             eval_losses=trained.eval_losses, samples=examples, merged=merged, pii=report.summary())
