@@ -99,3 +99,29 @@ def test_a_text_adapter_generates_raw_as_trained(tiny_text_dir: Path) -> None:
                            base=str(tiny_text_dir), steps=2, samples=0)
     assert "raw" not in default_engine().registry.resolve("fox-pc", "text").params
     assert "--raw" not in pc.summary()
+
+
+def test_an_interrupt_during_evaluation_keeps_the_adapter(tiny_text_dir: Path, genmagic_home: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import genmagic
+    from genmagic.engine import default_engine
+    from genmagic.tuning import evaluate
+
+    real = evaluate.perplexity
+
+    def interrupted(*args: Any, adapter: bool, **kwargs: Any) -> float | None:
+        if adapter:  # the perplexity after training: the user presses interrupt again (after Stop)
+            raise KeyboardInterrupt
+        return real(*args, adapter=adapter, **kwargs)
+
+    monkeypatch.setattr(evaluate, "perplexity", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        genmagic.finetune("fox", [f"The fox reads about the {w}." for w in ("sea", "sky")] * 4,
+                          base=str(tiny_text_dir), steps=3, samples=0)
+    folder = genmagic_home / "adapters" / "fox"
+    assert (folder / "adapter_model.safetensors").is_file() and (folder / "genmagic_card.json").is_file()
+    spec = default_engine().registry.resolve("fox", "text")
+    assert spec.adapters == (str(folder),)
+    monkeypatch.setattr(evaluate, "perplexity", real)
+    out = genmagic.generate("The fox", model="fox", temperature=0, max_new_tokens=4)
+    assert out.text is not None

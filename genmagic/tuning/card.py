@@ -111,6 +111,12 @@ def card_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_card(folder: Path, card: dict[str, Any]) -> None:
+    """``genmagic_card.json`` and the ``README.md`` model card of the adapter in ``folder``."""
+    (folder / CARD).write_text(json.dumps(card, indent=2, sort_keys=True), encoding="utf-8")
+    (folder / "README.md").write_text(card_markdown(card), encoding="utf-8")
+
+
 def save_adapter(write: Any, folder: Path, card: dict[str, Any]) -> None:
     """Write the adapter (``write(tmp_folder)``) and its card into a new folder, then swap it in,
     so a crash or a failed save never leaves a half-written adapter under the alias."""
@@ -119,8 +125,7 @@ def save_adapter(write: Any, folder: Path, card: dict[str, Any]) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     write(tmp)
-    (tmp / CARD).write_text(json.dumps(card, indent=2, sort_keys=True), encoding="utf-8")
-    (tmp / "README.md").write_text(card_markdown(card), encoding="utf-8")
+    write_card(tmp, card)
     old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
     if folder.exists():
         folder.replace(old)

@@ -90,25 +90,29 @@ def _run_text(name: str, base: Any, options: FinetuneOptions, controls: Finetune
         ppl_before = evaluate.perplexity(model, tokenizer, encoded, eval_idx, device, options.batch_size, adapter=False)
         with interrupt_stops(view):
             trained = train_text.train(model, tokenizer, encoded, train_idx, eval_idx, options, device, view)
-        ppl_after = evaluate.perplexity(model, tokenizer, encoded, eval_idx, device, options.batch_size, adapter=True)
+        stopped = view.reason if trained.stopped else ""
+        metrics = {
+            "steps": trained.steps, "planned_steps": trained.total, "train_examples": len(train_idx),
+            "eval_examples": len(eval_idx), "final_loss": trained.losses[-1][1] if trained.losses else None,
+            "eval_loss": trained.eval_losses[-1][1] if trained.eval_losses else None,
+            "perplexity_before": ppl_before, "perplexity_after": None, "seconds": round(trained.seconds, 2),
+            "steps_per_second": round(trained.steps / trained.seconds, 3) if trained.seconds else None,
+            "device": device, "target_modules": targets,
+        }
+        card = cards.make_card(
+            name=name, base=base, base_fingerprint=base_fp, data_fingerprint=data_fp, fingerprint=fingerprint,
+            options=fp_options, metrics=metrics, stopped=bool(stopped),
+            data={"source": where, "format": fmt, "examples": len(encoded), "truncated": encoded.truncated,
+                  "pii": report.to_dict()},
+        )
+        # saved and registered before the evaluation: an interrupt there (a second one after Stop) keeps it
+        cards.save_adapter(lambda tmp: model.save_pretrained(tmp), out_dir, card)
+        cards.register(engine.registry, name, base, out_dir, raw=fmt == "text")
+        view.message(f"{name}: adapter saved to {out_dir}; evaluating")
+        metrics["perplexity_after"] = evaluate.perplexity(model, tokenizer, encoded, eval_idx, device,
+                                                          options.batch_size, adapter=True)
         examples = evaluate.samples(model, tokenizer, encoded, eval_idx or train_idx, device, controls.samples)
-    stopped = view.reason if trained.stopped else ""
-    metrics = {
-        "steps": trained.steps, "planned_steps": trained.total, "train_examples": len(train_idx),
-        "eval_examples": len(eval_idx), "final_loss": trained.losses[-1][1] if trained.losses else None,
-        "eval_loss": trained.eval_losses[-1][1] if trained.eval_losses else None,
-        "perplexity_before": ppl_before, "perplexity_after": ppl_after, "seconds": round(trained.seconds, 2),
-        "steps_per_second": round(trained.steps / trained.seconds, 3) if trained.seconds else None,
-        "device": device, "target_modules": targets,
-    }
-    card = cards.make_card(
-        name=name, base=base, base_fingerprint=base_fp, data_fingerprint=data_fp, fingerprint=fingerprint,
-        options=fp_options, metrics=metrics, stopped=bool(stopped),
-        data={"source": where, "format": fmt, "examples": len(encoded), "truncated": encoded.truncated,
-              "pii": report.to_dict()},
-    )
-    cards.save_adapter(lambda tmp: model.save_pretrained(tmp), out_dir, card)
-    cards.register(engine.registry, name, base, out_dir, raw=fmt == "text")
+    cards.write_card(out_dir, card)  # with the perplexity after
     merged = _merge(base, out_dir, folder, controls, model) if controls.merge else None
     result = FinetuneResult(name=name, adapter=out_dir, card=card, stopped=stopped, losses=trained.losses,
                             eval_losses=trained.eval_losses, samples=examples, merged=merged, pii=report.summary())
