@@ -125,3 +125,28 @@ def test_an_interrupt_during_evaluation_keeps_the_adapter(tiny_text_dir: Path, g
     monkeypatch.setattr(evaluate, "perplexity", real)
     out = genmagic.generate("The fox", model="fox", temperature=0, max_new_tokens=4)
     assert out.text is not None
+
+
+def test_an_existing_user_alias_is_not_overwritten(tiny_text_dir: Path, genmagic_home: Path) -> None:
+    import genmagic
+    from genmagic.engine import default_engine
+
+    registry = default_engine().registry
+    registry.register("fox", str(tiny_text_dir), kind="text", persist=True, description="my own model")
+    corpus = [f"The fox reads about the {w}." for w in ("sea", "sky")] * 4
+    with pytest.raises(OptionError, match=r"^fine-tuned model name 'fox' is already an alias \(.*\) of "
+                                          r".*tiny-gpt2; pick another name, or pass --replace") as err:
+        genmagic.finetune("fox", corpus, base=str(tiny_text_dir), steps=1, samples=0)
+    assert "\n" not in str(err.value)
+    assert registry.resolve("fox", "text").adapters == () and not (genmagic_home / "adapters" / "fox").exists()
+    genmagic.finetune("fox", corpus, base=str(tiny_text_dir), steps=1, samples=0, replace=True)
+    assert registry.resolve("fox", "text").adapters == (str(genmagic_home / "adapters" / "fox"),)
+    # its own alias: a later run (another seed) overwrites it without --replace
+    genmagic.finetune("fox", corpus, base=str(tiny_text_dir), steps=1, samples=0, seed=1)
+
+
+def test_the_magic_refuses_an_existing_alias(ip: Any, tiny_text_dir: Path) -> None:
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError, match="'tiny' is already an alias"):
+        ip.run_cell_magic("finetune", f"tiny --base {tiny_text_dir} --steps 1 --samples 0", "The fox reads.\n" * 4)

@@ -26,8 +26,10 @@ CARD = "genmagic_card.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def check_name(name: str, base: ModelSpec) -> str:
-    """A usable alias for the tuned model, and a base that is a plain model (not base + adapters)."""
+def check_name(name: str, base: ModelSpec, registry: Registry, *, replace: bool = False) -> str:
+    """A usable alias for the tuned model, and a base that is a plain model (not base + adapters).
+    An existing alias is only overwritten when this feature made it (its adapters are exactly
+    ``adapter_dir(name)``) or with ``replace``."""
     if base.adapters:
         raise OptionError(f"--base {base.alias} already has adapters; fine-tune from its base model instead")
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
@@ -36,6 +38,11 @@ def check_name(name: str, base: ModelSpec) -> str:
     if name in {s.alias for s in builtin_specs()} or name == base.alias:
         raise OptionError(f"fine-tuned model name {name!r} is the base model's or a built-in alias; pick a new "
                           "one, e.g. support-bot")
+    existing = next((s for s in registry.specs() if s.alias == name), None)
+    if existing is not None and not replace and existing.adapters != (str(adapter_dir(name)),):
+        what = existing.source + "".join(f" + {a}" for a in existing.adapters)
+        raise OptionError(f"fine-tuned model name {name!r} is already an alias ({existing.origin}) of {what}; "
+                          "pick another name, or pass --replace to overwrite it")
     return name
 
 
