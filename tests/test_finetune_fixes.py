@@ -135,13 +135,13 @@ def test_an_existing_user_alias_is_not_overwritten(tiny_text_dir: Path, genmagic
     registry.register("fox", str(tiny_text_dir), kind="text", persist=True, description="my own model")
     corpus = [f"The fox reads about the {w}." for w in ("sea", "sky")] * 4
     with pytest.raises(OptionError, match=r"^fine-tuned model name 'fox' is already an alias \(.*\) of "
-                                          r".*tiny-gpt2; pick another name, or pass --replace") as err:
+                                          r".*tiny-gpt2; pick another name, or pass --overwrite") as err:
         genmagic.finetune("fox", corpus, base=str(tiny_text_dir), steps=1, samples=0)
     assert "\n" not in str(err.value)
     assert registry.resolve("fox", "text").adapters == () and not (genmagic_home / "adapters" / "fox").exists()
-    genmagic.finetune("fox", corpus, base=str(tiny_text_dir), steps=1, samples=0, replace=True)
+    genmagic.finetune("fox", corpus, base=str(tiny_text_dir), steps=1, samples=0, overwrite=True)
     assert registry.resolve("fox", "text").adapters == (str(genmagic_home / "adapters" / "fox"),)
-    # its own alias: a later run (another seed) overwrites it without --replace
+    # its own alias: a later run (another seed) overwrites it without --overwrite
     genmagic.finetune("fox", corpus, base=str(tiny_text_dir), steps=1, samples=0, seed=1)
 
 

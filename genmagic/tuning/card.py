@@ -42,7 +42,7 @@ def check_name(name: str, base: ModelSpec, registry: Registry, *, replace: bool 
     if existing is not None and not replace and existing.adapters != (str(adapter_dir(name)),):
         what = existing.source + "".join(f" + {a}" for a in existing.adapters)
         raise OptionError(f"fine-tuned model name {name!r} is already an alias ({existing.origin}) of {what}; "
-                          "pick another name, or pass --replace to overwrite it")
+                          "pick another name, or pass --overwrite to replace it")
     return name
 
 

@@ -32,7 +32,7 @@ def run(name: str, options: FinetuneOptions, controls: FinetuneControls, *, data
         return run_image(name, options, controls, namespace=namespace, engine=engine,
                          view=view or live_view(controls.live))
     base = engine.registry.resolve(options.base, "text")
-    cards.check_name(name, base, engine.registry, replace=controls.replace)
+    cards.check_name(name, base, engine.registry, replace=controls.overwrite)
     view = view or live_view(controls.live)
     try:
         return _run_text(name, base, options, controls, data if data is not None else controls.data,

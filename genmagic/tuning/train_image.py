@@ -134,7 +134,7 @@ def _run_image(name: str, options: FinetuneOptions, controls: FinetuneControls,
     from .train_text import plan_steps
 
     base = engine.registry.resolve("tiny-image" if options.base == "tiny-text" else options.base, "image")
-    cards.check_name(name, base, engine.registry, replace=controls.replace)
+    cards.check_name(name, base, engine.registry, replace=controls.overwrite)
     options = dataclasses.replace(options, base=base.alias)
     folder = require_folder(base.source, "model_index.json", base.hub_revision)
     pairs = load_pairs(options, namespace)
