@@ -150,3 +150,56 @@ def test_the_magic_refuses_an_existing_alias(ip: Any, tiny_text_dir: Path) -> No
 
     with pytest.raises(UsageError, match="'tiny' is already an alias"):
         ip.run_cell_magic("finetune", f"tiny --base {tiny_text_dir} --steps 1 --samples 0", "The fox reads.\n" * 4)
+
+
+def test_merged_model_is_not_an_adapter_folder(tiny_text_dir: Path, genmagic_home: Path) -> None:
+    import genmagic
+
+    corpus = [f"The fox reads about the {w}." for w in ("sea", "sky")] * 4
+    result = genmagic.finetune("fox", corpus, base=str(tiny_text_dir), steps=2, samples=0, merge=True)
+    assert result.merged == genmagic_home / "merged" / "fox"
+    assert (result.merged / "model.safetensors").is_file()
+    other = genmagic.finetune("fox-merged", corpus, base=str(tiny_text_dir), steps=2, samples=0, seed=3)
+    assert other.adapter == genmagic_home / "adapters" / "fox-merged"
+    assert (result.merged / "model.safetensors").is_file() and not (other.adapter / "model.safetensors").exists()
+
+
+def pictures(n: int = 2) -> list[Any]:
+    from PIL import Image
+
+    return [Image.new("RGB", (64, 64), (20 * i, 20, 20)) for i in range(n)]
+
+
+def test_image_lora_refuses_merge(genmagic_home: Path) -> None:
+    import genmagic
+
+    with pytest.raises(OptionError, match=r"^--merge: an image LoRA is not merged") as err:
+        genmagic.finetune("night", images=pictures(), captions=["a red circle"] * 2, base="tiny-image", merge=True)
+    assert "\n" not in str(err.value) and not (genmagic_home / "adapters" / "night").exists()
+
+
+def test_image_captions_get_the_pii_scan(genmagic_home: Path) -> None:
+    import genmagic
+    from genmagic.tuning.pii_scan import PiiRefused
+
+    captions = ["a red circle, mail jane.doe@example.com", "a blue square"]
+    with pytest.raises(PiiRefused, match=r"PII scan: 1 email in row 0 \(caption\)"):
+        genmagic.finetune("night", images=pictures(), captions=captions, base="tiny-image", steps=1)
+    assert not (genmagic_home / "adapters" / "night").exists()
+    result = genmagic.finetune("night", images=pictures(), captions=captions, base="tiny-image", steps=1,
+                               redact_pii=True)
+    assert result.card["data"]["pii"]["action"] == "redacted" and "email" in result.pii
+
+
+def test_python_api_takes_image_objects(genmagic_home: Path) -> None:
+    import pandas as pd
+
+    import genmagic
+
+    listed = genmagic.finetune("api-night", images=pictures(), captions=["a red circle"] * 2, base="tiny-image", steps=1)
+    assert (listed.adapter / "pytorch_lora_weights.safetensors").is_file() and listed.card["data"]["images"] == 2
+    frame = pd.DataFrame({"image": pictures(3), "caption": ["a red circle"] * 3})
+    framed = genmagic.finetune("api-night2", images=frame, captions="caption", base="tiny-image", steps=1)
+    assert framed.card["data"]["images"] == 3
+    with pytest.raises(OptionError, match="captions: 1 captions for 2 images"):
+        genmagic.finetune("api-night3", images=pictures(), captions=["a"], base="tiny-image", steps=1)

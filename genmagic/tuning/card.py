@@ -28,8 +28,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 def check_name(name: str, base: ModelSpec, registry: Registry, *, replace: bool = False) -> str:
     """A usable alias for the tuned model, and a base that is a plain model (not base + adapters).
-    An existing alias is only overwritten when this feature made it (its adapters are exactly
-    ``adapter_dir(name)``) or with ``replace``."""
+    An existing alias is only overwritten when this feature made it (:func:`made_here`) or with
+    ``replace``."""
     if base.adapters:
         raise OptionError(f"--base {base.alias} already has adapters; fine-tune from its base model instead")
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
@@ -39,15 +39,29 @@ def check_name(name: str, base: ModelSpec, registry: Registry, *, replace: bool 
         raise OptionError(f"fine-tuned model name {name!r} is the base model's or a built-in alias; pick a new "
                           "one, e.g. support-bot")
     existing = next((s for s in registry.specs() if s.alias == name), None)
-    if existing is not None and not replace and existing.adapters != (str(adapter_dir(name)),):
+    if existing is not None and not replace and not made_here(existing):
         what = existing.source + "".join(f" + {a}" for a in existing.adapters)
         raise OptionError(f"fine-tuned model name {name!r} is already an alias ({existing.origin}) of {what}; "
                           "pick another name, or pass --overwrite to replace it")
     return name
 
 
+def made_here(spec: ModelSpec) -> bool:
+    """Whether alias ``spec`` is one fine-tuning made: base + its one adapter ``adapters/NAME``
+    (or, after GENMAGIC_HOME moved, an adapter whose card names the alias)."""
+    if spec.adapters == (str(adapter_dir(spec.alias)),):
+        return True
+    card = read_card(Path(spec.adapters[0])) if len(spec.adapters) == 1 else None
+    return card is not None and card.get("name") == spec.alias
+
+
 def adapter_dir(name: str) -> Path:
     return home_dir() / "adapters" / name
+
+
+def merged_dir(name: str) -> Path:
+    """Where ``--merge`` writes the full model with the adapter merged in."""
+    return home_dir() / "merged" / name
 
 
 # Options that only matter for one kind of training: left out of the other's fingerprint.

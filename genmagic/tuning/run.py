@@ -121,10 +121,12 @@ def _run_text(name: str, base: Any, options: FinetuneOptions, controls: Finetune
 
 
 def _merge(base: Any, adapter: Path, folder: str, controls: FinetuneControls, model: Any = None) -> Path:
-    """A full model folder with the adapter merged in (``NAME-merged`` beside the adapter)."""
+    """A full model folder with the adapter merged in: ``GENMAGIC_HOME/merged/NAME`` (not beside
+    the adapters, where it would be the adapter folder of an alias ``NAME-merged``)."""
     import shutil
 
-    out = adapter.with_name(adapter.name + "-merged")
+    out = cards.merged_dir(adapter.name)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if model is None:
         from peft import PeftModel
 
