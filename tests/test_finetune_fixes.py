@@ -203,3 +203,17 @@ def test_python_api_takes_image_objects(genmagic_home: Path) -> None:
     assert framed.card["data"]["images"] == 3
     with pytest.raises(OptionError, match="captions: 1 captions for 2 images"):
         genmagic.finetune("api-night3", images=pictures(), captions=["a"], base="tiny-image", steps=1)
+
+
+def test_a_builtin_base_is_persisted_by_its_alias(tmp_path: Path, genmagic_home: Path) -> None:
+    import tomllib
+
+    import genmagic
+    from genmagic.registry import PACKAGE_MODELS, Registry, user_config_path
+
+    genmagic.finetune("fox-builtin", ["The fox reads about the sea."] * 4, base="tiny-text", steps=1, samples=0)
+    entry = tomllib.loads(user_config_path().read_text())["models"]["fox-builtin"]
+    assert entry["source"] == "tiny-text"  # not the installed package's folder
+    spec = Registry().resolve("fox-builtin", "text")  # a new session reads it back
+    assert spec.source == str(PACKAGE_MODELS / "tiny-text")
+    assert spec.adapters == (str(genmagic_home / "adapters" / "fox-builtin"),)
