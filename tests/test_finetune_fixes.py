@@ -157,7 +157,7 @@ def test_merged_model_is_not_an_adapter_folder(tiny_text_dir: Path, genmagic_hom
 
     corpus = [f"The fox reads about the {w}." for w in ("sea", "sky")] * 4
     result = genmagic.finetune("fox", corpus, base=str(tiny_text_dir), steps=2, samples=0, merge=True)
-    assert result.merged == genmagic_home / "merged" / "fox"
+    assert result.merged == genmagic_home / "merged" / "fox" and f"merged model in {result.merged}" in result.summary()
     assert (result.merged / "model.safetensors").is_file()
     other = genmagic.finetune("fox-merged", corpus, base=str(tiny_text_dir), steps=2, samples=0, seed=3)
     assert other.adapter == genmagic_home / "adapters" / "fox-merged"

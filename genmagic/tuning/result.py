@@ -35,7 +35,8 @@ class FinetuneResult:
             ppl = f" · eval perplexity {m['perplexity_before']:.2f} → {m['perplexity_after']:.2f}"
         raw = " (plain text to continue, as trained: the alias sets --raw)" \
             if self.card.get("data", {}).get("format") == "text" else ""
-        return f"{self.name}: {how}{ppl} · use it with -m {self.name}{raw}"
+        merged = f" · merged model in {self.merged}" if self.merged else ""
+        return f"{self.name}: {how}{ppl} · use it with -m {self.name}{raw}{merged}"
 
     def __repr__(self) -> str:
         return f"<FinetuneResult {self.summary()}>"

@@ -137,7 +137,10 @@ def _merge(base: Any, adapter: Path, folder: str, controls: FinetuneControls, mo
     merged = model.merge_and_unload()
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp, safe_serialization=True)
+    from ..backends import quiet_progress_bars
+
+    with quiet_progress_bars("transformers"):  # no "Writing model shards" bar under the live view
+        merged.save_pretrained(tmp, safe_serialization=True)
     from transformers import AutoTokenizer
 
     AutoTokenizer.from_pretrained(folder, trust_remote_code=base.trust_remote_code).save_pretrained(tmp)
