@@ -77,14 +77,14 @@ def test_training_starts_where_generation_starts(chat_template: bool) -> None:
     # a text adapter is used with --raw: the same BOS, then the text, then EOS (and no loss on the BOS)
     assert ids[:-1] == sent(tok, "The fox reads books about the stars.", raw=True) and ids[-1] == tok.eos_token_id
     assert text.labels[0][0] == -100 and text.labels[0][1:] == ids[1:]
-    assert text.prompt_ids[0] == sent(tok, text.prompts[0], raw=True)
 
     pc = dat.encode([{"prompt": "Say fox", "completion": "The fox."}], "prompt-completion", options, tok, strict=False)
     head = sent(tok, "Say fox", raw=False)  # a user turn of the template, or the plain prompt with its BOS
     assert pc.input_ids[0][:len(head)] == head and pc.labels[0][:len(head)] == [-100] * len(head)
-    assert pc.labels[0][len(head)] != -100 and pc.prompt_ids[0] == head
     assert head[0] == tok.bos_token_id  # one BOS: the template's own, or the tokenizer's
-    assert tok.bos_token_id not in pc.input_ids[0][1:]
+    assert tok.bos_token_id not in pc.input_ids[0][1:] and pc.labels[0][len(head)] != -100
+    # the samples start from the same ids
+    assert pc.prompt_ids[0] == head and text.prompt_ids[0] == sent(tok, text.prompts[0], raw=True)
 
 
 def test_a_text_adapter_generates_raw_as_trained(tiny_text_dir: Path) -> None:
