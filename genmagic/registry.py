@@ -172,6 +172,10 @@ def builtin_specs() -> list[ModelSpec]:
     ]
 
 
+# An embedded model's alias, written as a config entry's `source`, means its folder in the installed package.
+BUILTIN_SOURCES = {s.alias: s.source for s in builtin_specs()}
+
+
 # --------------------------------------------------------------------------- paths
 
 
@@ -399,6 +403,7 @@ def _specs_from_config(data: Mapping[str, Any], origin: str, base: Path, file: s
         if not isinstance(entry, Mapping) or entry["source"] is None:
             raise ModelNotFoundError(f"model {alias!r} in the {origin} config needs a `source`")
         source = str(entry["source"])
+        source = BUILTIN_SOURCES.get(source, source)  # `source = "tiny-text"`: the embedded model, wherever installed
         if source.startswith(("./", "../")) or source in (".", ".."):
             source = str((base / source).resolve())
         adapters = tuple(_adapter_entry(str(a), base) for a in entry.get("adapters", ()))
@@ -634,7 +639,8 @@ class Registry:
         self._session[alias] = spec
         if persist:  # a served model's entry names its URL by its own key (base_url), not `source`
             source_key = getattr(get_backend(spec.backend), "source_setting", None)
-            entry: dict[str, Any] = {} if source_key in spec.settings else {"source": spec.source}
+            builtin = next((a for a, path in BUILTIN_SOURCES.items() if path == spec.source), spec.source)
+            entry: dict[str, Any] = {} if source_key in spec.settings else {"source": builtin}
             entry.update(kind=spec.kind, backend=spec.backend)
             if spec.adapters:
                 entry["adapters"] = list(spec.adapters)

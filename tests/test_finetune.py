@@ -65,13 +65,13 @@ def test_loss_goes_down_on_a_learnable_corpus() -> None:
     assert last < first * 0.6, result.losses
     m = result.metrics
     assert m["perplexity_after"] < m["perplexity_before"] / 2
-    assert m["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]  # found in the model
+    assert m["target_modules"] == ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]  # found in the model
     assert result.eval_losses[-1][1] < result.eval_losses[0][1]
 
 
 def test_adapter_card_and_alias(tiny_text_dir: Path, genmagic_home: Path) -> None:
     result = tune("fox", tiny_text_dir, steps=30, eval_split=0.2)
-    assert result.metrics["target_modules"] == ["c_attn", "c_proj"]  # GPT-2's (Conv1D) attention projections
+    assert result.metrics["target_modules"] == ["attn.c_attn", "attn.c_proj"]  # GPT-2's (Conv1D) attention projections
     folder = genmagic_home / "adapters" / "fox"
     assert result.adapter == folder
     assert (folder / "adapter_model.safetensors").is_file() and (folder / "adapter_config.json").is_file()

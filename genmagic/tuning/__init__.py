@@ -31,9 +31,32 @@ def finetune(name: str, data: Any = None, *, progress: bool = False, **options: 
     from ..options import split_kwargs
     from .run import run
 
+    namespace = _image_objects(options)
     values, control_values = split_kwargs(options, FinetuneOptions, FinetuneControls)
     control_values.setdefault("live", progress)
     if isinstance(data, str):
         control_values.setdefault("data", data)
         data = None
-    return run(name, FinetuneOptions(**values), FinetuneControls(**control_values), data=data)
+    return run(name, FinetuneOptions(**values), FinetuneControls(**control_values), data=data, namespace=namespace)
+
+
+def _image_objects(options: dict[str, Any]) -> dict[str, Any] | None:
+    """``images=`` given as objects (a list of PIL images or of (image, caption) pairs, a
+    DataFrame; ``captions=`` a list, one per image): put where ``--images VAR`` finds them."""
+    import os
+
+    images, captions = options.get("images"), options.get("captions")
+    if isinstance(images, os.PathLike):
+        options["images"] = os.fspath(images)
+    if images is None or isinstance(images, (str, os.PathLike)):
+        return None
+    if captions is not None and not isinstance(captions, (str, os.PathLike)):
+        from ..errors import OptionError
+
+        images, captions = list(images), [str(c) for c in captions]
+        if len(captions) != len(images):
+            raise OptionError(f"captions: {len(captions)} captions for {len(images)} images; give one per image")
+        images = list(zip(images, captions))
+        del options["captions"]
+    options["images"] = "images"
+    return {"images": images}

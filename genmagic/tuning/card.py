@@ -26,8 +26,10 @@ CARD = "genmagic_card.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def check_name(name: str, base: ModelSpec) -> str:
-    """A usable alias for the tuned model, and a base that is a plain model (not base + adapters)."""
+def check_name(name: str, base: ModelSpec, registry: Registry, *, replace: bool = False) -> str:
+    """A usable alias for the tuned model, and a base that is a plain model (not base + adapters).
+    An existing alias is only overwritten when this feature made it (:func:`made_here`) or with
+    ``replace``."""
     if base.adapters:
         raise OptionError(f"--base {base.alias} already has adapters; fine-tune from its base model instead")
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
@@ -36,11 +38,30 @@ def check_name(name: str, base: ModelSpec) -> str:
     if name in {s.alias for s in builtin_specs()} or name == base.alias:
         raise OptionError(f"fine-tuned model name {name!r} is the base model's or a built-in alias; pick a new "
                           "one, e.g. support-bot")
+    existing = next((s for s in registry.specs() if s.alias == name), None)
+    if existing is not None and not replace and not made_here(existing):
+        what = existing.source + "".join(f" + {a}" for a in existing.adapters)
+        raise OptionError(f"fine-tuned model name {name!r} is already an alias ({existing.origin}) of {what}; "
+                          "pick another name, or pass --overwrite to replace it")
     return name
+
+
+def made_here(spec: ModelSpec) -> bool:
+    """Whether alias ``spec`` is one fine-tuning made: base + its one adapter ``adapters/NAME``
+    (or, after GENMAGIC_HOME moved, an adapter whose card names the alias)."""
+    if spec.adapters == (str(adapter_dir(spec.alias)),):
+        return True
+    card = read_card(Path(spec.adapters[0])) if len(spec.adapters) == 1 else None
+    return card is not None and card.get("name") == spec.alias
 
 
 def adapter_dir(name: str) -> Path:
     return home_dir() / "adapters" / name
+
+
+def merged_dir(name: str) -> Path:
+    """Where ``--merge`` writes the full model with the adapter merged in."""
+    return home_dir() / "merged" / name
 
 
 # Options that only matter for one kind of training: left out of the other's fingerprint.
@@ -111,6 +132,12 @@ def card_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_card(folder: Path, card: dict[str, Any]) -> None:
+    """``genmagic_card.json`` and the ``README.md`` model card of the adapter in ``folder``."""
+    (folder / CARD).write_text(json.dumps(card, indent=2, sort_keys=True), encoding="utf-8")
+    (folder / "README.md").write_text(card_markdown(card), encoding="utf-8")
+
+
 def save_adapter(write: Any, folder: Path, card: dict[str, Any]) -> None:
     """Write the adapter (``write(tmp_folder)``) and its card into a new folder, then swap it in,
     so a crash or a failed save never leaves a half-written adapter under the alias."""
@@ -119,8 +146,7 @@ def save_adapter(write: Any, folder: Path, card: dict[str, Any]) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     write(tmp)
-    (tmp / CARD).write_text(json.dumps(card, indent=2, sort_keys=True), encoding="utf-8")
-    (tmp / "README.md").write_text(card_markdown(card), encoding="utf-8")
+    write_card(tmp, card)
     old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
     if folder.exists():
         folder.replace(old)
@@ -128,9 +154,12 @@ def save_adapter(write: Any, folder: Path, card: dict[str, Any]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def register(registry: Registry, name: str, base: ModelSpec, folder: Path) -> ModelSpec:
-    """Alias ``name`` = base + the adapter, in this session and the user config."""
-    extra: dict[str, Any] = {"params": dict(base.params)} if base.params else {}
+def register(registry: Registry, name: str, base: ModelSpec, folder: Path, *, raw: bool = False) -> ModelSpec:
+    """Alias ``name`` = base + the adapter, in this session and the user config. ``raw``: the
+    adapter learned plain text (``--format text``), so ``%%generate -m NAME`` sends prompts as
+    plain text to continue (params ``raw = true``), as it was trained, not as a chat turn."""
+    params = {**base.params, **({"raw": True} if raw else {})}
+    extra: dict[str, Any] = {"params": params} if params else {}
     if base.hub_revision:
         extra["hub_revision"] = base.hub_revision
     return registry.register(name, base.source, kind=base.kind, backend=base.backend, adapters=[str(folder)],

@@ -188,7 +188,8 @@ class Encoded:
 
     input_ids: list[list[int]] = field(default_factory=list)
     labels: list[list[int]] = field(default_factory=list)
-    prompts: list[str] = field(default_factory=list)  # what a sample generation starts from
+    prompts: list[str] = field(default_factory=list)  # what a sample generation starts from (shown)
+    prompt_ids: list[list[int]] = field(default_factory=list)  # its token ids, as generation sends them
     references: list[str] = field(default_factory=list)  # what the example continues with
     truncated: int = 0
     skipped: int = 0  # rows with no text
@@ -197,37 +198,65 @@ class Encoded:
         return len(self.input_ids)
 
 
+def generation_ids(tokenizer: Any, prompt: str, *, raw: bool) -> list[int]:
+    """The token ids ``%%generate`` sends for ``prompt`` (``--raw`` or not): the transformers
+    backend's own ``encode``, so training starts each example exactly where generation will
+    (the same BOS, the same chat template)."""
+    from ..backends.transformers_text import TransformersTextBackend, _TextModel
+    from ..options import TextOptions
+    from ..request import Request
+
+    request = Request(kind="text", prompt=prompt, model="", options=TextOptions(raw=raw))
+    return TransformersTextBackend().encode(_TextModel(model=None, tokenizer=tokenizer, context=0), request)
+
+
 def encode(rows: list[dict[str, Any]], fmt: str, options: FinetuneOptions, tokenizer: Any, *, strict: bool) -> Encoded:
     """Token ids and labels of each row; an example longer than ``--max-length`` is truncated
-    (counted in ``truncated``) or, with ``strict``, an error naming the row."""
+    (counted in ``truncated``) or, with ``strict``, an error naming the row.
+
+    The part before the loss is what generation sends: ``text`` = the ``--raw`` prompt (the
+    tokenizer's special tokens, e.g. BOS, then the text; the loss on the text),
+    ``prompt-completion`` = the prompt as ``%%generate`` sends it (a user turn of the chat
+    template, else the plain prompt with its BOS), ``chat`` = the earlier turns rendered by the
+    template with the generation prompt (as a chat turn is sent)."""
     out = Encoded()
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     templated = bool(getattr(tokenizer, "chat_template", None))
+    specials = set(getattr(tokenizer, "all_special_ids", []) or [])
     for i, row in enumerate(rows):
         if fmt == "text":
             text = _str(row.get(options.text_column))
             prompt, completion = "", text
-        elif fmt == "prompt-completion":
-            user = _str(row.get(options.prompt_column))
-            completion = _str(row.get(options.completion_column))
-            prompt = (tokenizer.apply_chat_template([{"role": "user", "content": user}], add_generation_prompt=True,
-                                                    tokenize=False) if templated else user)
+            if not completion.strip():
+                out.skipped += 1
+                continue
+            full = generation_ids(tokenizer, text, raw=True)
+            lead = next((k for k, t in enumerate(full) if t not in specials), len(full))
+            trail = len(full)
+            while trail > lead and full[trail - 1] in specials:  # a tokenizer that appends EOS itself
+                trail -= 1
+            head, tail = full[:lead], full[lead:trail] + eos
         else:
-            messages = [{"role": str(m["role"]), "content": _str(m.get("content"))} for m in _messages(row, options)]
-            if not templated:
-                raise DataError(f"--format chat: {options.base} has no chat template; use --format text or "
-                                "prompt-completion")
-            prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False) \
-                if len(messages) > 1 else ""
-            full = tokenizer.apply_chat_template(messages, tokenize=False)
-            completion = full[len(prompt):] if full.startswith(prompt) else full
-            prompt = prompt if full.startswith(prompt) else ""
-        if not completion.strip():
-            out.skipped += 1
-            continue
-        head = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else \
-            _bos(tokenizer, templated)
-        tail = tokenizer(completion, add_special_tokens=False)["input_ids"] + eos
+            if fmt == "prompt-completion":
+                user = _str(row.get(options.prompt_column))
+                completion = _str(row.get(options.completion_column))
+                head = generation_ids(tokenizer, user, raw=False)
+                prompt = user
+            else:
+                messages = [{"role": str(m["role"]), "content": _str(m.get("content"))} for m in _messages(row, options)]
+                if not templated:
+                    raise DataError(f"--format chat: {options.base} has no chat template; use --format text or "
+                                    "prompt-completion")
+                prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False) \
+                    if len(messages) > 1 else ""
+                full_text = tokenizer.apply_chat_template(messages, tokenize=False)
+                completion = full_text[len(prompt):] if full_text.startswith(prompt) else full_text
+                prompt = prompt if full_text.startswith(prompt) else ""
+                head = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+            if not completion.strip():
+                out.skipped += 1
+                continue
+            tail = tokenizer(completion, add_special_tokens=False)["input_ids"] + eos
         ids, labels = head + tail, [-100] * len(head) + tail
         if len(ids) > options.max_length:
             if strict:
@@ -240,9 +269,15 @@ def encode(rows: list[dict[str, Any]], fmt: str, options: FinetuneOptions, token
                 continue
         out.input_ids.append(ids)
         out.labels.append(labels)
-        cut = _cut(completion) if fmt == "text" else 0
-        out.prompts.append(prompt if fmt != "text" else completion[:cut])
-        out.references.append(completion[cut:])
+        if fmt == "text":
+            cut = _cut(completion)
+            out.prompts.append(completion[:cut])
+            out.prompt_ids.append(generation_ids(tokenizer, completion[:cut], raw=True))
+            out.references.append(completion[cut:])
+        else:
+            out.prompts.append(prompt)
+            out.prompt_ids.append(list(head))
+            out.references.append(completion)
     if not out.input_ids:
         raise DataError("the training data has no example with text to learn; check --text-column / --format")
     return out
@@ -252,11 +287,6 @@ def _cut(text: str) -> int:
     """Where a text example's sample prompt ends: the first space after a third of it."""
     space = text.find(" ", max(1, len(text) // 3))
     return space if space > 0 else max(1, len(text) // 3)
-
-
-def _bos(tokenizer: Any, templated: bool) -> list[int]:
-    bos = tokenizer.bos_token_id
-    return [bos] if bos is not None and not templated else []
 
 
 def fingerprint(encoded: Encoded) -> str:

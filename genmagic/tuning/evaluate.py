@@ -26,13 +26,10 @@ def perplexity(model: Any, tokenizer: Any, encoded: Encoded, idx: list[int], dev
     return math.exp(min(loss, 50.0))
 
 
-def _greedy(model: Any, tokenizer: Any, prompt: str, device: str) -> str:
+def _greedy(model: Any, tokenizer: Any, ids: list[int], device: str) -> str:
     import torch
 
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-    if not ids or (tokenizer.bos_token_id is not None and not getattr(tokenizer, "chat_template", None)
-                   and ids[0] != tokenizer.bos_token_id):
-        ids = ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + ids
+    ids = ids or ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else [tokenizer.eos_token_id or 0])
     inputs = torch.tensor([ids], device=device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with torch.no_grad():
@@ -42,13 +39,14 @@ def _greedy(model: Any, tokenizer: Any, prompt: str, device: str) -> str:
 
 
 def samples(model: Any, tokenizer: Any, encoded: Encoded, idx: list[int], device: str, n: int) -> list[dict[str, str]]:
-    """``{"prompt", "reference", "base", "tuned"}`` for the first ``n`` eval examples."""
+    """``{"prompt", "reference", "base", "tuned"}`` for the first ``n`` eval examples, each
+    generated from the ids ``%%generate`` would send."""
     out = []
     model.eval()
     for i in idx[:n]:
-        prompt = encoded.prompts[i]
+        prompt, ids = encoded.prompts[i], encoded.prompt_ids[i]
         with model.disable_adapter():
-            base = _greedy(model, tokenizer, prompt, device)
-        tuned = _greedy(model, tokenizer, prompt, device)
+            base = _greedy(model, tokenizer, ids, device)
+        tuned = _greedy(model, tokenizer, ids, device)
         out.append({"prompt": prompt, "reference": encoded.references[i], "base": base, "tuned": tuned})
     return out

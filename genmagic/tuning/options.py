@@ -73,7 +73,8 @@ class FinetuneControls(Options):
     strict: bool = opt(False, "refuse examples longer than --max-length instead of truncating them")
     allow_pii: bool = opt(False, "train on the PII the scan finds, unredacted")
     retrain: bool = opt(False, "train again even when an adapter with the same data, options and seed exists")
-    merge: bool = opt(False, "also export a merged, full model folder (NAME-merged beside the adapter)")
+    overwrite: bool = opt(False, "replace NAME when it is already an alias that fine-tuning did not make")
+    merge: bool = opt(False, "also export a merged, full model folder (GENMAGIC_HOME/merged/NAME; text models)")
     samples: int = opt(3, "eval prompts to generate from, base and tuned side by side (0 = none)", min=0, max=32,
                        example="3")
     device: str | None = opt(None, "torch device (default: cuda, then mps, then cpu); CUDA trains in bfloat16",

@@ -33,7 +33,10 @@ class FinetuneResult:
         ppl = ""
         if m.get("perplexity_before") is not None and m.get("perplexity_after") is not None:
             ppl = f" · eval perplexity {m['perplexity_before']:.2f} → {m['perplexity_after']:.2f}"
-        return f"{self.name}: {how}{ppl} · use it with -m {self.name}"
+        raw = " (plain text to continue, as trained: the alias sets --raw)" \
+            if self.card.get("data", {}).get("format") == "text" else ""
+        merged = f" · merged model in {self.merged}" if self.merged else ""
+        return f"{self.name}: {how}{ppl} · use it with -m {self.name}{raw}{merged}"
 
     def __repr__(self) -> str:
         return f"<FinetuneResult {self.summary()}>"

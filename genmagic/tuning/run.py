@@ -32,7 +32,7 @@ def run(name: str, options: FinetuneOptions, controls: FinetuneControls, *, data
         return run_image(name, options, controls, namespace=namespace, engine=engine,
                          view=view or live_view(controls.live))
     base = engine.registry.resolve(options.base, "text")
-    cards.check_name(name, base)
+    cards.check_name(name, base, engine.registry, replace=controls.overwrite)
     view = view or live_view(controls.live)
     try:
         return _run_text(name, base, options, controls, data if data is not None else controls.data,
@@ -76,7 +76,7 @@ def _run_text(name: str, base: Any, options: FinetuneOptions, controls: Finetune
     out_dir = cards.adapter_dir(name)
     saved = None if controls.retrain else cards.reusable(out_dir, fingerprint, "adapter_config.json")
     if saved is not None:
-        cards.register(engine.registry, name, base, out_dir)
+        cards.register(engine.registry, name, base, out_dir, raw=fmt == "text")
         view.close(f"{name}: the saved adapter has the same data, options and seed (fingerprint {fingerprint}); "
                    "reused it (--retrain trains again)")
         merged = _merge(base, out_dir, folder, controls) if controls.merge else None
@@ -90,25 +90,29 @@ def _run_text(name: str, base: Any, options: FinetuneOptions, controls: Finetune
         ppl_before = evaluate.perplexity(model, tokenizer, encoded, eval_idx, device, options.batch_size, adapter=False)
         with interrupt_stops(view):
             trained = train_text.train(model, tokenizer, encoded, train_idx, eval_idx, options, device, view)
-        ppl_after = evaluate.perplexity(model, tokenizer, encoded, eval_idx, device, options.batch_size, adapter=True)
+        stopped = view.reason if trained.stopped else ""
+        metrics = {
+            "steps": trained.steps, "planned_steps": trained.total, "train_examples": len(train_idx),
+            "eval_examples": len(eval_idx), "final_loss": trained.losses[-1][1] if trained.losses else None,
+            "eval_loss": trained.eval_losses[-1][1] if trained.eval_losses else None,
+            "perplexity_before": ppl_before, "perplexity_after": None, "seconds": round(trained.seconds, 2),
+            "steps_per_second": round(trained.steps / trained.seconds, 3) if trained.seconds else None,
+            "device": device, "target_modules": targets,
+        }
+        card = cards.make_card(
+            name=name, base=base, base_fingerprint=base_fp, data_fingerprint=data_fp, fingerprint=fingerprint,
+            options=fp_options, metrics=metrics, stopped=bool(stopped),
+            data={"source": where, "format": fmt, "examples": len(encoded), "truncated": encoded.truncated,
+                  "pii": report.to_dict()},
+        )
+        # saved and registered before the evaluation: an interrupt there (a second one after Stop) keeps it
+        cards.save_adapter(lambda tmp: model.save_pretrained(tmp), out_dir, card)
+        cards.register(engine.registry, name, base, out_dir, raw=fmt == "text")
+        view.message(f"{name}: adapter saved to {out_dir}; evaluating")
+        metrics["perplexity_after"] = evaluate.perplexity(model, tokenizer, encoded, eval_idx, device,
+                                                          options.batch_size, adapter=True)
         examples = evaluate.samples(model, tokenizer, encoded, eval_idx or train_idx, device, controls.samples)
-    stopped = view.reason if trained.stopped else ""
-    metrics = {
-        "steps": trained.steps, "planned_steps": trained.total, "train_examples": len(train_idx),
-        "eval_examples": len(eval_idx), "final_loss": trained.losses[-1][1] if trained.losses else None,
-        "eval_loss": trained.eval_losses[-1][1] if trained.eval_losses else None,
-        "perplexity_before": ppl_before, "perplexity_after": ppl_after, "seconds": round(trained.seconds, 2),
-        "steps_per_second": round(trained.steps / trained.seconds, 3) if trained.seconds else None,
-        "device": device, "target_modules": targets,
-    }
-    card = cards.make_card(
-        name=name, base=base, base_fingerprint=base_fp, data_fingerprint=data_fp, fingerprint=fingerprint,
-        options=fp_options, metrics=metrics, stopped=bool(stopped),
-        data={"source": where, "format": fmt, "examples": len(encoded), "truncated": encoded.truncated,
-              "pii": report.to_dict()},
-    )
-    cards.save_adapter(lambda tmp: model.save_pretrained(tmp), out_dir, card)
-    cards.register(engine.registry, name, base, out_dir)
+    cards.write_card(out_dir, card)  # with the perplexity after
     merged = _merge(base, out_dir, folder, controls, model) if controls.merge else None
     result = FinetuneResult(name=name, adapter=out_dir, card=card, stopped=stopped, losses=trained.losses,
                             eval_losses=trained.eval_losses, samples=examples, merged=merged, pii=report.summary())
@@ -117,10 +121,12 @@ def _run_text(name: str, base: Any, options: FinetuneOptions, controls: Finetune
 
 
 def _merge(base: Any, adapter: Path, folder: str, controls: FinetuneControls, model: Any = None) -> Path:
-    """A full model folder with the adapter merged in (``NAME-merged`` beside the adapter)."""
+    """A full model folder with the adapter merged in: ``GENMAGIC_HOME/merged/NAME`` (not beside
+    the adapters, where it would be the adapter folder of an alias ``NAME-merged``)."""
     import shutil
 
-    out = adapter.with_name(adapter.name + "-merged")
+    out = cards.merged_dir(adapter.name)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if model is None:
         from peft import PeftModel
 
@@ -131,7 +137,10 @@ def _merge(base: Any, adapter: Path, folder: str, controls: FinetuneControls, mo
     merged = model.merge_and_unload()
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp, safe_serialization=True)
+    from ..backends import quiet_progress_bars
+
+    with quiet_progress_bars("transformers"):  # no "Writing model shards" bar under the live view
+        merged.save_pretrained(tmp, safe_serialization=True)
     from transformers import AutoTokenizer
 
     AutoTokenizer.from_pretrained(folder, trust_remote_code=base.trust_remote_code).save_pretrained(tmp)

@@ -57,7 +57,10 @@ def load_pairs(options: FinetuneOptions, namespace: Mapping[str, Any] | None) ->
         elif captions and os.path.isfile(captions):
             pairs = list(zip(value, _caption_lines(captions)))
         else:
-            pairs = [tuple(item) for item in value]  # type: ignore[misc]
+            pairs = [tuple(item) for item in value if isinstance(item, (tuple, list)) and len(item) == 2]
+            if len(pairs) != len(value):
+                raise OptionError(f"--images {source}: give (image, caption) pairs, a DataFrame with an 'image' "
+                                  "column, or images with --captions FILE (in Python: captions=[...])")
     elif os.path.isdir(source):
         files = sorted(f for f in os.listdir(source) if f.lower().endswith(IMAGE_SUFFIXES))
         meta = _metadata(source, captions or "text")
@@ -105,6 +108,19 @@ def _metadata(folder: str, column: str) -> dict[str, str]:
     return {str(r.get("file_name")): str(r[column]) for r in rows if r.get("file_name")}
 
 
+def scan_captions(pairs: list[tuple[Any, str]], options: FinetuneOptions, controls: FinetuneControls,
+                  engine: Any) -> tuple[list[tuple[Any, str]], Any]:
+    """The PII scan of the captions, as of text data (refused, redacted, allowed or reported)."""
+    from . import pii_scan
+
+    as_text = dataclasses.replace(options, text_column="caption")
+    rows = [{"caption": caption} for _, caption in pairs]
+    report = pii_scan.scan(rows, "text", as_text, engine.level(controls.safety))
+    redaction = engine.registry.safety_setting("redaction") or "placeholder"
+    rows = pii_scan.apply_policy(rows, "text", as_text, report, allow=controls.allow_pii, redaction=str(redaction))
+    return [(image, row["caption"]) for (image, _), row in zip(pairs, rows)], report
+
+
 def data_fingerprint(pairs: list[tuple[Any, str]], size: int) -> str:
     h = hashlib.sha256(str(size).encode())
     for image, caption in pairs:
@@ -133,11 +149,15 @@ def _run_image(name: str, options: FinetuneOptions, controls: FinetuneControls,
     from ..registry import get_backend
     from .train_text import plan_steps
 
+    if controls.merge:
+        raise OptionError("--merge: an image LoRA is not merged into a model folder; leave out --merge "
+                          f"(%imagine -m {name} loads the base with the adapter)")
     base = engine.registry.resolve("tiny-image" if options.base == "tiny-text" else options.base, "image")
-    cards.check_name(name, base)
+    cards.check_name(name, base, engine.registry, replace=controls.overwrite)
     options = dataclasses.replace(options, base=base.alias)
     folder = require_folder(base.source, "model_index.json", base.hub_revision)
-    pairs = load_pairs(options, namespace)
+    pairs, report = scan_captions(load_pairs(options, namespace), options, controls, engine)
+    view.message(report.summary())
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
     from ..backends import quiet_progress_bars
@@ -223,12 +243,13 @@ def _run_image(name: str, options: FinetuneOptions, controls: FinetuneControls,
                "target_modules": targets}
     card = cards.make_card(name=name, base=base, base_fingerprint=base_fp, data_fingerprint=data_fp,
                            fingerprint=fingerprint, options=fp_options, metrics=metrics, stopped=stopped,
-                           data={"source": str(options.images), "images": len(pairs), "resolution": size})
+                           data={"source": str(options.images), "images": len(pairs), "resolution": size,
+                                 "pii": report.to_dict()})
     cards.save_adapter(lambda tmp: StableDiffusionPipeline.save_lora_weights(
         str(tmp), unet_lora_layers=layers, safe_serialization=True), out_dir, card)
     cards.register(engine.registry, name, base, out_dir)
     result = FinetuneResult(name=name, adapter=out_dir, card=card, stopped=view.reason if stopped else "",
-                            losses=losses)
+                            losses=losses, pii=report.summary())
     view.close(result.summary())
     return result
 

@@ -49,10 +49,7 @@ class Trained:
     target_modules: list[str] = field(default_factory=list)
 
 
-def attention_projections(model: Any) -> list[str]:
-    """The names (last path component) of the linear layers inside the model's attention
-    blocks: ``q_proj, k_proj, v_proj, o_proj`` (Llama), ``c_attn, c_proj`` (GPT-2),
-    ``query_key_value, dense`` (GPT-NeoX)... found by walking the model, not from a list."""
+def _linear_types() -> tuple[type, ...]:
     import torch
 
     linear: tuple[type, ...] = (torch.nn.Linear,)
@@ -62,22 +59,44 @@ def attention_projections(model: Any) -> list[str]:
         linear = (*linear, Conv1D)
     except ImportError:  # pragma: no cover
         pass
+    return linear
+
+
+def attention_projections(model: Any) -> list[str]:
+    """The full module names of the linear layers inside the model's attention blocks
+    (``model.layers.0.self_attn.q_proj``, ``transformer.h.0.attn.c_proj``...), found by walking
+    the model, not from a list. Full names, because peft matches a name by its suffix and
+    GPT-2's ``c_proj`` is also the MLP's output layer."""
+    linear = _linear_types()
     names: dict[str, None] = {}
-    for _, module in model.named_modules():
+    for parent, module in model.named_modules():
         kind = type(module).__name__.lower()
         if "attention" not in kind and not kind.endswith("attn"):
             continue
         for child_name, child in module.named_children():
             if isinstance(child, linear):
-                names[child_name] = None
+                names[f"{parent}.{child_name}" if parent else child_name] = None
     return list(names)
 
 
-def linear_names(model: Any) -> list[str]:
-    import torch
+def short_names(full: list[str]) -> list[str]:
+    """``attn.c_proj`` for ``transformer.h.0.attn.c_proj``: each layer kind once (what the card shows)."""
+    return list(dict.fromkeys(".".join(n.split(".")[-2:]) for n in full))
 
-    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
-                   if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"})
+
+def linear_modules(model: Any) -> list[str]:
+    """The full names of the model's linear (and GPT-2 Conv1D) layers."""
+    linear = _linear_types()
+    return [name for name, m in model.named_modules() if isinstance(m, linear)]
+
+
+def linear_names(model: Any) -> list[str]:
+    return sorted({name.rsplit(".", 1)[-1] for name in linear_modules(model)})
+
+
+def matching(modules: list[str], target: str) -> list[str]:
+    """The full names ``target`` (a name or a dotted suffix such as ``attn.c_proj``) selects."""
+    return [n for n in modules if n == target or n.endswith("." + target)]
 
 
 def plan_steps(options: FinetuneOptions, n_train: int) -> int:
@@ -118,24 +137,35 @@ def load_base(folder: str, device: str, trust_remote_code: bool = False) -> tupl
 
 
 def wrap_lora(model: Any, options: FinetuneOptions) -> tuple[Any, list[str]]:
+    """The LoRA-wrapped model and the layer kinds adapted. peft is given the full module names
+    (it matches by suffix, so a bare ``c_proj`` would also adapt GPT-2's MLP)."""
     from peft import LoraConfig, get_peft_model
 
-    targets = list(options.target_modules) or attention_projections(model)
-    if not targets:
+    if options.target_modules:
+        modules = linear_modules(model)
+        full: list[str] = []
+        for target in options.target_modules:
+            found = matching(modules, target)
+            if not found:
+                raise OptionError(f"--target-modules {target}: no such linear layer in {options.base}; "
+                                  f"its linear layers: {', '.join(linear_names(model)[:12])} "
+                                  "(a dotted suffix such as attn.c_proj picks one kind)")
+            full += found
+        full = list(dict.fromkeys(full))
+        shown = list(options.target_modules)
+    else:
+        full = attention_projections(model)
+        shown = short_names(full)
+    if not full:
         raise OptionError(f"{options.base}: no attention projections found; name the layers to adapt with "
                           f"--target-modules (its linear layers: {', '.join(linear_names(model)[:12])})")
-    known = set(linear_names(model))
-    missing = [t for t in targets if t not in known]
-    if missing:
-        raise OptionError(f"--target-modules {missing[0]}: no such linear layer in {options.base}; "
-                          f"its linear layers: {', '.join(sorted(known)[:12])}")
-    conv1d = any(type(m).__name__ == "Conv1D" and name.rsplit(".", 1)[-1] in targets
-                 for name, m in model.named_modules())
+    chosen = set(full)
+    conv1d = any(type(m).__name__ == "Conv1D" and name in chosen for name, m in model.named_modules())
     config = LoraConfig(r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
-                        target_modules=targets, task_type="CAUSAL_LM", fan_in_fan_out=conv1d)
+                        target_modules=full, task_type="CAUSAL_LM", fan_in_fan_out=conv1d)
     with warnings.catch_warnings():  # peft asks transformers a deprecated question (is_gradient_checkpointing)
         warnings.filterwarnings("ignore", category=FutureWarning)
-        return get_peft_model(model, config), targets
+        return get_peft_model(model, config), shown
 
 
 def collate(encoded: Encoded, idx: list[int], pad: int, device: str) -> dict[str, Any]:
