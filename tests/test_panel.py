@@ -26,6 +26,7 @@ def slow_backends() -> Any:
     registry.register_backend("fail", FailingBackend)
     SlowEchoBackend.most = SlowEchoBackend.active = 0
     yield
+    genmagic._magics.engine.models.unload()  # while their backends are still there to unload them
     registry.unregister_backend("slow")
     registry.unregister_backend("fail")
 

@@ -231,7 +231,8 @@ def test_a_missing_engine_fails_under_make_test_and_in_ci_and_skips_elsewhere(mo
     with pytest.raises(pytest.skip.Exception, match="run `make engine`"):
         conftest_engines.missing("llama-cpp-python is not installed")
     makefile = (conftest_engines.TINY_TEXT.parents[2] / "Makefile").read_text()
-    assert "GENMAGIC_REQUIRE_ENGINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest" in makefile
+    test_line = next(line for line in makefile.splitlines() if "-m pytest" in line)
+    assert "GENMAGIC_REQUIRE_ENGINE=1 " in test_line and test_line.startswith("\t")
 
 
 def test_the_gguf_is_cached_by_content_and_older_ones_are_removed(tiny_gguf: Any, tmp_path: Any) -> None:
