@@ -217,3 +217,19 @@ def test_a_builtin_base_is_persisted_by_its_alias(tmp_path: Path, genmagic_home:
     spec = Registry().resolve("fox-builtin", "text")  # a new session reads it back
     assert spec.source == str(PACKAGE_MODELS / "tiny-text")
     assert spec.adapters == (str(genmagic_home / "adapters" / "fox-builtin"),)
+
+
+def test_images_and_text_data_together_are_refused(tmp_path: Path) -> None:
+    import genmagic
+
+    with pytest.raises(OptionError, match=r"--images trains an image LoRA .* give one of them"):
+        genmagic.finetune("both", ["some text"], images=str(tmp_path), base="tiny-image")
+
+
+def test_rows_left_out_are_said_on_stderr_by_the_python_api(tiny_text_dir: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import genmagic
+
+    rows = [{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": "d"}, {"prompt": "e"}]
+    genmagic.finetune("skips", rows, base=str(tiny_text_dir), steps=1, eval_split=0, samples=0)
+    assert "1 without text skipped" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,11 @@ def run(name: str, options: FinetuneOptions, controls: FinetuneControls, *, data
 
     engine = engine or default_engine()
     if options.images is not None or (options.captions is not None):
+        if data is not None or controls.data is not None or (cell or "").strip():
+            from ..errors import OptionError
+
+            raise OptionError("--images trains an image LoRA on pictures and captions; --data (or the cell body) "
+                              "is text for a text LoRA: give one of them")
         from .train_image import run_image
 
         return run_image(name, options, controls, namespace=namespace, engine=engine,
@@ -68,6 +74,8 @@ def _run_text(name: str, base: Any, options: FinetuneOptions, controls: Finetune
     if encoded.skipped:
         notes.append(f"{encoded.skipped} without text skipped")
     view.message("; ".join(notes))
+    if (encoded.skipped or encoded.truncated) and type(view) is TrainingView:  # a silent view (the Python API)
+        print(f"genmagic: {'; '.join(notes[1:])}", file=sys.stderr)  # rows left out are never silent
 
     base_fp = get_backend(base.backend).fingerprint(dataclasses.replace(base, adapters=()))
     data_fp = dat.fingerprint(encoded)
