@@ -47,3 +47,17 @@ def test_imagine_over_with_a_shared_init_and_save(img_ip: Any, tmp_path: Any) ->
                       f"--save {tmp_path} --out i_b\n{{item}}")
     assert len(out) == 2 and all(r.info["mode"] == "img2img" for r in img_ip.user_ns["i_b"].results)
     assert len(list(tmp_path.glob("*.png"))) == 2
+
+
+def test_a_stopped_batch_keeps_its_partial_images(img_ip: Any) -> None:
+    """Stop (every row's sink cancelled) ends the pipeline within a step; like a single run, the rows
+    keep the images decoded from where it stopped."""
+    from genmagic.request import ListSink
+
+    engine = genmagic._magics.engine
+    requests = [engine.request("image", p, ImageOptions(seed=5, steps=8), model="tiny-img") for p in PROMPTS[:2]]
+    sinks = [ListSink(cancel_after=2), ListSink(cancel_after=2)]
+    results = engine.run_many(requests, sinks=sinks, cache=False)
+    assert [r.status for r in results] == ["interrupted", "interrupted"]
+    assert all(len(r.images) == 1 and r.images[0].size == (64, 64) for r in results)
+    assert all(r.history_id is not None for r in results)

@@ -752,7 +752,7 @@ class DiffusersImageBackend:
         nsfw = nsfw_flags(state.safety, images) if state.safety and images else [False] * len(images)
         out = []
         for i, request in enumerate(requests):
-            row = images[i:i + 1] if status == "ok" else []
+            row = images[i:i + 1]  # a Stop (interrupt flag) still decodes: the partial images are kept
             out.append(_image_result(request, loaded, pipe, status, row, [request.seed or 0] * len(row),
                                      [bool(f) for f in nsfw[i:i + 1]] if row else [], started, steps_done, 0.0,
                                      mode, sampler, width, height))
