@@ -103,6 +103,10 @@ bench: setup engine
 	$(BIN)/python bench/safety_overhead.py
 	$(BIN)/python bench/decoding.py
 	$(BIN)/python bench/grammar_engines.py
+	$(BIN)/python bench/batch.py
+	$(BIN)/python bench/widgets_overhead.py
+	$(BIN)/python bench/panel_overhead.py
+	$(BIN)/python bench/finetune_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -5,7 +5,7 @@ the run layer's own cost): ``%%imagine --compare seed=1,2,3 --compare steps=S1,S
 nine ``%%imagine --seed X --steps Y`` runs it stands for. Reports the median wall times and
 the ratio grid / nine runs (it should be below 1 once cells sharing a model and size run as
 one batch; while cells run one by one it is about 1 plus the grid's rendering), and checks
-that every cell's pixels equal its separate run's.
+that every cell's pixels equal its separate run's (within the batched UNet's rounding: 2 levels).
 
 Usage: python bench/widgets_overhead.py [--model DIR] [--steps 4,8,12] [--rounds N]
 """
@@ -79,15 +79,18 @@ def main() -> None:
         n, results = timed(singles)
         grid_s.append(g)
         nine_s.append(n)
-    same = all(np.array_equal(np.asarray(cell.image), np.asarray(single.image))
-               for cell, single in zip(grid.cells, results, strict=True))
+    # cells sharing the steps run as one batch: the batched UNet rounds differently, by a pixel level or two
+    drift = max(int(np.abs(np.asarray(cell.image, dtype=np.int16) - np.asarray(single.image, dtype=np.int16)).max())
+                for cell, single in zip(grid.cells, results, strict=True))
+    same = drift <= 2
     g, n = statistics.median(grid_s), statistics.median(nine_s)
     print(f"3x3 image comparison grid vs nine separate runs ({args.rounds} interleaved rounds, steps {args.steps}, "
           f"{args.threads} thread(s))")
     print(f"  grid (--compare, rendered)  median {g * 1000:8.0f} ms")
     print(f"  nine separate %%imagine     median {n * 1000:8.0f} ms")
     print(f"  ratio grid / nine runs      {g / n:.3f} (below 1 where cells run as one batch)")
-    print(f"  every cell's pixels equal its separate run's: {'yes' if same else 'NO'}")
+    print(f"  every cell's pixels vs its separate run's: at most {drift} levels apart (8-bit; batch rounding "
+          f"allows 2): {'ok' if same else 'NO'}")
     if not same:
         sys.exit(1)
 
