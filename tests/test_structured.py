@@ -210,3 +210,24 @@ def test_the_grammar_processor_constrains_a_left_padded_batch() -> None:
     for row, text in enumerate(texts):
         assert not constraint.incomplete(row, out[row, batch["input_ids"].shape[1]:].tolist()), text
         jsonschema.validate(json.loads(text), TAGS_SCHEMA)
+
+
+def test_a_draft_token_the_grammar_forbids_never_unconstrains_the_row(tiny_text_dir: Any) -> None:
+    """Assisted decoding (prompt lookup) shows the processor drafts that may hold tokens the grammar
+    forbids, then rolls them back: the row stays constrained."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from genmagic.backends._grammar import json_constraint
+
+    tok = AutoTokenizer.from_pretrained(tiny_text_dir)
+    constraint = json_constraint(tok, None, 1, tok.eos_token_id, 64)
+    prefix = [5, 6]
+    vocab = len(tok)
+    brace = tok.encode("{", add_special_tokens=False)
+    allowed = lambda ids: int((constraint(torch.tensor([prefix + ids]), torch.zeros(1, vocab)) > -1).sum())  # noqa: E731
+    allowed([])  # the start: only JSON openers
+    after_brace = allowed(brace)
+    forbidden = tok.encode("zzz", add_special_tokens=False)[:1]
+    allowed(brace + forbidden)  # a draft with a token the grammar forbids
+    assert allowed(brace) == after_brace < vocab  # rolled back to '{': constrained as before

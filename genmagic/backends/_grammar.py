@@ -102,6 +102,7 @@ class JsonConstraint:
 
         self.engine, self.closers = _engine_tokenizer(tokenizer, eos)
         text = grammar(schema)
+        self.grammar = text
         self.matchers = [LLMatcher(self.engine, text, log_level=0) for _ in range(rows)]
         error = self.matchers[0].get_error() if self.matchers[0].is_error() else ""
         if error:
@@ -125,13 +126,25 @@ class JsonConstraint:
                 break
             same += 1
         if same < len(done):
-            matcher.rollback(len(done) - same)
-            del done[same:]
-        for token in ids[same:]:
-            if matcher.is_stopped() or matcher.is_error():
-                return  # the row has ended: what follows is padding
-            matcher.consume_token(token)
-            done.append(token)
+            if matcher.is_error():  # a rollback does not clear an error: start again from what stays
+                from llguidance import LLMatcher
+
+                matcher = self.matchers[row] = LLMatcher(self.engine, self.grammar, log_level=0)
+                kept = done[:same]
+                done.clear()
+                if kept and matcher.consume_tokens(kept):
+                    done.extend(kept)
+            else:
+                matcher.rollback(len(done) - same)
+                del done[same:]
+        rest = ids[same:]
+        if not rest or matcher.is_stopped() or matcher.is_error():
+            return  # nothing new, or the row has ended: what follows is padding
+        # Only the tokens the grammar allows: a draft (prompt lookup) may hold others, which the
+        # verifying pass rejects; consuming one would leave the matcher in error, the row unconstrained.
+        valid = matcher.validate_tokens(rest)
+        if valid and matcher.consume_tokens(rest[:valid]):
+            done.extend(rest[:valid])
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.start is None:
