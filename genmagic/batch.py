@@ -72,6 +72,9 @@ def check_template(template: str, rows: Sequence[Mapping[str, Any]], namespace: 
         if match.group(1) is None:
             continue
         base = match.group(1).split(".")[0].split("[")[0]
+        key = match.group(1)[len(base) + 1:-1] if base == "row" and match.group(1).startswith("row[") else None
+        if key is not None and key not in rows[0].get("row", {}):
+            base = f"row[{key}]"  # {row[any name]}: that name must be a column
         if base not in known:
             fields = [k for k in rows[0] if k != "row"]
             what = "columns" if "item" not in rows[0] else "placeholder"

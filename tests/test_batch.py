@@ -406,11 +406,14 @@ def test_repetition_penalty_leaves_out_the_left_padding() -> None:
 def test_empty_cells_fill_in_as_empty_text_and_out_column_never_replaces_an_input() -> None:
     import pandas as pd
 
-    from genmagic.batch import fill, rows_of
+    from genmagic.batch import check_template, fill, rows_of
+    from genmagic.errors import PromptError
 
     frame = pd.DataFrame({"subject": ["Refund", None], "body text": [float("nan"), "Broken"]})
     rows = rows_of(frame)
     assert [fill("{subject}|{row[body text]}", row, {}) for row in rows] == ["Refund|", "|Broken"]
     assert fill("{item}", {"item": pd.NA}, {}) == ""
+    with pytest.raises(PromptError, match=r"unknown placeholder \{row\[body\]\} .* columns subject, body text"):
+        check_template("{row[body]}", rows, {}, "frame")
     with pytest.raises(OptionError, match=r"--out-column subject: .* already has that column"):
         genmagic.generate_many(frame, "{subject}", model="echo:", out_column="subject")
