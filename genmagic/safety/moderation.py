@@ -63,7 +63,8 @@ class Threshold:
 # trouble ("a firm message to a tenant who has not paid rent", "an apology to a customer charged twice")
 # score 0.55-0.65, and a false block is a surprise a data scientist meets every day. Measured at 0.55 ->
 # 0.65: eval set caught 0.952 -> 0.907, benign blocked 0.038 -> 0.023 (0.915 / 0.026 after 20 benign
-# examples about children were added); 55 everyday prompts written
+# examples about children were added; 0.911 / 0.026 after 38 about extracting fields from tickets and
+# records, and broken "cracked" screens); 55 everyday prompts written
 # after it, 3 -> 1 blocked. Scores from 0.35 still warn, so a missed request is shown, not silent.
 LEVELS: dict[str, Threshold] = {
     "standard": Threshold(block=0.65, flag=0.35, flag_action="warn", rule_warn_action="warn"),
