@@ -440,7 +440,6 @@ class TransformersTextBackend:
 
     def generate(self, loaded: Loaded, request: Request, sink: Sink) -> TextResult:
         import torch
-        from transformers import LogitsProcessorList
 
         tm: _TextModel = loaded.model
         options: TextOptions = request.options  # type: ignore[assignment]
@@ -469,10 +468,7 @@ class TransformersTextBackend:
                         generation_config=generation_config,
                         streamer=streamer,
                         tokenizer=tok if options.stop else None,
-                        logits_processor=LogitsProcessorList(
-                            [*repetition_penalty(options.repetition_penalty, [0]),
-                             *([constraint] if constraint is not None else []),
-                             *row_sampler(options, [seed], loaded.device)]),
+                        logits_processor=_processors(options, [0], constraint, [seed], loaded.device),
                     )
             except (KeyboardInterrupt, _Cancelled):
                 status = "interrupted"
@@ -521,7 +517,6 @@ class TransformersTextBackend:
         Llama: 40 of 64 rows identical over 16 tokens; trained models have far fewer near-ties).
         Ctrl-C returns every row as far as it got: rows that had ended are ``ok``."""
         import torch
-        from transformers import LogitsProcessorList
 
         if len(requests) == 1 or any(r.options.num > 1 or r.options.speculate == "prompt-lookup"  # type: ignore[attr-defined]
                                      for r in requests):
@@ -548,10 +543,8 @@ class TransformersTextBackend:
                     generation_config=generation_config,
                     streamer=row_streamer,
                     tokenizer=tok if options.stop else None,
-                    logits_processor=LogitsProcessorList(
-                        [*repetition_penalty(options.repetition_penalty, [input_ids.shape[1] - len(r) for r in rows]),
-                         *([constraint] if constraint is not None else []),
-                         *row_sampler(options, [r.seed for r in requests], loaded.device)]),
+                    logits_processor=_processors(options, [input_ids.shape[1] - len(r) for r in rows], constraint,
+                                                 [r.seed for r in requests], loaded.device),
                     stopping_criteria=rows_cancelled(sinks),
                 )
         except KeyboardInterrupt:
@@ -567,6 +560,16 @@ class TransformersTextBackend:
             results.append(_text_result(request, loaded, "error" if error else row_status, [text], [len(streamer.ids)],
                                         started, first, len(ids), done, error=error, info={"speculation": "off"}))
         return results
+
+
+def _processors(options: TextOptions, pads: list[int], constraint: Any, seeds: list[int | None], device: str) -> Any:
+    """The logits processors of a run, in order: the repetition penalty over each row's own tokens
+    (``pads``: its left padding), the JSON constraint (-f json / --schema), then each row's sampler."""
+    from transformers import LogitsProcessorList
+
+    return LogitsProcessorList([*repetition_penalty(options.repetition_penalty, pads),
+                                *([constraint] if constraint is not None else []),
+                                *row_sampler(options, seeds, device)])
 
 
 def _text_result(request: Request, loaded: Loaded, status: str, texts: list[str], counts: list[int], started: float,
